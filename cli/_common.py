@@ -1,0 +1,68 @@
+"""Shared command-line plumbing: error handling, consoles and option helpers.
+
+Every command body runs inside :func:`run_command`, which turns library errors into one
+``Error:`` line on stderr and the right exit code, and keeps tracebacks for ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from rcml_st.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RCMLError
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_state = {"debug": False}
+
+
+def set_debug(value: bool) -> None:
+    """Turns full tracebacks on or off for this process."""
+    _state["debug"] = value or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
+
+
+def debug_enabled() -> bool:
+    """Whether full tracebacks are wanted (``--debug`` or ``RCML_ST_DEBUG=1``)."""
+    return _state["debug"] or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Prints ``Error: message`` on stderr and returns the ``typer.Exit`` to raise."""
+    err_console.print(f"Error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def run_command(body: Callable[[], T]) -> T:
+    """Runs a command body, mapping exceptions to one-line errors and exit codes.
+
+    - :class:`rcml_st.errors.RCMLError` subclasses carry their exit code (2 bad input, 1 runtime).
+    - ``ValueError`` is bad input (2); ``FileNotFoundError``/``PermissionError`` too.
+    - ``KeyboardInterrupt`` exits 130 with a note that the work can be resumed.
+    - Anything else is a runtime failure (1).
+    """
+    try:
+        return body()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        raise fail("interrupted; re-run the same command to resume", 130) from None
+    except Exception as exc:
+        if debug_enabled():
+            traceback.print_exc(file=sys.stderr)
+        if isinstance(exc, RCMLError):
+            code = exc.exit_code
+        elif isinstance(exc, (ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
+            code = EXIT_BAD_INPUT
+        else:
+            code = EXIT_RUNTIME
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise fail(message, code) from None
