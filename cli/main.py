@@ -8,7 +8,6 @@ so ``rcml-st --help`` stays fast.
 from __future__ import annotations
 
 import typer
-
 from rcml_st.cli import _common, demo, evaluate, index, prepare, search, train
 
 app = typer.Typer(

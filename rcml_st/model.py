@@ -1,0 +1,91 @@
+"""Building, loading and inspecting RCML ``SentenceTransformer`` models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sentence_transformers import SentenceTransformer
+
+from rcml_st.errors import UsageError
+from rcml_st.modules import DEFAULT_BETA, OpenCLIPInput, RelationPooling
+
+
+def build_model(
+    backbone: str | os.PathLike = "ViT-B-32",
+    pretrained: str | os.PathLike | None = None,
+    *,
+    beta: float = DEFAULT_BETA,
+    num_heads: int = 8,
+    relations: list[str] | None = None,
+    device: str | None = None,
+) -> SentenceTransformer:
+    """Builds a new RCML model: an open_clip backbone followed by relation pooling.
+
+    Args:
+        backbone: an open_clip model name (``"ViT-B-32"``) or a path to a model-config JSON.
+        pretrained: an open_clip pretrained tag, a local weights file, or ``None`` (random init).
+        beta: weight of CLIP's global embedding in the mix (1.0 reproduces CLIP exactly).
+        num_heads: attention heads of the pooling.
+        relations: an initial relation vocabulary (training sets it from the data).
+        device: ``"cpu"``, ``"cuda"``, ... (default: sentence-transformers' choice).
+
+    Returns:
+        A ``SentenceTransformer`` whose ``encode`` takes ``relation=`` (see :mod:`rcml_st`).
+
+    Example:
+        >>> model = build_model("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
+        >>> item = {"text": "nursing pillow"}
+        >>> model.encode(item, relation="used together for infant feeding").shape  # doctest: +SKIP
+        (32,)
+    """
+    clip = OpenCLIPInput(str(backbone), None if pretrained is None else str(pretrained))
+    pooling = RelationPooling(
+        clip.get_embedding_dimension(), num_heads=num_heads, beta=beta, relations=relations
+    )
+    return SentenceTransformer(modules=[clip, pooling], device=device, similarity_fn_name="cosine")
+
+
+def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
+    """Loads a saved RCML model directory, offline.
+
+    This is ``SentenceTransformer(path, trust_remote_code=True, local_files_only=True)``:
+    sentence-transformers 6 imports module classes from outside its own namespace (here
+    ``rcml_st.modules``) only when the caller passes ``trust_remote_code=True``.
+
+    Args:
+        path: a directory written by ``rcml-st train`` or ``model.save_pretrained``.
+        device: where to load it (default: sentence-transformers' choice).
+
+    Raises:
+        UsageError: when the path is not an RCML model directory.
+
+    Example:
+        >>> import rcml_st
+        >>> model = rcml_st.load("rcml-baby")  # doctest: +SKIP
+        >>> model.encode(["nursing pillow"], relation="used together for infant feeding")  # doctest: +SKIP
+    """
+    directory = Path(path)
+    if not (directory / "modules.json").is_file():
+        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+    model = SentenceTransformer(str(directory), device=device, trust_remote_code=True, local_files_only=True)
+    if not isinstance(model[0], OpenCLIPInput) or len(model) < 2 or not isinstance(model[1], RelationPooling):
+        raise UsageError(f"{path} is a sentence-transformers model but not an RCML one")
+    return model
+
+
+def rcml_modules(model: SentenceTransformer) -> tuple[OpenCLIPInput, RelationPooling]:
+    """The model's input module and relation pooling (raises for a non-RCML model)."""
+    if len(model) < 2 or not isinstance(model[0], OpenCLIPInput) or not isinstance(model[1], RelationPooling):
+        raise UsageError("not an RCML model: expected OpenCLIPInput followed by RelationPooling")
+    return model[0], model[1]
+
+
+def relation_vocabulary(model: SentenceTransformer) -> list[str]:
+    """The relation descriptions the model was trained on (saved with it)."""
+    return list(rcml_modules(model)[1].relations)
+
+
+def set_relation_vocabulary(model: SentenceTransformer, relations: list[str]) -> None:
+    """Records the relation vocabulary on the model (saved with it)."""
+    rcml_modules(model)[1].relations = sorted(dict.fromkeys(relations))

@@ -1,0 +1,198 @@
+"""Creating open_clip backbones from a name, a model-config JSON or a saved directory.
+
+A backbone spec is one of:
+
+- an open_clip model name such as ``"ViT-B-32"`` (see ``open_clip.list_models()``);
+- a path to an open_clip model-config JSON (``{"embed_dim": ..., "vision_cfg": ..., "text_cfg": ...}``,
+  optionally wrapped as ``{"model_cfg": ..., "preprocess_cfg": ...}``) for a custom architecture;
+- a directory in open_clip's ``local-dir`` layout (``open_clip_config.json`` + weights), which is
+  also what a saved rcml-st model directory is.
+
+Weights (``pretrained``) are an open_clip pretrained tag (downloaded by open_clip, so it needs the
+model hub), a local weights file (``.pt``/``.bin``/``.safetensors``), or ``None``/``"none"`` for random
+initialisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from rcml_st.errors import RCMLError, UsageError
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+
+
+@dataclass
+class Backbone:
+    """An open_clip model with the configuration needed to rebuild it.
+
+    Attributes:
+        model: the open_clip ``CLIP``/``CustomTextCLIP`` module.
+        model_cfg: its architecture config (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...).
+        preprocess_cfg: its image preprocessing config (size, mean, std, ...).
+    """
+
+    model: torch.nn.Module
+    model_cfg: dict[str, Any]
+    preprocess_cfg: dict[str, Any]
+
+
+def _normalise_pretrained(pretrained: str | os.PathLike | None) -> str | None:
+    if pretrained is None:
+        return None
+    value = str(pretrained)
+    return None if value.strip().lower() in ("", "none", "random") else value
+
+
+def _read_config_json(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable open_clip model-config JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: an open_clip model config must be a JSON object")
+    model_cfg = data.get("model_cfg", data)
+    missing = [key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in model_cfg]
+    if missing:
+        raise UsageError(f"{path}: not an open_clip model config (missing {', '.join(missing)})")
+    return copy.deepcopy(model_cfg), dict(data.get("preprocess_cfg", {}))
+
+
+def _create_from_config(
+    model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any], weights: str | None
+) -> torch.nn.Module:
+    # open_clip's public way to build from an arbitrary config is its `local-dir:` schema.
+    with tempfile.TemporaryDirectory(prefix="rcml-openclip-") as tmp:
+        Path(tmp, OPEN_CLIP_CONFIG).write_text(
+            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}), encoding="utf-8"
+        )
+        # open_clip warns on the root logger that no weights were found: random init is asked for here.
+        with _quiet_root_logger():
+            model = open_clip.create_model(f"local-dir:{tmp}")
+    if weights is not None:
+        # open_clip's own loader: strict, and it converts older checkpoint layouts.
+        open_clip.load_checkpoint(model, weights, strict=True)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> Backbone:
+    """Creates an open_clip backbone from a spec and optional weights.
+
+    Args:
+        spec: an open_clip model name, a model-config JSON path, or an open_clip ``local-dir`` folder.
+        pretrained: an open_clip pretrained tag, a local weights file, or ``None``/``"none"``.
+
+    Returns:
+        The :class:`Backbone`.
+
+    Raises:
+        UsageError: for an unknown model name, a bad config or a weights file that does not fit.
+        RCMLError: when a pretrained tag cannot be downloaded (no network or model hub).
+
+    Example:
+        >>> backbone = create_backbone("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
+        >>> backbone.model_cfg["embed_dim"]  # doctest: +SKIP
+        32
+    """
+    spec_str = str(spec)
+    weights = _normalise_pretrained(pretrained)
+    path = Path(spec_str)
+    if path.is_dir():
+        model_cfg, preprocess_cfg = _read_config_json(path / OPEN_CLIP_CONFIG)
+        if weights is not None:
+            raise UsageError(f"{path}: a model directory brings its own weights; drop --pretrained")
+        model = open_clip.create_model(f"local-dir:{path}")
+    elif spec_str.lower().endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"backbone config {spec_str} does not exist")
+        model_cfg, preprocess_cfg = _read_config_json(path)
+        if weights is not None and not os.path.isfile(weights):
+            raise UsageError(
+                f"--pretrained {weights!r}: a custom architecture takes a local weights file, not a tag"
+            )
+        model = _load_checked(lambda: _create_from_config(model_cfg, preprocess_cfg, weights), weights)
+    else:
+        name = spec_str.replace("/", "-")
+        cfg = open_clip.get_model_config(name)
+        if cfg is None:
+            raise UsageError(
+                f"unknown open_clip model {spec_str!r}: use a name from open_clip.list_models() "
+                "(e.g. ViT-B-32) or a path to an open_clip model-config JSON"
+            )
+        model_cfg = copy.deepcopy(cfg)
+        if weights is not None and not os.path.isfile(weights):
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            if weights not in tags:
+                raise UsageError(
+                    f"--pretrained {weights!r} is neither a local weights file nor a pretrained tag of "
+                    f"{name} (tags: {', '.join(tags) or 'none'})"
+                )
+        model = _load_checked(lambda: open_clip.create_model(name, pretrained=weights), weights)
+        preprocess_cfg = {}
+    preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", None) or preprocess_cfg)
+    return Backbone(model=model, model_cfg=model_cfg, preprocess_cfg=preprocess_cfg)
+
+
+def _load_checked(create: Any, weights: str | None) -> torch.nn.Module:
+    try:
+        return create()
+    except RuntimeError as exc:
+        message = str(exc).splitlines()[0]
+        if weights is not None and os.path.isfile(weights):
+            raise UsageError(f"weights file {weights} does not fit this architecture: {message}") from None
+        if weights is not None:
+            raise RCMLError(
+                f"could not get pretrained weights {weights!r} ({message}); without a model hub, pass "
+                "a local weights file with --pretrained PATH"
+            ) from None
+        raise
+
+
+def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> None:
+    """Writes a backbone in open_clip's ``local-dir`` layout (config JSON + safetensors weights).
+
+    ``open_clip.create_model("local-dir:" + directory)`` loads the result, so a saved rcml-st
+    model doubles as a plain open_clip model.
+    """
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": backbone.model_cfg, "preprocess_cfg": backbone.preprocess_cfg}
+    (directory / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    save_model(backbone.model, str(directory / OPEN_CLIP_WEIGHTS))
+
+
+def get_tokenizer(model_cfg: dict[str, Any]) -> Any:
+    """The open_clip tokenizer for an architecture config (no download for CLIP's own BPE)."""
+    text_cfg = model_cfg.get("text_cfg", {})
+    context_length = text_cfg.get("context_length", 77)
+    tokenizer_kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    if "hf_tokenizer_name" in text_cfg:
+        return open_clip.tokenizer.HFTokenizer(
+            text_cfg["hf_tokenizer_name"], context_length=context_length, **tokenizer_kwargs
+        )
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length, **tokenizer_kwargs)

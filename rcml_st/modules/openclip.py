@@ -1,0 +1,319 @@
+"""The OpenCLIP input module: items in, per-modality global embeddings and token features out.
+
+It is the first module of an RCML ``SentenceTransformer``. ``preprocess`` turns a batch of items
+(strings, PIL images, image paths, dicts with ``text``/``image``/``relation``) into tensors;
+``forward`` runs the open_clip towers once and returns, per modality, the global embedding
+(CLIP's own, projected to the joint space) and the token features projected to the same space.
+Relation descriptions are encoded by the same text tower, each distinct one once per batch.
+:class:`~rcml_st.modules.pooling.RelationPooling` turns these into the final embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from sentence_transformers.base.modules import InputModule
+from torch import nn
+
+from rcml_st.modules.backbone import (
+    OPEN_CLIP_CONFIG,
+    Backbone,
+    create_backbone,
+    get_tokenizer,
+    save_backbone,
+)
+from rcml_st.modules.inputs import parse_batch
+
+REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
+"""Package requirements a saved model declares in ``config_sentence_transformers.json``."""
+
+try:
+    from open_clip.transformer import text_global_pool
+except ImportError:  # pragma: no cover - older open_clip keeps it in model.py
+    from open_clip.model import text_global_pool
+
+
+def _project(x: torch.Tensor, projection: nn.Module | torch.Tensor | None) -> torch.Tensor:
+    if projection is None:
+        return x
+    if isinstance(projection, nn.Module):
+        return projection(x)
+    return x @ projection
+
+
+class OpenCLIPInput(InputModule):
+    """Wraps any open_clip architecture as a sentence-transformers input module.
+
+    Features produced by :meth:`preprocess` (``B`` items, ``T`` of them with text, ``I`` with an
+    image, ``U`` distinct relations): ``input_ids`` (T, L), ``text_index`` (T,), ``pixel_values``
+    (I, 3, H, W), ``image_index`` (I,), ``relation_tokens`` (U, L) and ``relation_index`` (B,)
+    (-1: no relation). Only ``input_ids`` and ``pixel_values`` end in suffixes the trainer uses to
+    group a column's features, so one dataset column stays one group.
+
+    :meth:`forward` adds ``text_global`` (T, D), ``text_tokens`` (T, L, D), ``text_token_mask``
+    (T, L), the same three for ``image_*``, and ``relation_embedding`` (U, D).
+
+    Args:
+        backbone: an open_clip model name (``"ViT-B-32"``), a model-config JSON path, or a folder in
+            open_clip's ``local-dir`` layout.
+        pretrained: an open_clip pretrained tag, a local weights file, or ``None`` (random init).
+        model: an already built :class:`~rcml_st.modules.backbone.Backbone` (used by :meth:`load`).
+
+    Example:
+        >>> from sentence_transformers import SentenceTransformer
+        >>> from rcml_st.modules import OpenCLIPInput, RelationPooling
+        >>> clip = OpenCLIPInput("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
+        >>> pooling = RelationPooling(clip.get_embedding_dimension())  # doctest: +SKIP
+        >>> model = SentenceTransformer(modules=[clip, pooling])  # doctest: +SKIP
+        >>> model.encode(["a red pram"], relation="matches in colour").shape  # doctest: +SKIP
+        (1, 32)
+    """
+
+    config_file_name = "rcml_input_config.json"
+    config_keys = ["backbone", "pretrained"]
+    save_in_root = True
+    forward_kwargs = {"relation"}
+
+    def __init__(
+        self,
+        backbone: str = "ViT-B-32",
+        pretrained: str | None = None,
+        model: Backbone | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.backbone = str(backbone)
+        self.pretrained = None if pretrained is None else str(pretrained)
+        built = model if model is not None else create_backbone(backbone, pretrained)
+        self.model = built.model
+        self.model_cfg = built.model_cfg
+        self.preprocess_cfg = built.preprocess_cfg
+        self.embedding_dimension = int(self.model_cfg["embed_dim"])
+        self.tokenizer = get_tokenizer(self.model_cfg)
+        self.image_transform = image_transform_v2(PreprocessCfg(**self.preprocess_cfg), is_train=False)
+        # Ask the towers for their token features as well as the pooled embedding.
+        if hasattr(self.model.visual, "output_tokens"):
+            self.model.visual.output_tokens = True
+        text_tower = getattr(self.model, "text", None)
+        if text_tower is not None and hasattr(text_tower, "output_tokens"):
+            text_tower.output_tokens = True
+
+    # ----------------------------------------------------------------------------------------
+    # sentence-transformers interface
+    @property
+    def modalities(self) -> list[Any]:
+        """Text, image, and "message" so that mixed batches (and dicts) are accepted."""
+        return ["text", "image", "message"]
+
+    @property
+    def max_seq_length(self) -> int:
+        """The text tower's context length in tokens (longer texts are truncated)."""
+        return int(self.model_cfg.get("text_cfg", {}).get("context_length", 77))
+
+    def get_embedding_dimension(self) -> int:
+        """The width of the joint embedding space."""
+        return self.embedding_dimension
+
+    def preprocess(
+        self, inputs: list[Any], prompt: str | None = None, relation: str | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        """Validates and tensorises a batch of items.
+
+        Args:
+            inputs: strings, PIL images, image paths or dicts with ``text``/``image``/``relation``.
+            prompt: optional text prepended to every item text.
+            relation: the call-level relation; a per-item ``relation`` key wins.
+
+        Returns:
+            The feature dict described in the class docstring.
+
+        Raises:
+            ValueError: naming the item's index and the problem.
+        """
+        items = parse_batch(inputs, relation)
+        texts = [(prompt or "") + item.text for item in items if item.text is not None]
+        text_index = [i for i, item in enumerate(items) if item.text is not None]
+        images = [item.image for item in items if item.image is not None]
+        image_index = [i for i, item in enumerate(items) if item.image is not None]
+        relations: dict[str, int] = {}
+        relation_index = [
+            -1 if item.relation is None else relations.setdefault(item.relation, len(relations))
+            for item in items
+        ]
+        features: dict[str, torch.Tensor] = {
+            "input_ids": self._tokenize(texts),
+            "text_index": torch.tensor(text_index, dtype=torch.long),
+            "relation_tokens": self._tokenize(list(relations)),
+            "relation_index": torch.tensor(relation_index, dtype=torch.long),
+        }
+        if images:
+            features["pixel_values"] = torch.stack([self.image_transform(image) for image in images])
+            features["image_index"] = torch.tensor(image_index, dtype=torch.long)
+        return features
+
+    def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Runs the towers once: global embeddings, projected tokens, relation embeddings."""
+        text_ids = features["input_ids"]
+        relation_ids = features["relation_tokens"]
+        n_text = text_ids.shape[0]
+        if n_text + relation_ids.shape[0] > 0:
+            # Item texts and relation descriptions share one pass through the text tower.
+            global_, tokens, mask = self.encode_text(torch.cat([text_ids, relation_ids], dim=0))
+            features["text_global"] = global_[:n_text]
+            features["text_tokens"] = tokens[:n_text]
+            features["text_token_mask"] = mask[:n_text]
+            features["relation_embedding"] = global_[n_text:]
+        else:
+            features["relation_embedding"] = text_ids.new_zeros(
+                (0, self.embedding_dimension), dtype=torch.float
+            )
+        if "pixel_values" in features:
+            global_, tokens, mask = self.encode_image(features["pixel_values"])
+            features["image_global"] = global_
+            features["image_tokens"] = tokens
+            features["image_token_mask"] = mask
+        return features
+
+    # ----------------------------------------------------------------------------------------
+    # Towers
+    def _tokenize(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros((0, self.max_seq_length), dtype=torch.long)
+        return self.tokenizer(texts)
+
+    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Text tower with token features.
+
+        Args:
+            ids: token ids (N, L) from the module's tokenizer.
+
+        Returns:
+            ``(global (N, D), tokens (N, L', D), mask (N, L'))``: CLIP's text embedding, the
+            final-layer token features projected to the joint space, and which tokens are real.
+        """
+        model = self.model
+        if hasattr(model, "token_embedding") and hasattr(model, "transformer"):
+            return self._encode_builtin_text(ids)
+        text_tower = getattr(model, "text", None)
+        if text_tower is not None and getattr(text_tower, "output_tokens", False):
+            pooled, tokens = text_tower(ids)
+            tokens = _project(tokens, getattr(text_tower, "text_projection", None))
+            mask = ids[:, : tokens.shape[1]] != 0
+            return pooled, tokens, mask
+        # A text tower without token outputs (e.g. HF encoders): the global embedding is the only token.
+        pooled = model.encode_text(ids)
+        return (
+            pooled,
+            pooled[:, None, :],
+            torch.ones((*pooled.shape[:1], 1), dtype=torch.bool, device=ids.device),
+        )
+
+    def _encode_builtin_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Mirrors open_clip's CLIP.encode_text, also returning the tokens. With the causal mask a
+        # token never sees later positions, so trailing padding can be cut off without changing
+        # the result: titles of ~15 tokens then cost 15 positions, not 77.
+        model = self.model
+        pool_type = getattr(model, "text_pool_type", "argmax")
+        attn_mask = model.attn_mask
+        if attn_mask is not None and pool_type in ("argmax", "eos", "first") and ids.shape[0] > 0:
+            real = (ids != 0).long()
+            last = int((real * torch.arange(1, ids.shape[1] + 1, device=ids.device)).amax())
+            ids = ids[:, : max(last, 1)]
+        length = ids.shape[1]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(ids).to(cast_dtype)
+        x = x + model.positional_embedding[:length].to(cast_dtype)
+        x = model.transformer(x, attn_mask=None if attn_mask is None else attn_mask[:length, :length])
+        x = model.ln_final(x)
+        eos_id = getattr(model, "text_eos_id", None)
+        pooled = text_global_pool(x, ids, pool_type, eos_token_id=eos_id)
+        pooled = _project(pooled, model.text_projection)
+        tokens = _project(x, model.text_projection)
+        if pool_type == "argmax":
+            end = ids.argmax(dim=-1)
+            mask = torch.arange(length, device=ids.device)[None, :] <= end[:, None]
+        else:
+            mask = ids != 0
+        return pooled, tokens, mask
+
+    def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Image tower with token features: ``(global (N, D), tokens (N, P, D), mask (N, P))``."""
+        visual = self.model.visual
+        out = visual(pixels)
+        if isinstance(out, tuple):
+            pooled, tokens = out
+            tokens = _project(tokens, getattr(visual, "proj", None))
+        else:  # towers without token outputs (timm, ResNet): the global embedding is the only token
+            pooled, tokens = out, out[:, None, :]
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return pooled, tokens, mask
+
+    def encode_relation_texts(self, relations: list[str], batch_size: int = 256) -> torch.Tensor:
+        """Embeds relation descriptions with the text tower: (R, D) on the module's device."""
+        device = next(self.parameters()).device
+        chunks = [
+            self.encode_text(self._tokenize(relations[i : i + batch_size]).to(device))[0]
+            for i in range(0, len(relations), batch_size)
+        ]
+        if not chunks:
+            return torch.zeros((0, self.embedding_dimension), device=device)
+        return torch.cat(chunks)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Turns on open_clip's activation checkpointing in both towers."""
+        self.model.set_grad_checkpointing(True)
+
+    activation_checkpointing_enable = gradient_checkpointing_enable
+
+    # ----------------------------------------------------------------------------------------
+    # Saving and loading
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        """Writes the backbone in open_clip's ``local-dir`` layout plus this module's config.
+
+        Weights are always safetensors (``open_clip_model.safetensors``).
+        """
+        save_backbone(Backbone(self.model, self.model_cfg, self.preprocess_cfg), output_path)
+        self.save_config(output_path)
+        self._declare_requirements(Path(output_path))
+
+    @staticmethod
+    def _declare_requirements(root: Path) -> None:
+        # sentence-transformers writes this file (without requirements) before saving modules, and
+        # checks the declared requirements when loading; this module is saved in the root folder.
+        config_path = root / "config_sentence_transformers.json"
+        if not config_path.is_file():
+            return
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config.setdefault("requirements", {}).update(REQUIREMENTS)
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+    @classmethod
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> OpenCLIPInput:
+        """Loads the module from a saved model directory (config and weights, no download)."""
+        hub_kwargs = {
+            "subfolder": subfolder,
+            "token": token,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "local_files_only": local_files_only,
+        }
+        config = cls.load_config(model_name_or_path, **hub_kwargs)
+        directory = cls.load_dir_path(model_name_or_path, **hub_kwargs)
+        backbone = create_backbone(directory)
+        return cls(model=backbone, **config)
+
+
+__all__ = ["OPEN_CLIP_CONFIG", "REQUIREMENTS", "OpenCLIPInput"]
