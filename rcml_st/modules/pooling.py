@@ -67,6 +67,10 @@ class RelationPooling(Module):
         self.num_heads = int(num_heads)
         self.beta = float(beta)
         self.relations = list(relations or [])
+        # Set by training losses (not saved): forward then also embeds every item under every
+        # relation of the batch, as ``*_embedding_all`` (B, U, D), for in-batch negatives that are
+        # encoded under the anchor's relation.
+        self.output_all_relations = False
         self.attention = nn.MultiheadAttention(self.embedding_dimension, self.num_heads, batch_first=True)
 
     def get_embedding_dimension(self) -> int:
@@ -171,6 +175,13 @@ class RelationPooling(Module):
         fused = self.fuse(
             batch_size, outputs["text"], features["text_index"], outputs["image"], features.get("image_index")
         )
+        if self.output_all_relations and relation_embedding.shape[0] > 0:
+            every = {m: self.modality_embeddings(features, m, relation_embedding) for m in ("text", "image")}
+            fused_all = self.fuse(
+                batch_size, every["text"], features["text_index"], every["image"], features.get("image_index")
+            )
+            for name in ("text_embedding", "image_embedding", "sentence_embedding"):
+                features[f"{name}_all"] = fused_all[name]
         # Keep the outputs (and the inputs' index features), drop the heavy token tensors.
         for key in ("text_tokens", "text_token_mask", "image_tokens", "image_token_mask", "pixel_values"):
             features.pop(key, None)
