@@ -140,22 +140,25 @@ def generate_catalog(
     n_items: int = 200,
     seed: int = 0,
     holdout: float = 0.25,
-    links_per_item: int = 3,
+    links_per_item: int | None = None,
     image_size: int = 64,
 ) -> SyntheticCatalog:
     """Writes a synthetic baby-products catalogue: ``images/``, ``train.jsonl`` and ``test.jsonl``.
 
     The split is by item: test items never appear in the training file, and each file's
     relations only link items inside that file. For every item and relation, the item links to
-    ``links_per_item`` random other items of its group (same activity, colour or brand) in its
-    own split. The output is byte-for-byte identical for the same arguments.
+    every other item of its group (same activity, colour or brand) in its own split, or to
+    ``links_per_item`` random ones of them. Complete groups are the default because evaluation
+    draws negatives from items *not linked* to the source: with sparse links, unlinked members of
+    the source's own group would count as negatives while being true matches. The output is byte-for-byte identical for the same arguments.
 
     Args:
         out_dir: the output folder (created when needed; existing files are overwritten).
         n_items: total number of items (train + test).
         seed: random seed; everything (attributes, titles, links, pixels) follows from it.
         holdout: fraction of items held out for ``test.jsonl`` (0 writes no test file).
-        links_per_item: links per item and relation (fewer when the group is smaller).
+        links_per_item: links per item and relation (``None``: the whole group; fewer when the
+            group is smaller).
         image_size: width and height of the square PNG images, in pixels.
 
     Returns:
@@ -173,7 +176,7 @@ def generate_catalog(
         raise ValueError(f"n_items must be at least 2, got {n_items}")
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
-    if links_per_item < 0:
+    if links_per_item is not None and links_per_item < 0:
         raise ValueError(f"links_per_item must be >= 0, got {links_per_item}")
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
@@ -232,8 +235,8 @@ def _make_record(index: int, width: int, rng: np.random.Generator) -> dict[str, 
     }
 
 
-def _link(records: list[dict[str, Any]], k: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Adds ``relations``: for each item and relation, k random other items of its group."""
+def _link(records: list[dict[str, Any]], k: int | None, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Adds ``relations``: for each item and relation, k random other items of its group (all if None)."""
     members: dict[tuple[str, str], list[str]] = {}
     for record in records:
         for relation, key in GROUP_KEYS.items():
@@ -243,7 +246,9 @@ def _link(records: list[dict[str, Any]], k: int, rng: np.random.Generator) -> li
         relations: dict[str, list[str]] = {}
         for relation, key in GROUP_KEYS.items():
             others = [i for i in members[(relation, record[key])] if i != record["id"]]
-            if others and k:
+            if others and k is None:
+                relations[relation] = others
+            elif others and k:
                 picks = rng.choice(len(others), size=min(k, len(others)), replace=False)
                 relations[relation] = [others[int(p)] for p in picks]
         # Reserved keys first, then metadata: the file reads like the documented format.

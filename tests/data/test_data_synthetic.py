@@ -138,3 +138,13 @@ def test_two_hundred_items_generate_fast(tmp_path):
     start = time.perf_counter()
     generate_catalog(tmp_path, n_items=200)
     assert time.perf_counter() - start < 2.0
+
+
+def test_by_default_items_link_to_their_whole_group(synth):
+    # Evaluation draws negatives from unlinked items, so a group must be linked completely.
+    catalog = _read_clean(synth.test_path)
+    for relation, key in GROUP_KEYS.items():
+        neighbours = catalog.neighbours(relation)
+        for i, item in enumerate(catalog):
+            mates = {j for j, other in enumerate(catalog) if j != i and other.metadata[key] == item.metadata[key]}
+            assert neighbours.get(i, set()) == mates
