@@ -150,7 +150,8 @@ def generate_catalog(
     every other item of its group (same activity, colour or brand) in its own split, or to
     ``links_per_item`` random ones of them. Complete groups are the default because evaluation
     draws negatives from items *not linked* to the source: with sparse links, unlinked members of
-    the source's own group would count as negatives while being true matches. The output is byte-for-byte identical for the same arguments.
+    the source's own group would count as negatives while being true matches.
+    The output is byte-for-byte identical for the same arguments.
 
     Args:
         out_dir: the output folder (created when needed; existing files are overwritten).

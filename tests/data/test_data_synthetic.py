@@ -146,5 +146,6 @@ def test_by_default_items_link_to_their_whole_group(synth):
     for relation, key in GROUP_KEYS.items():
         neighbours = catalog.neighbours(relation)
         for i, item in enumerate(catalog):
-            mates = {j for j, other in enumerate(catalog) if j != i and other.metadata[key] == item.metadata[key]}
+            label = item.metadata[key]
+            mates = {j for j, other in enumerate(catalog) if j != i and other.metadata[key] == label}
             assert neighbours.get(i, set()) == mates
