@@ -1,0 +1,16 @@
+"""Qdrant storage for relation-conditioned vectors: layout, ids, safe batched writes, search.
+
+Example:
+    >>> from rcml_st.index import RelationIndex, PointRecord, point_id
+    >>> point_id("B0001", "used together for infant feeding")
+    '9d9731f8-bf2c-56ce-8aa5-968665255ba6'
+"""
+
+from __future__ import annotations
+
+from rcml_st.index.ids import NAMESPACE, point_id
+from rcml_st.index.records import Hit, PointRecord
+from rcml_st.index.retry import RetryPolicy
+from rcml_st.index.store import VECTOR_NAMES, RelationIndex
+
+__all__ = ["NAMESPACE", "VECTOR_NAMES", "Hit", "PointRecord", "RelationIndex", "RetryPolicy", "point_id"]
