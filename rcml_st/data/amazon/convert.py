@@ -202,12 +202,14 @@ def convert_amazon(
         write_catalog(writer.items(lambda done, total: progress(phase, done, total), final=False), staged)
         types = cluster_edges(first.documents, edge_sources, edge_targets, cluster, seed=seed)
         first.documents.clear()  # the clustering was their only use
-        summary.relation_types = list(zip(types.names, types.sizes, strict=True))
         phase = f"pass 3/{passes}: naming relation types"
         named = writer.rename(
             staged, types.names, iter(types.labels.tolist()), lambda d, t: progress(phase, d, t)
         )
         write_catalog(named, output)
+        # Sizes after merging: an edge both "also bought" and "bought together" is one edge of its type.
+        sizes = [(name, summary.edges[name]) for name in types.names]
+        summary.relation_types = sorted(sizes, key=lambda pair: -pair[1])
     finally:
         staged.unlink(missing_ok=True)
     return summary
