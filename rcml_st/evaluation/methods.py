@@ -1,0 +1,166 @@
+"""Per-relation embeddings of a catalogue for each evaluated method: RCML and the baselines.
+
+Every method is reduced to the same thing, a :class:`~rcml_st.encoding.RelationEmbeddings` whose
+``item``, ``text`` and ``image`` arrays (R, N, D) hold vectors whose *dot product* is the method's
+similarity of two items under a relation. The three tasks then score all methods alike.
+
+- ``rcml``: the model's relation-conditioned embeddings (unit vectors, cosine).
+- ``clip``: the model's backbone without conditioning, with the relation description appended to
+  the item's text (``"<text> <relation>"``), as the RCML paper's baselines get the relation; the
+  image side stays the plain image embedding. Texts longer than the text tower's context are
+  truncated by its tokenizer, which may cut the appended relation off.
+- ``product``: the training-free score ``sim(A, B | r) = (zA . zr) (zB . zr)`` on plain backbone
+  embeddings, ``zr`` the relation description's (normalised) text embedding. It factorises, so
+  each item gets a 1-d "vector" ``[zX . zr]`` per relation and the dot product of two of them is
+  the score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rcml_st.encoding import RelationEmbeddings, encode_relations
+from rcml_st.evaluation.retrieval import catalog_inputs
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from rcml_st.data.catalog import Catalog
+
+#: Method keys of the report that are not ``--compare`` models.
+RCML, CLIP, PRODUCT = "rcml", "clip", "product"
+BASELINES: tuple[str, ...] = (CLIP, PRODUCT)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def encode_with_plain(
+    model: SentenceTransformer,
+    catalog: Catalog,
+    relations: Sequence[str],
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+    label: str = "rcml",
+) -> tuple[RelationEmbeddings, RelationEmbeddings]:
+    """The model's embeddings under each relation, and its plain backbone embeddings, in one pass.
+
+    Returns:
+        ``(conditioned, plain)``: (R, N, D) arrays under ``relations``, and (1, N, D) arrays under
+        ``[None]`` (the relation-agnostic backbone embedding).
+    """
+    both = encode_relations(
+        model,
+        catalog_inputs(catalog),
+        [None, *relations],
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        progress_description=f"Encoding items ({label})",
+    )
+
+    def part(sl: slice, names: list[str | None]) -> RelationEmbeddings:
+        return RelationEmbeddings(
+            relations=names,
+            item=both.item[sl],
+            text=both.text[sl],
+            image=both.image[sl],
+            has_text=both.has_text,
+            has_image=both.has_image,
+        )
+
+    return part(slice(1, None), list(relations)), part(slice(0, 1), [None])
+
+
+def clip_baseline(
+    model: SentenceTransformer,
+    catalog: Catalog,
+    relations: Sequence[str],
+    plain: RelationEmbeddings,
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> RelationEmbeddings:
+    """The ``clip`` baseline: relation text appended to item text, no conditioning.
+
+    Args:
+        model: the RCML model whose backbone is used.
+        catalog: the evaluation catalogue.
+        relations: the relations to embed under.
+        plain: the model's plain embeddings (from :func:`encode_with_plain`); its image vectors are
+            reused as they are.
+        batch_size: texts per encoding batch.
+        show_progress_bar: show a progress bar.
+
+    Returns:
+        (R, N, D) unit vectors; ``item`` fuses text and image as the model does
+        (``normalize(text + image)``).
+    """
+    relations = list(relations)
+    n = len(catalog)
+    has_text, has_image = plain.has_text, plain.has_image
+    text_items = np.flatnonzero(has_text)
+    # The text tower runs once per (item, relation) here: the relation is part of the input text.
+    texts = [f"{catalog.items[i].text} {relation}" for relation in relations for i in text_items]
+    dim = plain.text.shape[-1]
+    text = np.zeros((len(relations), n, dim), dtype=np.float32)
+    if texts:
+        encoded = encode_relations(
+            model,
+            texts,
+            [None],
+            batch_size=batch_size,
+            modalities=("text",),
+            show_progress_bar=show_progress_bar,
+            progress_description="Encoding item text + relation (clip)",
+        ).text[0]
+        text[:, text_items] = encoded.reshape(len(relations), text_items.size, dim)
+    image = np.broadcast_to(plain.image, (len(relations), n, dim)).copy()
+    item = _normalize(text + image)
+    return RelationEmbeddings(relations, item, text, image, has_text.copy(), has_image.copy())
+
+
+def product_baseline(
+    model: SentenceTransformer, relations: Sequence[str], plain: RelationEmbeddings
+) -> RelationEmbeddings:
+    """The ``product`` baseline: ``sim(A, B | r) = (zA . zr) (zB . zr)`` on plain embeddings.
+
+    Args:
+        model: the RCML model whose text tower embeds the relation descriptions.
+        relations: the relation descriptions.
+        plain: the model's plain embeddings (from :func:`encode_with_plain`).
+
+    Returns:
+        (R, N, 1) arrays ``[zX . zr]`` (per modality and for the fused item vector): the dot
+        product of two items' entries is the baseline's score.
+    """
+    import torch
+
+    from rcml_st.model import rcml_modules
+
+    clip, _ = rcml_modules(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            zr = clip.encode_relation_texts(list(relations)).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    zr = _normalize(zr)  # (R, D)
+
+    def project(vectors: np.ndarray) -> np.ndarray:  # (1, N, D) -> (R, N, 1)
+        return np.einsum("nd,rd->rn", vectors[0], zr)[..., None].astype(np.float32)
+
+    return RelationEmbeddings(
+        list(relations),
+        project(plain.item),
+        project(plain.text),
+        project(plain.image),
+        plain.has_text.copy(),
+        plain.has_image.copy(),
+    )
