@@ -1,0 +1,77 @@
+"""Gathering embeddings across processes (DDP), keeping the gradient of every rank's share.
+
+Contrastive losses get their negatives from the whole global batch: each process scores its own
+queries against the candidates of *every* process. This is open_clip's ``gather_with_grad`` /
+sentence-transformers' ``gather_across_devices``, with one addition: ranks may hold batches of
+different sizes (the last batch of an epoch), so tensors are padded to the largest rank's size
+for the collective and cut back afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process; ``(0, 1)`` outside distributed training."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_sizes(size: int, device: torch.device) -> list[int]:
+    """Every rank's value of ``size`` (e.g. its local batch size), in rank order."""
+    _, world_size = world()
+    if world_size == 1:
+        return [size]
+    local = torch.tensor([size], dtype=torch.long, device=device)
+    sizes = [torch.zeros_like(local) for _ in range(world_size)]
+    dist.all_gather(sizes, local)
+    return [int(s.item()) for s in sizes]
+
+
+def gather_with_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Concatenates every rank's ``tensor`` along dim 0; gradients flow back to each owner.
+
+    Args:
+        tensor: this rank's tensor, ``sizes[rank]`` rows.
+        sizes: every rank's row count (from :func:`gather_sizes`).
+
+    Returns:
+        A tensor of ``sum(sizes)`` rows, rank 0's rows first. Outside distributed training this
+        is ``tensor`` itself.
+    """
+    if len(sizes) == 1:
+        return tensor
+    import torch.distributed.nn.functional as dist_fn
+
+    largest = max(sizes)
+    if tensor.shape[0] < largest:
+        padding = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
+        tensor = torch.cat([tensor, padding])
+    parts = dist_fn.all_gather(tensor.contiguous())
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def gather_no_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Like :func:`gather_with_grad` for tensors without a gradient (ids, masks)."""
+    if len(sizes) == 1:
+        return tensor
+    largest = max(sizes)
+    if tensor.shape[0] < largest:
+        padding = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
+        tensor = torch.cat([tensor, padding])
+    parts = [torch.empty_like(tensor) for _ in sizes]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def union_presence(present: torch.Tensor) -> torch.Tensor:
+    """Element-wise OR of a boolean vector over all ranks (which relations any rank uses)."""
+    _, world_size = world()
+    if world_size == 1:
+        return present
+    counts = present.to(torch.long)
+    dist.all_reduce(counts, op=dist.ReduceOp.MAX)
+    return counts.bool()
