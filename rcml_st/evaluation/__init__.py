@@ -7,10 +7,14 @@ exists as a sentence-transformers evaluator for training runs::
 
     evaluator = RelationRetrievalEvaluator("test.jsonl", negatives=20, seed=0, name="test")
     metrics = evaluator(model)          # {"test_tt_hit@1": ..., "test_avg_hit@5": ..., ...}
+
+The whole evaluation (retrieval, relation type, validity; ``clip`` and ``product`` baselines;
+other models) is :func:`evaluate_catalog`; ``rcml-st evaluate`` prints and saves its report.
 """
 
 from __future__ import annotations
 
+from rcml_st.evaluation.report import EvaluationReport, MethodResult, evaluate_catalog
 from rcml_st.evaluation.retrieval import (
     DIRECTIONS,
     METRICS,
@@ -26,10 +30,13 @@ from rcml_st.evaluation.retrieval import (
 __all__ = [
     "DIRECTIONS",
     "METRICS",
+    "EvaluationReport",
+    "MethodResult",
     "RelationRetrievalEvaluator",
     "RetrievalQueries",
     "RetrievalResult",
     "build_queries",
+    "evaluate_catalog",
     "evaluate_retrieval",
     "sample_negatives",
     "score_retrieval",
