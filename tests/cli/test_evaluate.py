@@ -1,0 +1,131 @@
+"""`rcml-st evaluate`: tables, --json, --plot, --compare, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from rcml_st.cli.main import app
+from typer.testing import CliRunner
+
+import rcml_st
+from rcml_st.data import generate_catalog
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_clip_config):
+    """A generated catalogue and two saved tiny models (one relation-agnostic: beta = 1)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    synthetic = generate_catalog(root / "data", n_items=100, seed=5, image_size=32)
+    torch.manual_seed(0)
+    rcml_st.build_model(tiny_clip_config, device="cpu").save_pretrained(str(root / "rcml-model"))
+    rcml_st.build_model(tiny_clip_config, beta=1.0, device="cpu").save_pretrained(str(root / "no-cond"))
+    return root, synthetic
+
+
+def _run(*args: str):
+    return runner.invoke(app, ["evaluate", *args])
+
+
+def test_evaluate_prints_tables_and_writes_json_and_plot(workspace):
+    root, synthetic = workspace
+    out_json, out_png = root / "out" / "eval.json", root / "out" / "eval.png"
+    result = _run(
+        str(synthetic.test_path),
+        "--model",
+        str(root / "rcml-model"),
+        "--compare",
+        str(root / "no-cond"),
+        "--negatives",
+        "5",
+        "--json",
+        str(out_json),
+        "--plot",
+        str(out_png),
+        "--no-progress",
+    )
+    assert result.exit_code == 0, result.output
+    for text in (
+        "Retrieval Hit@5",
+        "Retrieval, all metrics",
+        "Relation-type prediction",
+        "no-cond",
+        "product",
+    ):
+        assert text in result.stdout
+    report = json.loads(out_json.read_text())
+    assert list(report) == ["settings", "retrieval", "relation_type", "validity"]
+    assert list(report["retrieval"]) == ["rcml", "clip", "product", "no-cond"]
+    assert list(report["retrieval"]["rcml"]) == ["tt", "ii", "ti", "it", "avg"]
+    assert report["settings"]["negatives"] == 5 and report["settings"]["seed"] == 0
+    assert report["settings"]["model"] == str(root / "rcml-model")
+    with Image.open(out_png) as image:
+        assert image.format == "PNG"
+
+
+def test_same_seed_same_json(workspace):
+    root, synthetic = workspace
+    outputs = []
+    for name in ("a.json", "b.json"):
+        args = [str(synthetic.test_path), "-m", str(root / "rcml-model"), "--negatives", "4", "--seed", "3"]
+        result = _run(*args, "--no-baselines", "--no-progress", "--json", str(root / name))
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads((root / name).read_text()))
+    assert outputs[0] == outputs[1]
+    assert list(outputs[0]["retrieval"]) == ["rcml"]
+
+
+def test_bad_data_names_file_and_line(workspace, tmp_path):
+    root, _ = workspace
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"id": "a", "text": "pram", "relations": {"r": ["b"]}}\n{"id": "b", "text": \n')
+    result = _run(str(data), "--model", str(root / "rcml-model"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {data}:2: bad JSON")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "broken"])
+def test_unusable_model_directory_is_a_clear_error(workspace, tmp_path, kind):
+    _, synthetic = workspace
+    model_dir = tmp_path / "model"
+    if kind != "missing":
+        model_dir.mkdir()
+    if kind == "broken":
+        (model_dir / "modules.json").write_text("{not json")
+    result = _run(str(synthetic.test_path), "--model", str(model_dir), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ")
+    assert str(model_dir) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compare_name_clash_is_a_usage_error(workspace, tmp_path):
+    root, synthetic = workspace
+    clash = tmp_path / "clip"
+    clash.mkdir()
+    result = _run(str(synthetic.test_path), "-m", str(root / "rcml-model"), "--compare", str(clash))
+    assert result.exit_code == 2
+    assert "'clip' is taken" in result.stderr
+
+
+def test_data_without_edges_and_unknown_plot_relation(workspace, tmp_path):
+    root, synthetic = workspace
+    data = tmp_path / "plain.jsonl"
+    data.write_text('{"id": "a", "text": "pram"}\n{"id": "b", "text": "cot"}\n')
+    result = _run(str(data), "-m", str(root / "rcml-model"))
+    assert result.exit_code == 2 and "no relation edges" in result.stderr
+    result = _run(
+        str(synthetic.test_path), "-m", str(root / "rcml-model"), "--plot-relation", "sold in France"
+    )
+    assert result.exit_code == 2 and "'sold in France' is not a relation" in result.stderr
+
+
+def test_help_has_examples():
+    result = _run("--help")
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout and "rcml-st evaluate test.jsonl --model" in result.stdout
