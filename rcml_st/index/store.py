@@ -78,11 +78,18 @@ def _dense_prefix(size: int) -> bytes:
     return serialized[: len(serialized) - 4 * size]
 
 
-def _grpc_vector(array: np.ndarray) -> qgrpc.Vector:
-    dense = qgrpc.DenseVector.FromString(
-        _dense_prefix(len(array)) + array.astype("<f4", copy=False).tobytes()
+def _grpc_point(record: PointRecord, vectors: Mapping[str, np.ndarray]) -> qgrpc.PointStruct:
+    point = qgrpc.PointStruct(
+        id=qgrpc.PointId(uuid=point_id(record.item_id, record.relation)),
+        payload=RestToGrpc.convert_payload(record.full_payload()),
     )
-    return qgrpc.Vector(dense=dense)
+    # Filled in place: nesting ready-made messages in constructors copies each of them again.
+    named = point.vectors.vectors.vectors
+    for name, array in vectors.items():
+        named[name].dense.MergeFromString(
+            _dense_prefix(len(array)) + array.astype("<f4", copy=False).tobytes()
+        )
+    return point
 
 
 class RelationIndex:
@@ -275,11 +282,18 @@ class RelationIndex:
             ``True`` if the collection was created, ``False`` if it existed and matches.
 
         Raises:
-            UsageError: the existing collection's vectors do not match ``dims``.
+            UsageError: the existing collection's vectors do not match ``dims``, or a bad option.
         """
         dims = {str(name): int(size) for name, size in dims.items()}
         if not dims or any(size < 1 for size in dims.values()):
             raise ValueError(f"dims must name at least one vector with a positive size, got {dims}")
+        for option, value in (("--shards", shards), ("--replication-factor", replication_factor)):
+            if value is not None and value < 1:
+                raise UsageError(f"{option} must be at least 1, got {value}")
+        if self.embedded and (shards or replication_factor):
+            logger.warning(
+                "the embedded store has no shards or replicas; --shards/--replication-factor ignored"
+            )
         created = False
         if not self.exists():
             try:
@@ -303,7 +317,9 @@ class RelationIndex:
                     raise
         if not created:
             self._check_layout(dims)
-        self._ensure_relation_index()
+        if not self.embedded:
+            # The embedded store filters by scanning and warns that payload indexes do nothing there.
+            self._ensure_relation_index()
         self._dims = None
         self.dims()
         return created
@@ -390,18 +406,7 @@ class RelationIndex:
             request = qgrpc.UpsertPoints(
                 collection_name=self.collection,
                 wait=self.wait,
-                points=[
-                    qgrpc.PointStruct(
-                        id=qgrpc.PointId(uuid=point_id(record.item_id, record.relation)),
-                        vectors=qgrpc.Vectors(
-                            vectors=qgrpc.NamedVectors(
-                                vectors={name: _grpc_vector(array) for name, array in named.items()}
-                            )
-                        ),
-                        payload=RestToGrpc.convert_payload(record.full_payload()),
-                    )
-                    for record, named in zip(records, vectors, strict=True)
-                ],
+                points=[_grpc_point(record, named) for record, named in zip(records, vectors, strict=True)],
             )
             return lambda: self.client.grpc_points.Upsert(request, timeout=self.timeout)
         points = [

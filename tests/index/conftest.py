@@ -120,6 +120,8 @@ def make_index(qdrant_server: ServerInfo) -> Iterator[Callable[..., RelationInde
         collection = str(kwargs.pop("collection", f"t_{uuid.uuid4().hex[:12]}"))
         if grpc:
             index = qdrant_server.connect(collection, **kwargs)
+            if not index._grpc:
+                pytest.skip("the server's gRPC port is unknown (set QDRANT_GRPC_PORT with QDRANT_URL)")
         else:
             index = RelationIndex.connect(
                 url=qdrant_server.url, prefer_grpc=False, collection=collection, **kwargs

@@ -60,6 +60,17 @@ def test_upsert_writes_deterministic_ids_payload_and_only_present_vectors(make_i
     np.testing.assert_allclose(stored, sent / np.linalg.norm(sent), rtol=1e-5)  # cosine stores unit vectors
 
 
+def test_sharded_collection_counts_exactly_across_shards(make_index, make_records):
+    index = make_index(batch_size=16)
+    index.ensure_collection(DIMS, shards=3, replication_factor=1)
+    params = index.client.get_collection(index.collection).config.params
+    assert params.shard_number == 3 and params.replication_factor == 1
+    index.upsert(make_records(100, relations=("a", "b")))
+    assert index.finish({"a": 100, "b": 100}) == {"a": 100, "b": 100}
+    with pytest.raises(UsageError, match="--shards must be at least 1"):
+        make_index().ensure_collection(DIMS, shards=0)
+
+
 def test_reupsert_overwrites_and_never_duplicates(make_index, make_records):
     index = make_index(batch_size=4)
     index.ensure_collection(DIMS)
