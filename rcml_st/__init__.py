@@ -14,11 +14,42 @@ Saved models load with ``SentenceTransformer(path, trust_remote_code=True)`` (or
 
 from __future__ import annotations
 
-from rcml_st.encoding import RelationEmbeddings, encode_relations
-from rcml_st.model import build_model, load, relation_vocabulary, set_relation_vocabulary
-from rcml_st.modules import OpenCLIPInput, RelationPooling
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rcml_st.encoding import RelationEmbeddings, encode_relations
+    from rcml_st.model import build_model, load, relation_vocabulary, set_relation_vocabulary
+    from rcml_st.modules import OpenCLIPInput, RelationPooling
 
 __version__ = "0.1.0"
+
+# Public names resolve on first use (PEP 562): `import rcml_st.index` or `rcml-st --help` must not
+# pay for importing torch, open_clip and sentence-transformers.
+_LAZY = {
+    "RelationEmbeddings": "rcml_st.encoding",
+    "encode_relations": "rcml_st.encoding",
+    "build_model": "rcml_st.model",
+    "load": "rcml_st.model",
+    "relation_vocabulary": "rcml_st.model",
+    "set_relation_vocabulary": "rcml_st.model",
+    "OpenCLIPInput": "rcml_st.modules",
+    "RelationPooling": "rcml_st.modules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rcml_st' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "OpenCLIPInput",
