@@ -297,3 +297,12 @@ def test_load_relation_names_file_errors(tmp_path):
         load_relation_names(not_object)
     with pytest.raises(InputDataError, match="not found"):
         load_relation_names(tmp_path / "missing.json")
+
+
+def test_clean_text_repairs_python2_utf8_bytes_only():
+    # "It’s a café" as UTF-8 bytes read one character per byte (a Python 2 era escape).
+    assert clean_text("It\xe2\x80\x99s a caf\xc3\xa9") == "It’s a café"
+    assert clean_text("café crème") == "café crème"  # genuine Latin-1 text is left alone
+    assert clean_text("Ã© and é") == "Ã© and é"  # mixed: not valid UTF-8 once re-encoded
+    record, _ = parse_line(b"{'asin': 'B1', 'title': 'Mom\\xe2\\x80\\x99s bottle'}", None)
+    assert normalise(record, "2014").title == "Mom’s bottle"

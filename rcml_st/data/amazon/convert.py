@@ -1,13 +1,15 @@
 """Converting Amazon product metadata into an rcml-st data file, streaming.
 
-Pass 1 reads the file once to learn which products will be items (their ASINs, and a short
-document per product when relation types are clustered). Pass 2 reads it again and writes each
-item with its relations restricted to products of the catalogue. Memory holds the ASIN index
-(and the edges, with ``cluster``), never whole records: a multi-gigabyte file converts in flat
-memory. With ``cluster`` the items of pass 2 go to a temporary file, the co-purchase edges are
-clustered into named relation types, and a last pass over that file writes the types' names.
-The output is written to a temporary file and renamed at the end, so a failed run leaves the
-previous output (or none) in place.
+Pass 1 reads the metadata file once: it parses and checks every record, keeps the ASIN index of
+the products that will be items (and, for ``cluster``, one short document per product), and
+stages each kept product, already reduced to what the output needs (text, image, brand, price,
+categories, raw relation lists), as one line of a temporary file. The last pass reads that
+staged file and writes each item with its relations restricted to products of the catalogue.
+With ``cluster`` a pass in between collects the co-purchase edges to group them into named
+relation types. Parsing (slow for the 2014 Python literals) happens once; memory holds the
+index, the edges and the short documents, never whole records, so a multi-gigabyte file
+converts in flat memory. The output is written to a temporary file and renamed at the end: a
+failed run leaves the previous output (or none) in place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from rcml_st.data.amazon.clustering import cluster_edges, item_document
 from rcml_st.data.amazon.formats import (
     FORMATS,
     MISSING_ASIN,
-    AmazonRecord,
     RecordError,
     detect_format,
     item_text,
@@ -49,6 +50,8 @@ NO_CONTENT = "no text and no image"
 
 DEFAULT_MAX_TARGETS = 20
 DEFAULT_MAX_TEXT_CHARS = 300
+
+_PROGRESS_EVERY = 2000  # lines between progress reports in the staged-file passes
 
 
 @dataclass
@@ -96,13 +99,16 @@ class ConversionSummary:
 
 
 @dataclass
-class _Pass1:
-    """What the first pass learns: the catalogue's products and the lines to leave out."""
-
-    fmt: str
-    index: dict[str, int]  # ASIN -> product number, in file order
-    skip_lines: set[int]  # lines pass 2 must not write (bad, duplicate or filtered records)
-    documents: list[str]  # one short document per product, only when clustering
+class _Options:
+    images: dict[str, str]  # upper-cased ASIN -> image path
+    output_dir: Path
+    require_image: bool
+    fmt: str | None
+    descriptions: Mapping[str, str | None]
+    max_targets: int
+    max_text_chars: int
+    clustering: bool
+    skip_invalid: bool
 
 
 def convert_amazon(
@@ -137,7 +143,7 @@ def convert_amazon(
         cluster: group the co-purchase edges into this many named relation types.
         seed: seeds the clustering.
         skip_invalid: count and skip bad records instead of stopping at the first.
-        on_progress: receives ``(phase, bytes read, file size)`` during each pass.
+        on_progress: receives ``(phase, bytes read, bytes to read)`` during each pass.
 
     Returns:
         A :class:`ConversionSummary`.
@@ -162,54 +168,49 @@ def convert_amazon(
     meta_path = check_input(meta_path)
     output = Path(output)
     _check_options(meta_path, output, fmt, max_targets, max_text_chars, cluster)
-    descriptions = relation_names(names)
     summary = ConversionSummary(input=meta_path, output=output)
     image_index = index_images(images) if images is not None else {}
     if images is not None:
         summary.image_files = len(image_index)
+    options = _Options(
+        images=image_index,
+        output_dir=output.parent.resolve(),
+        require_image=require_image,
+        fmt=fmt,
+        descriptions=relation_names(names),
+        max_targets=max_targets,
+        max_text_chars=max_text_chars,
+        clustering=bool(cluster),
+        skip_invalid=skip_invalid,
+    )
     progress = on_progress or (lambda phase, done, total: None)
     passes = 3 if cluster else 2
 
-    first = _scan(meta_path, fmt, image_index, require_image, bool(cluster), skip_invalid, summary, progress)
-    summary.format = first.fmt
-    if not first.index:
-        why = _skip_text(summary) or "the file holds no product records"
-        raise InputDataError(f"no items to write ({why})", path=str(meta_path))
-
-    edge_sources = array("q")
-    edge_targets = array("q")
-    writer = _ItemWriter(
-        path=meta_path,
-        output=output,
-        first=first,
-        image_index=image_index,
-        descriptions=descriptions,
-        max_targets=max_targets,
-        max_text_chars=max_text_chars,
-        summary=summary,
-        edges=(edge_sources, edge_targets) if cluster else None,
-    )
-    phase = f"pass 2/{passes}: writing items"
-    if not cluster:
-        write_catalog(writer.items(lambda done, total: progress(phase, done, total), final=True), output)
-        return summary
-
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, staged_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".pass2.tmp", dir=output.parent)
+    fd, staged_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".products.tmp", dir=output.parent)
     os.close(fd)
     staged = Path(staged_name)
     try:
-        write_catalog(writer.items(lambda done, total: progress(phase, done, total), final=False), staged)
-        types = cluster_edges(first.documents, edge_sources, edge_targets, cluster, seed=seed)
-        first.documents.clear()  # the clustering was their only use
-        phase = f"pass 3/{passes}: naming relation types"
-        named = writer.rename(
-            staged, types.names, iter(types.labels.tolist()), lambda d, t: progress(phase, d, t)
-        )
-        write_catalog(named, output)
-        # Sizes after merging: an edge both "also bought" and "bought together" is one edge of its type.
-        sizes = [(name, summary.edges[name]) for name in types.names]
-        summary.relation_types = sorted(sizes, key=lambda pair: -pair[1])
+        phase = f"pass 1/{passes}: reading products"
+        index, documents = _stage(meta_path, staged, options, summary, lambda d, t: progress(phase, d, t))
+        if not index:
+            why = _skip_text(summary) or "the file holds no product records"
+            raise InputDataError(f"no items to write ({why})", path=str(meta_path))
+        linker = _Linker(index, options, summary)
+        type_names: list[str] | None = None
+        labels: Iterator[int] | None = None
+        if cluster:
+            phase = f"pass 2/{passes}: collecting co-purchase edges"
+            sources, targets = linker.co_purchase_edges(staged, lambda d, t: progress(phase, d, t))
+            types = cluster_edges(documents, sources, targets, cluster, seed=seed)
+            documents.clear()  # the clustering was their only use
+            type_names, labels = types.names, iter(types.labels.tolist())
+        phase = f"pass {passes}/{passes}: writing items"
+        write_catalog(linker.items(staged, type_names, labels, lambda d, t: progress(phase, d, t)), output)
+        if type_names is not None:
+            # Sizes after merging: an edge both "also bought" and "bought together" is one edge.
+            sizes = [(name, summary.edges[name]) for name in type_names]
+            summary.relation_types = sorted(sizes, key=lambda pair: -pair[1])
     finally:
         staged.unlink(missing_ok=True)
     return summary
@@ -236,215 +237,192 @@ def _skip_text(summary: ConversionSummary) -> str:
     return ", ".join(f"{count} {reason}" for reason, count in summary.skipped.most_common())
 
 
-def _scan(
+def _stage(
     path: Path,
-    fmt: str | None,
-    image_index: dict[str, str],
-    require_image: bool,
-    clustering: bool,
-    skip_invalid: bool,
+    staged: Path,
+    options: _Options,
     summary: ConversionSummary,
-    progress: ProgressCallback,
-) -> _Pass1:
-    """Pass 1: detects the format, validates every record and indexes the catalogue's products."""
+    progress: Callable[[int, int], None],
+) -> tuple[dict[str, int], list[str]]:
+    """Pass 1: detects the format, checks every record and stages the catalogue's products.
+
+    Each staged line is a JSON array ``[asin, text, image, brand, price, categories, relations]``
+    with the raw relation lists (those not left out by the relation names).
+
+    Returns:
+        The ASIN -> product number index and, when clustering, one document per product.
+    """
     where = str(path)
     total = path.stat().st_size
-    phase = f"pass 1/{3 if clustering else 2}: reading products"
-    progress(phase, 0, total)
+    progress(0, total)
     index: dict[str, int] = {}
-    skip_lines: set[int] = set()
     documents: list[str] = []
-    detected = fmt
-    for number, raw in iter_lines(path, lambda done: progress(phase, done, total)):
-        if not raw.strip():
-            continue
-        summary.records += 1
-        record: dict[str, Any] = {}
-        syntax = "json"
-        try:
-            record, syntax = parse_line(raw, detected, first=number == 1)
-            if detected is None:
-                detected = detect_format(record, syntax)
-                if detected is None:
-                    raise RecordError(MISSING_ASIN, "missing 'asin' (or 'parent_asin'): no product id")
-            product = normalise(record, detected)
-        except RecordError as bad:
-            problem = bad.problem
-            if fmt is not None and bad.reason == MISSING_ASIN:
-                looks = detect_format(record, syntax)
-                if looks not in (None, fmt):
-                    problem += f"; the record looks like the {looks} format (try without --format)"
-            error = InputDataError(problem, path=where, line=number)
-            if not skip_invalid:
-                raise error from None
-            summary.skip(bad.reason, str(error))
-            skip_lines.add(number)
-            continue
-        reason = None
-        if product.asin in index:
-            reason = DUPLICATE_ASIN
-        elif product.asin.upper() not in image_index:
-            if require_image:
-                reason = NO_IMAGE
-            elif not (product.title or product.description):
-                reason = NO_CONTENT
-        if reason is not None:
-            summary.skip(reason, f"{where}:{number}: {product.asin}")
-            skip_lines.add(number)
-            continue
-        index[product.asin] = len(index)
-        if clustering:
-            documents.append(item_document(product))
-    if detected is None:
-        detected = fmt or ""
-    return _Pass1(detected, index, skip_lines, documents)
-
-
-class _ItemWriter:
-    """Pass 2 (and 3): builds the output records of the products kept by pass 1."""
-
-    def __init__(
-        self,
-        *,
-        path: Path,
-        output: Path,
-        first: _Pass1,
-        image_index: dict[str, str],
-        descriptions: Mapping[str, str | None],
-        max_targets: int,
-        max_text_chars: int,
-        summary: ConversionSummary,
-        edges: tuple[array, array] | None,
-    ) -> None:
-        self.path = path
-        self.output_dir = output.parent.resolve()
-        self.first = first
-        self.image_index = image_index
-        self.descriptions = descriptions
-        self.max_targets = max_targets
-        self.max_text_chars = max_text_chars
-        self.summary = summary
-        self.edges = edges
-
-    def items(self, progress: Callable[[int, int], None], final: bool) -> Iterator[dict[str, Any]]:
-        """Yields one record per kept product, in file order.
-
-        With ``final`` the relations carry their descriptions; otherwise their raw names (for
-        :meth:`rename` to finish), and co-purchase edges are appended to ``self.edges``.
-        """
-        where = str(self.path)
-        total = self.path.stat().st_size
-        progress(0, total)
-        index = self.first.index
-        for number, raw in iter_lines(self.path, lambda done: progress(done, total)):
-            if number in self.first.skip_lines or not raw.strip():
+    detected = options.fmt
+    with open(staged, "w", encoding="utf-8", newline="\n") as out:
+        for number, raw in iter_lines(path, lambda done: progress(done, total)):
+            if not raw.strip():
                 continue
+            summary.records += 1
+            record: dict[str, Any] = {}
+            syntax = "json"
             try:
-                product = normalise(parse_line(raw, self.first.fmt, first=number == 1)[0], self.first.fmt)
-            except RecordError:
-                product = None
-            if product is None or index.get(product.asin) is None:
-                raise InputDataError("the file changed while it was being converted", path=where, line=number)
-            record = self._record(product, self._relations(product, index[product.asin]))
-            if final:
-                self._describe(record, None, None)
-            yield record
+                record, syntax = parse_line(raw, detected, first=number == 1)
+                if detected is None:
+                    detected = detect_format(record, syntax)
+                    if detected is None:
+                        raise RecordError(MISSING_ASIN, "missing 'asin' (or 'parent_asin'): no product id")
+                product = normalise(record, detected)
+            except RecordError as bad:
+                problem = bad.problem
+                if options.fmt is not None and bad.reason == MISSING_ASIN:
+                    looks = detect_format(record, syntax)
+                    if looks not in (None, options.fmt):
+                        problem += f"; the record looks like the {looks} format (try without --format)"
+                error = InputDataError(problem, path=where, line=number)
+                if not options.skip_invalid:
+                    raise error from None
+                summary.skip(bad.reason, str(error))
+                continue
 
-    def _relations(self, product: AmazonRecord, source: int) -> dict[str, list[str]]:
-        """The product's relation lists restricted to the catalogue, de-duplicated and capped."""
-        index = self.first.index
-        summary = self.summary
-        kept_lists: dict[str, list[str]] = {}
-        for name, targets in product.relations.items():
-            if self.descriptions.get(name) is None:
-                continue  # left out with --relation-names
-            clustered = self.edges is not None and name in CO_PURCHASE
-            kept: list[str] = []
-            for target in targets:
-                target = target.strip()
-                number = index.get(target)
-                if target == product.asin:
-                    summary.self_links += 1
-                elif number is None:
-                    summary.dropped[name] += 1
-                elif target in kept:
-                    continue
-                elif self.max_targets and len(kept) >= self.max_targets:
-                    summary.capped[name] += 1
-                else:
-                    kept.append(target)
-                    if clustered:
-                        self.edges[0].append(source)
-                        self.edges[1].append(number)
-            if kept:
-                kept_lists[name] = kept
-        return kept_lists
+            text = item_text(product, options.max_text_chars)
+            image = options.images.get(product.asin.upper())
+            reason = None
+            if product.asin in index:
+                reason = DUPLICATE_ASIN
+            elif image is None and options.require_image:
+                reason = NO_IMAGE
+            elif image is None and text is None:
+                reason = NO_CONTENT
+            if reason is not None:
+                summary.skip(reason, f"{where}:{number}: {product.asin}")
+                continue
 
-    def _record(self, product: AmazonRecord, relations: dict[str, list[str]]) -> dict[str, Any]:
-        record: dict[str, Any] = {"id": product.asin}
-        text = item_text(product, self.max_text_chars)
-        if text:
-            record["text"] = text
-        image = self.image_index.get(product.asin.upper())
-        if image is not None:
-            record["image"] = relative_image_path(image, self.output_dir)
-            self.summary.images += 1
-        if relations:
-            record["relations"] = relations
-        if product.brand:
-            record["brand"] = product.brand
-        if product.price is not None:
-            record["price"] = product.price
-        elif product.price_unparsed:
-            self.summary.prices_unparsed += 1
-        if product.categories:
-            record["categories"] = product.categories
-        self.summary.items += 1
-        return record
+            index[product.asin] = len(index)
+            if options.clustering:
+                documents.append(item_document(product))
+            if product.price_unparsed:
+                summary.prices_unparsed += 1
+            relations = {
+                name: [target.strip() for target in targets]
+                for name, targets in product.relations.items()
+                if options.descriptions.get(name) is not None
+            }
+            image_path = relative_image_path(image, options.output_dir) if image is not None else None
+            staged_record = [
+                product.asin,
+                text,
+                image_path,
+                product.brand,
+                product.price,
+                product.categories,
+                relations,
+            ]
+            out.write(json.dumps(staged_record, ensure_ascii=False))
+            out.write("\n")
+    summary.format = detected or ""
+    return index, documents
 
-    def _describe(
-        self, record: dict[str, Any], type_names: list[str] | None, labels: Iterator[int] | None
-    ) -> None:
-        """Replaces raw relation names by descriptions (co-purchase edges by their type's name)."""
-        raw = record.pop("relations", None)
-        if not raw:
-            return
-        described: dict[str, list[str]] = {}
-        for name, targets in raw.items():
-            if type_names is not None and labels is not None and name in CO_PURCHASE:
-                for target in targets:
-                    _add(described.setdefault(type_names[next(labels)], []), target)
+
+def _staged_lines(staged: Path, progress: Callable[[int, int], None]) -> Iterator[list[Any]]:
+    total = staged.stat().st_size
+    done = 0
+    progress(0, total)
+    with open(staged, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            done += len(line)
+            if number % _PROGRESS_EVERY == 0:
+                progress(done, total)
+            yield json.loads(line)
+    progress(done, total)
+
+
+class _Linker:
+    """The last passes: relations restricted to the catalogue, then the output records."""
+
+    def __init__(self, index: dict[str, int], options: _Options, summary: ConversionSummary) -> None:
+        self.index = index
+        self.options = options
+        self.summary = summary
+
+    def _kept(self, source: str, name: str, targets: list[str], count: bool) -> list[str]:
+        """The targets of one relation list that stay: in the catalogue, not itself, no repeats, capped."""
+        cap = self.options.max_targets
+        kept: list[str] = []
+        for target in targets:
+            if target == source:
+                if count:
+                    self.summary.self_links += 1
+            elif target not in self.index:
+                if count:
+                    self.summary.dropped[name] += 1
+            elif target in kept:
+                continue
+            elif cap and len(kept) >= cap:
+                if count:
+                    self.summary.capped[name] += 1
             else:
-                bucket = described.setdefault(self.descriptions[name], [])
-                for target in targets:
-                    _add(bucket, target)
-        for description, targets in described.items():
-            self.summary.edges[description] += len(targets)
-        # Keep "relations" in its place after "image", before the metadata.
-        metadata = {k: record.pop(k) for k in list(record) if k not in ("id", "text", "image")}
-        record["relations"] = described
-        record.update(metadata)
+                kept.append(target)
+        return kept
 
-    def rename(
-        self, staged: Path, type_names: list[str], labels: Iterator[int], progress: Callable[[int, int], None]
-    ) -> Iterator[dict[str, Any]]:
-        """Pass 3: re-reads the staged records and gives their co-purchase edges their type's name.
+    def co_purchase_edges(self, staged: Path, progress: Callable[[int, int], None]) -> tuple[array, array]:
+        """Pass 2 (``cluster``): the co-purchase edges, as source and target product numbers.
 
-        Edges were collected in the order they were written, so the labels are consumed in the
-        same order here: item by item, relation by relation, target by target.
+        The order (product by product, relation by relation, target by target) is the order in
+        which :meth:`items` meets the same edges, so their relation types can be handed out in turn.
         """
-        total = staged.stat().st_size
-        done = 0
-        progress(0, total)
-        with open(staged, "rb") as fh:
-            for number, line in enumerate(fh, start=1):
-                done += len(line)
-                record = json.loads(line)
-                self._describe(record, type_names, labels)
-                if number % 2000 == 0:
-                    progress(done, total)
-                yield record
-        progress(done, total)
+        sources, targets = array("q"), array("q")
+        for asin, *_, relations in _staged_lines(staged, progress):
+            source = self.index[asin]
+            for name, listed in relations.items():
+                if name in CO_PURCHASE:
+                    for target in self._kept(asin, name, listed, count=False):
+                        sources.append(source)
+                        targets.append(self.index[target])
+        return sources, targets
+
+    def items(
+        self,
+        staged: Path,
+        type_names: list[str] | None,
+        labels: Iterator[int] | None,
+        progress: Callable[[int, int], None],
+    ) -> Iterator[dict[str, Any]]:
+        """The last pass: one output record per staged product, in file order.
+
+        With ``type_names`` and ``labels`` (from the clustering), each co-purchase edge takes the
+        name of its relation type instead of its raw relation's description.
+        """
+        descriptions = self.options.descriptions
+        summary = self.summary
+        for asin, text, image, brand, price, categories, raw_relations in _staged_lines(staged, progress):
+            record: dict[str, Any] = {"id": asin}
+            if text:
+                record["text"] = text
+            if image:
+                record["image"] = image
+                summary.images += 1
+            relations: dict[str, list[str]] = {}
+            for name, listed in raw_relations.items():
+                kept = self._kept(asin, name, listed, count=True)
+                if type_names is not None and labels is not None and name in CO_PURCHASE:
+                    for target in kept:
+                        _add(relations.setdefault(type_names[next(labels)], []), target)
+                elif kept:
+                    bucket = relations.setdefault(descriptions[name], [])  # type: ignore[arg-type]
+                    for target in kept:
+                        _add(bucket, target)
+            if relations:
+                record["relations"] = relations
+                for description, targets in relations.items():
+                    summary.edges[description] += len(targets)
+            if brand:
+                record["brand"] = brand
+            if price is not None:
+                record["price"] = price
+            if categories:
+                record["categories"] = categories
+            summary.items += 1
+            yield record
 
 
 def _add(bucket: list[str], target: str) -> None:

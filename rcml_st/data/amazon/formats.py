@@ -47,6 +47,8 @@ _FIELDS_2018 = frozenset({"also_buy", "also_view", "category", "feature", "image
 _RAW_DESCRIPTION_CHARS = 4000
 
 _TAG_RE = re.compile(r"<[^>]*>")
+# A UTF-8 lead byte followed by a continuation byte, both read as Latin-1 characters.
+_MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
 _PRICE_RE = re.compile(r"^(?:US)?\s*[$£€]?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*$")
 
 
@@ -200,11 +202,27 @@ def clean_text(value: Any) -> str:
         value = " ".join(str(part) for part in value if isinstance(part, (str, int, float)))
     elif not isinstance(value, str):
         value = str(value)
+    value = _fix_mojibake(value)
     if "<" in value:
         value = _TAG_RE.sub(" ", value)
     if "&" in value:
         value = html.unescape(value)
     return " ".join(value.split())
+
+
+def _fix_mojibake(value: str) -> str:
+    """Repairs UTF-8 text that was decoded one byte per character ("itâ€™s" for "it’s").
+
+    Files written by Python 2 can hold UTF-8 bytes as byte escapes, which a Python 3 literal
+    reads as one Latin-1 character per byte. Only text made of such characters that is valid
+    UTF-8 once re-encoded is changed, so genuine Latin-1 text ("café") is left alone.
+    """
+    if value.isascii() or not _MOJIBAKE_RE.search(value):
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def parse_price(value: Any) -> float | None:
