@@ -1,5 +1,8 @@
 """Qdrant storage for relation-conditioned vectors: layout, ids, safe batched writes, search.
 
+:class:`RelationIndex` is the collection (vector level); :func:`index_catalog` and
+:func:`search_index` are the catalogue-level pipeline that ``rcml-st index`` / ``rcml-st search`` run.
+
 Example:
     >>> from rcml_st.index import RelationIndex, PointRecord, point_id
     >>> point_id("B0001", "used together for infant feeding")
@@ -9,8 +12,21 @@ Example:
 from __future__ import annotations
 
 from rcml_st.index.ids import NAMESPACE, point_id
+from rcml_st.index.pipeline import IndexReport, index_catalog, query_vector, search_index
 from rcml_st.index.records import Hit, PointRecord
 from rcml_st.index.retry import RetryPolicy
 from rcml_st.index.store import VECTOR_NAMES, RelationIndex
 
-__all__ = ["NAMESPACE", "VECTOR_NAMES", "Hit", "PointRecord", "RelationIndex", "RetryPolicy", "point_id"]
+__all__ = [
+    "NAMESPACE",
+    "VECTOR_NAMES",
+    "Hit",
+    "IndexReport",
+    "PointRecord",
+    "RelationIndex",
+    "RetryPolicy",
+    "index_catalog",
+    "point_id",
+    "query_vector",
+    "search_index",
+]

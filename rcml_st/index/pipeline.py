@@ -1,0 +1,443 @@
+"""Indexing a catalogue with an RCML model, and searching the index: what ``rcml-st index`` / ``search`` run.
+
+:func:`index_catalog` encodes each batch of items once through the backbone and then under every
+relation at once (:func:`rcml_st.encode_relations`), turns the R x N vectors into one point per
+(item, relation) and upserts them, batch by batch, so memory holds one batch of vectors however
+big the catalogue is. It ends with :meth:`RelationIndex.finish`: a write barrier and an exact
+count per relation. Point ids are deterministic, so an interrupted run is completed by running
+it again, without duplicates.
+
+:func:`search_index` answers "the items closest to this one (or to this text, or image) under
+this relation", filtering on the relation.
+
+This module is imported by ``import rcml_st.index``, which must stay light: torch,
+sentence-transformers and :mod:`rcml_st.encoding` are imported inside the functions.
+
+Example:
+    >>> import rcml_st
+    >>> from rcml_st.data import read_catalog
+    >>> from rcml_st.index import RelationIndex, index_catalog, search_index
+    >>> model = rcml_st.load("rcml-baby")  # doctest: +SKIP
+    >>> catalog = read_catalog("data/test.jsonl")  # doctest: +SKIP
+    >>> with RelationIndex.connect(path="./qdrant_data") as index:  # doctest: +SKIP
+    ...     report = index_catalog(model, catalog, index)
+    ...     print(report.summary())
+    ...     hits = search_index(model, index, "matches in colour", item_id="S0001", limit=5)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcml_st.errors import InputDataError, UsageError
+from rcml_st.index.records import Hit, PointRecord
+from rcml_st.index.store import VECTOR_NAMES, RelationIndex
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from rcml_st.data import Catalog, Item
+    from rcml_st.encoding import RelationEmbeddings
+
+logger = logging.getLogger("rcml_st.index")
+
+#: Items per encoding batch by default (the backbone batch; each gives R points per item).
+DEFAULT_ENCODE_BATCH = 64
+
+#: Called after each batch is written: ``(items_done, items_total, points_written)``.
+ProgressCallback = Callable[[int, int, int], None]
+Progress = bool | ProgressCallback | None
+
+
+@dataclass
+class IndexReport:
+    """What an index run did, with the counts it verified.
+
+    Attributes:
+        items: items indexed.
+        relations: relations indexed, in the order given.
+        points: points written (``items * len(relations)``).
+        counts: relation -> point count found in the collection after the write barrier (equal
+            to ``items`` for every relation: :func:`index_catalog` raises otherwise).
+        collection: the collection name.
+        target: the server URL or the embedded store's path.
+        created: whether this run created the collection.
+        seconds: wall time of the run (encoding, writing and verifying).
+
+    Example:
+        >>> report = IndexReport(2, ["goes with"], 2, {"goes with": 2}, "rcml", "store x")
+        >>> report.summary()
+        "Indexed 2 items x 1 relation = 2 points into collection 'rcml' at store x; verified: 'goes with' 2"
+    """
+
+    items: int
+    relations: list[str]
+    points: int
+    counts: dict[str, int]
+    collection: str
+    target: str
+    created: bool = False
+    seconds: float = 0.0
+
+    @property
+    def points_per_second(self) -> float:
+        """Points written per second of wall time (0 when no time was measured)."""
+        return self.points / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line: what was indexed where, and the verified count of every relation."""
+        noun = "relation" if len(self.relations) == 1 else "relations"
+        verified = ", ".join(f"{relation!r} {self.counts.get(relation, 0)}" for relation in self.relations)
+        return (
+            f"Indexed {self.items} items x {len(self.relations)} {noun} = {self.points} points into "
+            f"collection {self.collection!r} at {self.target}; verified: {verified}"
+        )
+
+
+def model_dims(model: SentenceTransformer) -> dict[str, int]:
+    """The named vectors an RCML model makes and their size: ``{"text": D, "image": D, "item": D}``."""
+    from rcml_st.model import rcml_modules
+
+    dim = int(rcml_modules(model)[0].get_embedding_dimension())
+    return dict.fromkeys(VECTOR_NAMES, dim)
+
+
+def resolve_relations(model: SentenceTransformer, relations: Sequence[str] | None) -> list[str]:
+    """The relations to index: ``relations`` if given (deduplicated, order kept), else the model's vocabulary.
+
+    Raises:
+        UsageError: a relation is empty, or none is given and the model has no vocabulary.
+    """
+    if relations is None or len(relations) == 0:
+        from rcml_st.model import relation_vocabulary
+
+        chosen = relation_vocabulary(model)
+        if not chosen:
+            raise UsageError(
+                "the model has no relation vocabulary (it was not trained with rcml-st train); "
+                "name the relations to index with --relation TEXT (repeatable)"
+            )
+        return list(chosen)
+    chosen = []
+    for relation in relations:
+        if not isinstance(relation, str) or not relation.strip():
+            raise UsageError(f"--relation must be a non-empty text, got {relation!r}")
+        if relation not in chosen:
+            chosen.append(relation)
+    return chosen
+
+
+def _batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _payload(item: Item) -> dict[str, Any]:
+    # Only what the item has: an image-only item carries no "text": null.
+    payload: dict[str, Any] = {}
+    if item.text is not None:
+        payload["text"] = item.text
+    if item.image is not None:
+        payload["image"] = item.image
+    payload.update(item.metadata)
+    return payload
+
+
+def batch_records(
+    items: Sequence[Item], embeddings: RelationEmbeddings, relations: Sequence[str]
+) -> list[PointRecord]:
+    """One :class:`PointRecord` per (item, relation) from the embeddings of a batch of items.
+
+    Each record carries the ``item`` vector always, and ``text`` / ``image`` only when the item
+    has that modality (the encoder returns zeros for a missing one, which must not be stored).
+
+    Args:
+        items: the batch's items, in the order they were encoded.
+        embeddings: :func:`rcml_st.encode_relations` output for them, under ``relations``.
+        relations: the relations, in the order they were encoded.
+
+    Returns:
+        Records grouped by item, relations in order within each item.
+    """
+    records = []
+    for n, item in enumerate(items):
+        payload = _payload(item)
+        for r, relation in enumerate(relations):
+            vectors = {"item": embeddings.item[r, n]}  # type: ignore[index]
+            if embeddings.has_text[n]:
+                vectors["text"] = embeddings.text[r, n]  # type: ignore[index]
+            if embeddings.has_image[n]:
+                vectors["image"] = embeddings.image[r, n]  # type: ignore[index]
+            records.append(PointRecord(item.id, relation, vectors, payload))
+    return records
+
+
+def _progress_callback(progress: Progress, total: int) -> tuple[ProgressCallback | None, Callable[[], None]]:
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return None, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="Indexing", unit="item")
+
+    def update(done: int, _total: int, _points: int) -> None:
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
+def index_catalog(
+    model: SentenceTransformer,
+    catalog: Catalog | Sequence[Item],
+    index: RelationIndex,
+    relations: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_ENCODE_BATCH,
+    progress: Progress = False,
+    shards: int | None = None,
+    replication_factor: int | None = None,
+) -> IndexReport:
+    """Encodes every item under every relation and writes one point per (item, relation).
+
+    Steps: create the collection (named vectors ``text``, ``image``, ``item`` of the model's
+    size, and the ``relation`` tenant index) or check that an existing one matches the model;
+    then for each batch of ``batch_size`` items run the backbone once and the relation pooling
+    for all relations at once, and upsert the batch's points; finally wait for every write and
+    check that each relation has exactly one point per item.
+
+    Re-running the same call after a failure completes the collection: point ids are
+    ``uuid5(item id, relation)``, so points already written are overwritten, never doubled.
+
+    Args:
+        model: an RCML model (:func:`rcml_st.load` / :func:`rcml_st.build_model`).
+        catalog: the items (a :class:`~rcml_st.data.Catalog` from :func:`~rcml_st.data.read_catalog`,
+            or a list of :class:`~rcml_st.data.Item`).
+        index: where to write (:meth:`RelationIndex.connect`).
+        relations: relation descriptions to index; default: the model's relation vocabulary
+            (:func:`rcml_st.relation_vocabulary`).
+        batch_size: items per encoding batch (each batch writes ``batch_size * len(relations)``
+            points, in requests of ``index.batch_size``).
+        progress: ``True`` for a progress bar, or a callback
+            ``(items_done, items_total, points_written)`` called after each batch.
+        shards: shards of a new collection (a Qdrant cluster; ignored when it exists).
+        replication_factor: copies of each shard of a new collection (a Qdrant cluster).
+
+    Returns:
+        An :class:`IndexReport` with the verified per-relation counts.
+
+    Raises:
+        UsageError: no relations (the model has no vocabulary and none given), a bad option, or
+            an existing collection whose vectors do not match the model.
+        InputDataError: the catalogue is empty, or an item cannot be encoded (its image).
+        ServiceError: Qdrant stayed unreachable past the index's retry bound, rejected a batch,
+            or the final counts differ (re-run to complete; see :meth:`RelationIndex.finish`).
+
+    Example:
+        >>> import rcml_st
+        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> from rcml_st.index import RelationIndex, index_catalog
+        >>> model = rcml_st.build_model("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
+        >>> catalog = read_catalog(generate_catalog("/tmp/synth", n_items=30).train_path)  # doctest: +SKIP
+        >>> with RelationIndex.connect(path="/tmp/qdrant_data") as index:  # doctest: +SKIP
+        ...     report = index_catalog(model, catalog, index, relations=["matches in colour"])
+        >>> report.counts  # doctest: +SKIP
+        {'matches in colour': 22}
+    """
+    from rcml_st.encoding import encode_relations
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    items: Sequence[Item] = catalog.items if hasattr(catalog, "items") else catalog  # type: ignore[union-attr]
+    if len(items) == 0:
+        raise InputDataError("no items to index")
+    chosen = resolve_relations(model, relations)
+    started = time.perf_counter()
+    created = index.ensure_collection(model_dims(model), shards=shards, replication_factor=replication_factor)
+
+    callback, close_bar = _progress_callback(progress, len(items))
+    done = written = 0
+    try:
+        for batch in _batches(items, batch_size):
+            embeddings = _encode(encode_relations, model, batch, chosen, batch_size)
+            # One batch of vectors at a time: the records (and their arrays) go out of scope
+            # before the next batch is encoded.
+            written += index.upsert(batch_records(batch, embeddings, chosen))
+            done += len(batch)
+            if callback is not None:
+                callback(done, len(items), written)
+    finally:
+        close_bar()
+    counts = index.finish(dict.fromkeys(chosen, len(items)))
+    return IndexReport(
+        items=len(items),
+        relations=chosen,
+        points=written,
+        counts=counts,
+        collection=index.collection,
+        target=index.target,
+        created=created,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _encode(
+    encode_relations: Callable[..., RelationEmbeddings],
+    model: SentenceTransformer,
+    batch: Sequence[Item],
+    relations: Sequence[str],
+    batch_size: int,
+) -> RelationEmbeddings:
+    try:
+        return encode_relations(
+            model,
+            [item.to_input() for item in batch],
+            relations,
+            batch_size=batch_size,
+            modalities=("item", "text", "image"),
+        )
+    except OSError as exc:
+        # An image that vanished or broke since the catalogue was read: name the batch's items.
+        first, last = batch[0], batch[-1]
+        raise InputDataError(
+            f"cannot encode items {first.id!r}..{last.id!r} (lines {first.line}-{last.line}): {exc}"
+        ) from exc
+
+
+def _exactly_one(item_id: str | None, text: str | None, image: Any) -> str:
+    options = (("--id", item_id), ("--text", text), ("--image", image))
+    given = [name for name, value in options if value is not None]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
+    return given[0]
+
+
+def _check_relation(index: RelationIndex, relation: str) -> None:
+    if not isinstance(relation, str) or not relation.strip():
+        raise UsageError(f"--relation must be a non-empty text, got {relation!r}")
+    if index.count(relation) > 0:
+        return
+    indexed = list(index.relations(limit=20))
+    listing = ", ".join(repr(r) for r in indexed) if indexed else "none"
+    raise UsageError(
+        f"relation {relation!r} is not indexed in collection {index.collection!r} at {index.target} "
+        f"(indexed relations: {listing})"
+    )
+
+
+def query_vector(
+    model: SentenceTransformer, relation: str, *, text: str | None = None, image: Any = None
+) -> Any:
+    """The vector of a text or image query encoded under ``relation`` (unit length, float32).
+
+    Args:
+        model: the RCML model the index was built with.
+        relation: the relation description to condition on.
+        text: a text query, or
+        image: an image query: a path or a PIL image.
+
+    Returns:
+        A (D,) float32 array: the query's fused item vector (for a single modality, that
+        modality's conditioned vector), comparable with every named vector of the index.
+
+    Raises:
+        InputDataError: the image path does not exist or cannot be read.
+    """
+    from rcml_st.encoding import encode_relations
+
+    if image is not None and isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise InputDataError("image not found" if not path.exists() else "not a file", path=str(path))
+        from rcml_st.data import load_image
+
+        image = load_image(str(path))
+    query = {"text": text} if text is not None else {"image": image}
+    try:
+        out = encode_relations(model, [query], [relation], batch_size=1, modalities=("item",))
+    except OSError as exc:
+        raise InputDataError(f"cannot read the query image: {exc}") from exc
+    return out.item[0, 0]  # type: ignore[index]
+
+
+def search_index(
+    model: SentenceTransformer | None,
+    index: RelationIndex,
+    relation: str,
+    *,
+    item_id: str | None = None,
+    text: str | None = None,
+    image: Any = None,
+    using: str = "item",
+    limit: int = 10,
+) -> list[Hit]:
+    """The indexed items closest to a query under one relation, best first.
+
+    Give exactly one query:
+
+    - ``item_id``: an indexed item; its own stored vectors under ``relation`` are the query
+      (the ``using`` one, or its fused ``item`` vector when the item lacks that modality), and
+      the item itself is left out of the results. The model is not needed (may be ``None``).
+    - ``text`` or ``image`` (a path or PIL image): encoded with ``model`` under ``relation``.
+
+    Only points of ``relation`` are searched (a filter on the ``relation`` payload field).
+
+    Args:
+        model: the RCML model the index was built with (only used for text and image queries).
+        index: the index to search.
+        relation: the relation description, exactly as indexed.
+        item_id: query by an indexed item's id.
+        text: query by text.
+        image: query by image.
+        using: which named vector to search: ``"item"`` (fused, default), ``"text"`` or ``"image"``.
+        limit: the number of results.
+
+    Returns:
+        :class:`~rcml_st.index.Hit` list (rank, score, item_id, text, payload), best first.
+
+    Raises:
+        UsageError: not exactly one query, an unknown ``using``, a relation that is not indexed,
+            an item id that is not indexed under the relation, or a model whose vector size
+            differs from the collection's.
+        InputDataError: an image query that cannot be read.
+
+    Example:
+        >>> from rcml_st.index import RelationIndex, search_index
+        >>> index = RelationIndex.connect(path="./qdrant_data")  # doctest: +SKIP
+        >>> hits = search_index(None, index, "matches in colour", item_id="S0001", limit=3)  # doctest: +SKIP
+        >>> for hit in hits:  # doctest: +SKIP
+        ...     print(hit.rank, round(hit.score, 3), hit.item_id, hit.text)
+        1 0.912 S0014 Oakbud bib - navy - washable
+    """
+    kind = _exactly_one(item_id, text, image)
+    if using not in VECTOR_NAMES:
+        raise UsageError(f"--modality must be one of {', '.join(VECTOR_NAMES)}, got {using!r}")
+    dims = index.dims()
+    _check_relation(index, relation)
+    if kind == "--id":
+        assert item_id is not None
+        stored = index.get_vectors(item_id, relation)
+        if stored is None:
+            raise UsageError(
+                f"item {item_id!r} is not indexed under relation {relation!r} in collection "
+                f"{index.collection!r} at {index.target}"
+            )
+        vector = stored.get(using, stored.get("item"))
+        if vector is None:
+            raise UsageError(f"item {item_id!r} has no {using!r} or 'item' vector under {relation!r}")
+        return index.search(vector, relation, using=using, limit=limit, exclude_item_ids=[item_id])
+    if model is None:
+        raise UsageError(f"a {kind} query needs the model (--model DIR)")
+    made = model_dims(model)["item"]
+    if using in dims and dims[using] != made:
+        raise UsageError(
+            f"the model makes vectors of size {made} but collection {index.collection!r} holds {using} "
+            f"vectors of size {dims[using]}: search with the model the collection was indexed with"
+        )
+    vector = query_vector(model, relation, text=text, image=image)
+    return index.search(vector, relation, using=using, limit=limit)
