@@ -7,8 +7,9 @@ similarity of two items under a relation. The three tasks then score all methods
 - ``rcml``: the model's relation-conditioned embeddings (unit vectors, cosine).
 - ``clip``: the model's backbone without conditioning, with the relation description appended to
   the item's text (``"<text> <relation>"``), as the RCML paper's baselines get the relation; the
-  image side stays the plain image embedding. Texts longer than the text tower's context are
-  truncated by its tokenizer, which may cut the appended relation off.
+  image side stays the plain image embedding. When the result would not fit the text tower's
+  context (77 tokens for CLIP), whole words are dropped from the end of the *item text* so that
+  the relation is never the part the tokenizer cuts off.
 - ``product``: the training-free score ``sim(A, B | r) = (zA . zr) (zB . zr)`` on plain backbone
   embeddings, ``zr`` the relation description's (normalised) text embedding. It factorises, so
   each item gets a 1-d "vector" ``[zX . zr]`` per relation and the dot product of two of them is
@@ -24,11 +25,13 @@ import numpy as np
 
 from rcml_st.encoding import RelationEmbeddings, encode_relations
 from rcml_st.evaluation.retrieval import catalog_inputs
+from rcml_st.model import rcml_modules
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from rcml_st.data.catalog import Catalog
+    from rcml_st.modules import OpenCLIPInput
 
 #: Method keys of the report that are not ``--compare`` models.
 RCML, CLIP, PRODUCT = "rcml", "clip", "product"
@@ -77,6 +80,35 @@ def encode_with_plain(
     return part(slice(1, None), list(relations)), part(slice(0, 1), [None])
 
 
+def append_relation(clip: OpenCLIPInput, text: str, relation: str) -> str:
+    """``"<text> <relation>"``, the item text shortened by whole words if needed to fit the context.
+
+    Example:
+        >>> append_relation(clip, "Organic cotton nursing pillow", "matches in colour")  # doctest: +SKIP
+        'Organic cotton nursing pillow matches in colour'
+    """
+    full = f"{text} {relation}"
+    limit = clip.max_seq_length
+    # Every token covers at least one byte: short texts (plus start/end tokens) cannot overflow.
+    if len(full.encode("utf-8")) + 2 < limit:
+        return full
+
+    def fits(candidate: str) -> bool:
+        return int((clip.tokenizer([candidate])[0] != 0).sum()) < limit
+
+    if fits(full):
+        return full
+    words = text.split()
+    low, high = 0, len(words)  # the largest prefix of words that still fits with the relation
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(" ".join([*words[:middle], relation])):
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join([*words[:low], relation])
+
+
 def clip_baseline(
     model: SentenceTransformer,
     catalog: Catalog,
@@ -106,7 +138,10 @@ def clip_baseline(
     has_text, has_image = plain.has_text, plain.has_image
     text_items = np.flatnonzero(has_text)
     # The text tower runs once per (item, relation) here: the relation is part of the input text.
-    texts = [f"{catalog.items[i].text} {relation}" for relation in relations for i in text_items]
+    clip, _ = rcml_modules(model)
+    texts = [
+        append_relation(clip, catalog.items[i].text, relation) for relation in relations for i in text_items
+    ]
     dim = plain.text.shape[-1]
     text = np.zeros((len(relations), n, dim), dtype=np.float32)
     if texts:
@@ -140,8 +175,6 @@ def product_baseline(
         product of two items' entries is the baseline's score.
     """
     import torch
-
-    from rcml_st.model import rcml_modules
 
     clip, _ = rcml_modules(model)
     was_training = model.training

@@ -138,3 +138,19 @@ def test_product_baseline_is_the_product_of_projections(model, small):
     r, a, b = 2, 0, 3
     expected = float(items[a] @ zr[r]) * float(items[b] @ zr[r])
     assert float(product.item[r, a] @ product.item[r, b]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_clip_baseline_never_lets_the_relation_be_truncated(model):
+    from rcml_st.evaluation.methods import append_relation
+
+    clip = model[0]
+    relation = "used together for the same activity"
+    long_text = " ".join(f"word{i}" for i in range(40))
+    text = append_relation(clip, long_text, relation)
+    assert text.endswith(" " + relation) and text.startswith("word0 word1")
+    assert int((clip.tokenizer([text])[0] != 0).sum()) < clip.max_seq_length  # nothing cut off
+    # As much of the item text as fits: one more word would overflow the context.
+    kept = len(text.split()) - len(relation.split())
+    one_more = " ".join([*long_text.split()[: kept + 1], relation])
+    assert int((clip.tokenizer([one_more])[0] != 0).sum()) >= clip.max_seq_length
+    assert append_relation(clip, "bottle warmer", relation) == f"bottle warmer {relation}"
