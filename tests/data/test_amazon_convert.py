@@ -341,6 +341,36 @@ def test_option_errors(tmp_path):
     assert meta.read_text().startswith("{'asin': 'B01'")
 
 
+def test_progress_reports_bytes_for_every_pass(tmp_path):
+    meta = write_meta(tmp_path / "meta.json.gz", "2014")
+    calls: list[tuple[str, int, int]] = []
+    convert_amazon(meta, tmp_path / "out.jsonl", cluster=2, on_progress=lambda *call: calls.append(call))
+    phases = list(dict.fromkeys(phase for phase, _, _ in calls))
+    assert phases == [
+        "pass 1/3: reading products",
+        "pass 2/3: collecting co-purchase edges",
+        "pass 3/3: writing items",
+    ]
+    first = [(done, total) for phase, done, total in calls if phase == phases[0]]
+    assert first[0] == (0, meta.stat().st_size) and first[-1] == (meta.stat().st_size,) * 2
+    for phase in phases:  # every pass ends with all its bytes read
+        done, total = [(d, t) for p, d, t in calls if p == phase][-1]
+        assert done == total > 0, phase
+
+
+def test_interrupted_run_leaves_no_output_and_no_temporary_files(tmp_path):
+    meta = write_meta(tmp_path / "meta.json", "2014")
+
+    def interrupt(phase: str, done: int, total: int) -> None:
+        if phase.startswith("pass 2") and done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_amazon(meta, tmp_path / "out.jsonl", on_progress=interrupt)
+    assert not (tmp_path / "out.jsonl").exists()
+    assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]
+
+
 # ----------------------------------------------------------------------------- relation types
 
 
