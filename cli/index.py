@@ -1,10 +1,402 @@
-"""`rcml-st index` (placeholder until its issue lands)."""
+"""`rcml-st index`: encode a data file under every relation and upsert the vectors into Qdrant.
+
+Also holds the Qdrant connection options and helpers that `rcml-st search` shares.
+"""
 
 from __future__ import annotations
 
-from rcml_st.cli._common import fail
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rcml_st.cli._common import console, err_console, run_command
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from rcml_st.index import RelationIndex
+
+DEFAULT_QDRANT_PATH = Path("qdrant_data")
+DEFAULT_RETRY_TIMEOUT = 120.0
+
+INDEX_HELP = "\n\n".join(
+    [
+        "Encode every item of a data file under every relation and upsert the vectors into Qdrant.",
+        "One point per (item, relation) in one collection, with named vectors text, image (each when the "
+        "item has it) and item (fused), and a payload with item_id, relation, text, image and the item's "
+        "metadata. Point ids are derived from (item id, relation): re-running overwrites, never doubles, "
+        "so a run that failed part-way is completed by running it again. Each batch of items goes through "
+        "the backbone once, then under all relations at once. The run ends by waiting for every write and "
+        "checking that each relation has exactly one point per item.",
+        "Without --qdrant-url the vectors go to an embedded store in --qdrant-path (fine for demos and a "
+        "few tens of thousands of points); with it, to a Qdrant server (--api-key or QDRANT_API_KEY for a "
+        "secured one, https works). Transient failures are retried for up to --retry-timeout seconds.",
+        "Examples:",
+        "  rcml-st index test.jsonl --model rcml-baby",
+        "  rcml-st index data.jsonl -m rcml-baby -r 'matches in colour' -r 'made by the same brand'",
+        "  rcml-st index data.jsonl -m rcml-baby --qdrant-url http://localhost:6333 --collection baby",
+        "  QDRANT_API_KEY=... rcml-st index data.jsonl -m rcml-baby --qdrant-url https://xyz.cloud.qdrant.io "
+        "--shards 4 --replication-factor 2",
+    ]
+)
 
 
-def index() -> None:
-    """Not available yet."""
-    raise fail("'rcml-st index' is not available in this build yet", 1)
+class Device(str, Enum):
+    """Where to run the model."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# -- options shared with `rcml-st search` ---------------------------------------------------------
+
+ModelOption = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="DIR",
+        help="The RCML model directory (written by rcml-st train).",
+        show_default=False,
+    ),
+]
+QdrantUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--qdrant-url",
+        metavar="URL",
+        help="A Qdrant server, e.g. http://localhost:6333 or https://xyz.cloud.qdrant.io "
+        "(default: the embedded store in --qdrant-path).",
+        show_default=False,
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        envvar="QDRANT_API_KEY",
+        help="The server's API key (also read from QDRANT_API_KEY).",
+        show_default=False,
+    ),
+]
+GrpcPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--grpc-port",
+        metavar="PORT",
+        min=1,
+        max=65535,
+        help="The server's gRPC port, when it is not 6334. gRPC (faster) is used when the URL is on "
+        "port 6333 or this is given; otherwise REST.",
+        show_default=False,
+    ),
+]
+QdrantPathOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--qdrant-path",
+        metavar="DIR",
+        help="The embedded store's folder, used without --qdrant-url (default: ./qdrant_data).",
+        show_default=False,
+    ),
+]
+CollectionOption = Annotated[str, typer.Option("--collection", metavar="NAME", help="The collection name.")]
+RetryTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--retry-timeout",
+        metavar="SECONDS",
+        min=0,
+        help="How long to keep retrying a server that is down or failing (backoff between tries).",
+    ),
+]
+DeviceOption = Annotated[Device, typer.Option("--device", help="Where to run the model.")]
+
+
+def _device(device: Device) -> str | None:
+    from rcml_st.errors import UsageError
+
+    if device is Device.auto:
+        return None
+    if device is Device.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+    return device.value
+
+
+def check_model_dir(path: Path) -> None:
+    """Raises a clear UsageError when ``path`` is not a saved model directory."""
+    from rcml_st.errors import UsageError
+
+    if not path.exists():
+        raise UsageError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a model directory")
+    if not (path / "modules.json").is_file():
+        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+
+
+def load_model(path: Path, device: Device) -> SentenceTransformer:
+    """Loads an RCML model directory, turning any failure into one line naming the directory."""
+    import rcml_st
+    from rcml_st.errors import RCMLError, UsageError
+
+    check_model_dir(path)
+    target = _device(device)
+    try:
+        return rcml_st.load(path, device=target)
+    except RCMLError:
+        raise
+    except Exception as exc:  # a broken directory: say which one and why, in one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
+
+
+def open_index(
+    *,
+    qdrant_url: str | None,
+    api_key: str | None,
+    grpc_port: int | None,
+    qdrant_path: Path | None,
+    collection: str,
+    retry_timeout: float,
+    must_exist: bool = False,
+) -> RelationIndex:
+    """Connects to the server or opens the embedded store, as the command-line options say.
+
+    Args:
+        must_exist: the embedded store must already exist (searching a store that was never
+            written is a mistake, not an empty result).
+    """
+    from rcml_st.errors import UsageError
+    from rcml_st.index import RelationIndex, RetryPolicy
+
+    if qdrant_url is not None and qdrant_path is not None:
+        raise UsageError(
+            "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+        )
+    if qdrant_url is None and grpc_port is not None:
+        raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
+    path = qdrant_path if qdrant_path is not None else DEFAULT_QDRANT_PATH
+    if qdrant_url is None and must_exist and not path.is_dir():
+        raise UsageError(
+            f"no embedded Qdrant store at {path}; run rcml-st index first, or pass --qdrant-path DIR "
+            "or --qdrant-url URL"
+        )
+    retry = RetryPolicy(max_time=retry_timeout)
+    if qdrant_url is None:
+        return RelationIndex.connect(path=path, collection=collection, retry=retry)
+    return RelationIndex.connect(
+        url=qdrant_url, api_key=api_key, grpc_port=grpc_port, collection=collection, retry=retry
+    )
+
+
+class _WarningLines(logging.Handler):
+    """Shows the index's warnings (retries, ignored options) as ``Warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err_console.print(f"Warning: {record.getMessage()}", markup=False, highlight=False)
+        except Exception:  # never let a warning line break the run
+            self.handleError(record)
+
+
+@contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Routes ``rcml_st.index`` warnings to ``Warning:`` lines for the duration."""
+    logger = logging.getLogger("rcml_st.index")
+    handler = _WarningLines(logging.WARNING)
+    logger.addHandler(handler)
+    propagate = logger.propagate
+    logger.propagate = False  # no second copy through the root logger / lastResort
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def index(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="The data file (.jsonl) whose items to index.", metavar="DATA.jsonl", show_default=False
+        ),
+    ],
+    model: ModelOption,
+    qdrant_url: QdrantUrlOption = None,
+    api_key: ApiKeyOption = None,
+    grpc_port: GrpcPortOption = None,
+    qdrant_path: QdrantPathOption = None,
+    collection: CollectionOption = "rcml",
+    relation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--relation",
+            "-r",
+            metavar="TEXT",
+            help="A relation description to index (repeatable; default: the model's relation vocabulary).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            metavar="N",
+            help="Items per encoding batch (each writes items x relations points).",
+        ),
+    ] = 64,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            min=1,
+            metavar="N",
+            help="Shards of a new collection on a Qdrant cluster (fixed at creation).",
+            show_default=False,
+        ),
+    ] = None,
+    replication_factor: Annotated[
+        int | None,
+        typer.Option(
+            "--replication-factor",
+            min=1,
+            metavar="N",
+            help="Copies of each shard of a new collection on a Qdrant cluster.",
+            show_default=False,
+        ),
+    ] = None,
+    retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option("--skip-invalid", help="Skip bad records (counted) instead of stopping at the first."),
+    ] = False,
+    device: DeviceOption = Device.auto,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    def body() -> None:
+        _run(
+            data=data,
+            model_dir=model,
+            qdrant_url=qdrant_url,
+            api_key=api_key,
+            grpc_port=grpc_port,
+            qdrant_path=qdrant_path,
+            collection=collection,
+            relations=list(relation or []),
+            batch_size=batch_size,
+            shards=shards,
+            replication_factor=replication_factor,
+            retry_timeout=retry_timeout,
+            skip_invalid=skip_invalid,
+            device=device,
+            progress=progress,
+        )
+
+    run_command(body)
+
+
+index.__doc__ = INDEX_HELP
+
+
+def _run(
+    *,
+    data: Path,
+    model_dir: Path,
+    qdrant_url: str | None,
+    api_key: str | None,
+    grpc_port: int | None,
+    qdrant_path: Path | None,
+    collection: str,
+    relations: list[str],
+    batch_size: int,
+    shards: int | None,
+    replication_factor: int | None,
+    retry_timeout: float,
+    skip_invalid: bool,
+    device: Device,
+    progress: bool,
+) -> None:
+    from rcml_st.data import read_catalog
+    from rcml_st.errors import UsageError
+    from rcml_st.index import index_catalog
+    from rcml_st.index.pipeline import resolve_relations
+
+    if qdrant_url is not None and qdrant_path is not None:
+        raise UsageError(
+            "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+        )
+    # Data first: a bad record fails in a second, before any model is loaded or server reached.
+    catalog = read_catalog(
+        data, skip_invalid=skip_invalid, on_warning=lambda m: err_console.print(f"Warning: {m}", markup=False)
+    )
+    if catalog.skip_summary():
+        err_console.print(f"Warning: {catalog.skip_summary()}", markup=False)
+    rcml = load_model(model_dir, device)
+    chosen = resolve_relations(rcml, relations)
+
+    with warnings_to_stderr():
+        store = open_index(
+            qdrant_url=qdrant_url,
+            api_key=api_key,
+            grpc_port=grpc_port,
+            qdrant_path=qdrant_path,
+            collection=collection,
+            retry_timeout=retry_timeout,
+        )
+        try:
+            with _progress_bar(progress, len(catalog), len(chosen)) as on_batch:
+                report = index_catalog(
+                    rcml,
+                    catalog,
+                    store,
+                    relations=chosen,
+                    batch_size=batch_size,
+                    progress=on_batch,
+                    shards=shards,
+                    replication_factor=replication_factor,
+                )
+        finally:
+            store.close()
+    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s", markup=False, highlight=False
+    )
+
+
+@contextmanager
+def _progress_bar(enabled: bool, items: int, relations: int) -> Iterator[object]:
+    """A rich progress bar over items (on stderr, so stdout keeps only the result lines)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("items, {task.fields[points]:,} points"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        noun = "relation" if relations == 1 else "relations"
+        task = bar.add_task(f"Indexing x {relations} {noun}", total=items, points=0)
+
+        def on_batch(done: int, _total: int, points: int) -> None:
+            bar.update(task, completed=done, points=points)
+
+        yield on_batch

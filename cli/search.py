@@ -1,10 +1,208 @@
-"""`rcml-st search` (placeholder until its issue lands)."""
+"""`rcml-st search`: the indexed items closest to an item, a text or an image under one relation."""
 
 from __future__ import annotations
 
-from rcml_st.cli._common import fail
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rcml_st.cli._common import console, run_command
+from rcml_st.cli.index import (
+    DEFAULT_RETRY_TIMEOUT,
+    ApiKeyOption,
+    CollectionOption,
+    Device,
+    DeviceOption,
+    GrpcPortOption,
+    ModelOption,
+    QdrantPathOption,
+    QdrantUrlOption,
+    RetryTimeoutOption,
+    check_model_dir,
+    load_model,
+    open_index,
+    warnings_to_stderr,
+)
+
+if TYPE_CHECKING:
+    from rcml_st.index import Hit
+
+SEARCH_HELP = "\n\n".join(
+    [
+        "Find the indexed items closest to a query under one relation (from rcml-st index).",
+        "Give exactly one query: --id (an indexed item: its own stored vectors are the query and it is "
+        "left out of the results), --text or --image (encoded with the model under --relation). Only "
+        "points of that relation are searched. --modality chooses which stored vector to compare with: "
+        "item (the fused text+image vector, default), text or image.",
+        "Prints a table (rank, score, id, text), or with --json a list of {rank, score, id, text, payload}.",
+        "Examples:",
+        "  rcml-st search -m rcml-baby --relation 'used together for infant feeding' --id B0001",
+        "  rcml-st search -m rcml-baby -r 'matches in colour' --text 'sage green nursing pillow' --limit 5",
+        "  rcml-st search -m rcml-baby -r 'matches in colour' --image photo.jpg --modality image --json",
+        "  rcml-st search -m rcml-baby -r 'made by the same brand' --id B0001 --qdrant-url http://localhost:6333",
+    ]
+)
 
 
-def search() -> None:
-    """Not available yet."""
-    raise fail("'rcml-st search' is not available in this build yet", 1)
+class Modality(str, Enum):
+    """Which named vector of the index to search."""
+
+    item = "item"
+    text = "text"
+    image = "image"
+
+
+def search(
+    model: ModelOption,
+    relation: Annotated[
+        str,
+        typer.Option(
+            "--relation",
+            "-r",
+            metavar="TEXT",
+            help="The relation description to search under, exactly as indexed.",
+            show_default=False,
+        ),
+    ],
+    item_id: Annotated[
+        str | None,
+        typer.Option("--id", metavar="ID", help="Query by an indexed item's id.", show_default=False),
+    ] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", metavar="TEXT", help="Query by text.", show_default=False)
+    ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option("--image", metavar="PATH", help="Query by an image file.", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-k", min=1, help="Number of results.")] = 10,
+    modality: Annotated[
+        Modality, typer.Option("--modality", help="The named vector to search: item (fused), text or image.")
+    ] = Modality.item,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON instead of a table.")
+    ] = False,
+    qdrant_url: QdrantUrlOption = None,
+    api_key: ApiKeyOption = None,
+    grpc_port: GrpcPortOption = None,
+    qdrant_path: QdrantPathOption = None,
+    collection: CollectionOption = "rcml",
+    retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
+    device: DeviceOption = Device.auto,
+) -> None:
+    def body() -> None:
+        _run(
+            model_dir=model,
+            relation=relation,
+            item_id=item_id,
+            text=text,
+            image=image,
+            limit=limit,
+            modality=modality,
+            as_json=as_json,
+            qdrant_url=qdrant_url,
+            api_key=api_key,
+            grpc_port=grpc_port,
+            qdrant_path=qdrant_path,
+            collection=collection,
+            retry_timeout=retry_timeout,
+            device=device,
+        )
+
+    run_command(body)
+
+
+search.__doc__ = SEARCH_HELP
+
+
+def _run(
+    *,
+    model_dir: Path,
+    relation: str,
+    item_id: str | None,
+    text: str | None,
+    image: Path | None,
+    limit: int,
+    modality: Modality,
+    as_json: bool,
+    qdrant_url: str | None,
+    api_key: str | None,
+    grpc_port: int | None,
+    qdrant_path: Path | None,
+    collection: str,
+    retry_timeout: float,
+    device: Device,
+) -> None:
+    from rcml_st.errors import InputDataError, UsageError
+    from rcml_st.index import search_index
+
+    given = [
+        name for name, value in (("--id", item_id), ("--text", text), ("--image", image)) if value is not None
+    ]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
+    if not relation.strip():
+        raise UsageError("--relation must be a non-empty text")
+    if text is not None and not text.strip():
+        raise UsageError("--text must not be empty")
+    if image is not None and not image.is_file():
+        raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
+
+    if item_id is not None:
+        # The item's stored vectors are the query: the model is not needed, only checked.
+        check_model_dir(model_dir)
+        rcml = None
+    else:
+        rcml = load_model(model_dir, device)
+
+    with warnings_to_stderr():
+        store = open_index(
+            qdrant_url=qdrant_url,
+            api_key=api_key,
+            grpc_port=grpc_port,
+            qdrant_path=qdrant_path,
+            collection=collection,
+            retry_timeout=retry_timeout,
+            must_exist=True,
+        )
+        try:
+            hits = search_index(
+                rcml,
+                store,
+                relation,
+                item_id=item_id,
+                text=text,
+                image=image,
+                using=modality.value,
+                limit=limit,
+            )
+        finally:
+            store.close()
+
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
+        return
+    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
+
+
+def _table(hits: list[Hit], relation: str, kind: str, query: str, modality: str) -> object:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{kind} {query!r} under {relation!r} ({modality} vectors)",
+        title_justify="left",
+        caption=None if hits else "no results",
+        caption_justify="left",
+    )
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("id", no_wrap=True)
+    table.add_column("text")
+    for hit in hits:
+        shown = hit.text if hit.text is not None else f"(image) {hit.payload.get('image', '')}"
+        table.add_row(str(hit.rank), f"{hit.score:.4f}", hit.item_id, shown)
+    return table
