@@ -562,6 +562,10 @@ def write_catalog(items: Iterable[Mapping[str, Any] | Item], path: str | os.Path
                 _check_finite(record)
                 fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False, default=_json_default))
                 fh.write("\n")
+        # mkstemp creates 0600 files; give the catalogue the mode a plain open() would (umask applies).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

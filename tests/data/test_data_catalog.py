@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,12 @@ def test_reading_streams_a_large_file_quickly(tmp_path):
     assert len(catalog.edges) == n
     assert catalog.neighbours("r")[0] == {1, n - 1}
     assert isinstance(catalog.path, Path)
+
+
+def test_written_catalogue_gets_the_usual_file_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_catalog([{"id": "a", "text": "x"}], tmp_path / "out.jsonl")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
