@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rcml_st.errors import InputDataError, UsageError
+from rcml_st.errors import InputDataError, ServiceError, UsageError
 from rcml_st.index.records import Hit, PointRecord
 from rcml_st.index.store import VECTOR_NAMES, RelationIndex
 
@@ -270,6 +270,13 @@ def index_catalog(
             done += len(batch)
             if callback is not None:
                 callback(done, len(items), written)
+    except ServiceError as exc:
+        if done == 0:
+            raise
+        # Say where it stopped and how to finish: ids are deterministic, a re-run completes it.
+        raise ServiceError(
+            f"{exc} ({done} of {len(items)} items were written; re-run the same command to complete)"
+        ) from exc
     finally:
         close_bar()
     counts = index.finish(dict.fromkeys(chosen, len(items)))

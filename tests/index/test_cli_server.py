@@ -137,6 +137,7 @@ def test_server_killed_mid_index_is_exit_1_then_a_rerun_completes(
     assert result.exit_code == 1, result.output
     errors = error_lines(result)
     assert len(errors) == 1 and errors[0].startswith(f"Error: Qdrant at {server.url} unreachable after ")
+    assert errors[0].endswith("(10 of 30 items were written; re-run the same command to complete)")
     assert "Traceback" not in result.output
     assert "Warning: Qdrant upsert of 30 points failed" in result.stderr  # the retries were shown
     assert calls == [30]
