@@ -9,7 +9,8 @@ similarity of two items under a relation. The three tasks then score all methods
   the item's text (``"<text> <relation>"``), as the RCML paper's baselines get the relation; the
   image side stays the plain image embedding. When the result would not fit the text tower's
   context (77 tokens for CLIP), whole words are dropped from the end of the *item text* so that
-  the relation is never the part the tokenizer cuts off.
+  the relation is never the part the tokenizer cuts off (once per item, against the relation
+  with the most tokens: an item's text is the same under every relation).
 - ``product``: the training-free score ``sim(A, B | r) = (zA . zr) (zB . zr)`` on plain backbone
   embeddings, ``zr`` the relation description's (normalised) text embedding. It factorises, so
   each item gets a 1-d "vector" ``[zX . zr]`` per relation and the dot product of two of them is
@@ -139,9 +140,12 @@ def clip_baseline(
     text_items = np.flatnonzero(has_text)
     # The text tower runs once per (item, relation) here: the relation is part of the input text.
     clip, _ = rcml_modules(model)
-    texts = [
-        append_relation(clip, catalog.items[i].text, relation) for relation in relations for i in text_items
-    ]
+    # Each item text is shortened once, against the relation with the most tokens, so an item
+    # reads the same under every relation and only the appended description differs.
+    token_counts = (clip.tokenizer(relations) != 0).sum(dim=1) if relations else []
+    longest = relations[int(np.argmax(token_counts))] if relations else ""
+    prefixes = [append_relation(clip, catalog.items[i].text, longest)[: -len(longest)] for i in text_items]
+    texts = [f"{prefix}{relation}" for relation in relations for prefix in prefixes]
     dim = plain.text.shape[-1]
     text = np.zeros((len(relations), n, dim), dtype=np.float32)
     if texts:
