@@ -6,9 +6,10 @@
     ``upload_collection`` of numpy matrices, is timed too, for reference. Each run writes a
     fresh collection and ends with the same ``wait=True`` barrier and exact count, so all are
     timed until the points are applied, not merely sent.
-(b) End to end: (item, relation) points per second of ``rcml-st index`` with 1 and with 8
-    relations (ViT-B-32, random weights); target: 8 relations cost <= 1.6x of 1 relation.
-    Not written yet: it needs the model and the ``index`` command (see :func:`run_part_b`).
+(b) End to end: (item, relation) points per second of the indexing pipeline that ``rcml-st
+    index`` runs (:func:`rcml_st.index.index_catalog`: encode, upsert, barrier, exact counts)
+    with 1 and with 8 relations (ViT-B-32, random weights, a generated catalogue), alternating
+    the runs; target: 8 relations cost <= 1.6x the time of 1 relation.
 
 The server is ``--qdrant-url`` (with ``--grpc-port``) if given, else a ``qdrant`` binary started
 on free loopback ports (``QDRANT_BINARY``, ``PATH``, or ``.qdrant-bin/qdrant`` from
@@ -17,6 +18,8 @@ on free loopback ports (``QDRANT_BINARY``, ``PATH``, or ``.qdrant-bin/qdrant`` f
 Examples:
     python benchmarks/index_throughput.py                       # part (a), 20k points x 3 x 512
     python benchmarks/index_throughput.py --points 5000 --rounds 2
+    python benchmarks/index_throughput.py --part b --items 96 --rounds-b 3
+    python benchmarks/index_throughput.py --part all
     python benchmarks/index_throughput.py --qdrant-url http://localhost:6333 --grpc-port 6334
 """
 
@@ -199,15 +202,95 @@ def run_part_a(server: Server, points: int, dim: int, batch_size: int, rounds: i
     }
 
 
-def run_part_b(server: Server, args: argparse.Namespace) -> dict:
-    """End to end ``rcml-st index`` with 1 vs 8 relations (phase 2: needs the model and the CLI).
+#: Eight relation descriptions for part (b); the first is the 1-relation run's.
+RELATIONS_B = (
+    "used together for infant feeding",
+    "matches in colour",
+    "made by the same brand",
+    "viewed as an alternative to",
+    "bought together for travel",
+    "used at bath time",
+    "fits the same nursery theme",
+    "suitable for the same age",
+)
 
-    Plan: build a ViT-B-32 RCML model with random weights, write a synthetic catalogue, run
-    ``rcml-st index DATA --model DIR --qdrant-url URL`` once with 1 ``--relation`` and once with
-    8, alternating, and report (item, relation) points per second and the time ratio
-    (target <= 1.6x for 8 relations vs 1).
+
+def build_part_b_model(backbone: str, device: str | None):
+    """An RCML model with random weights and the 8 relations as its vocabulary."""
+    import torch
+
+    import rcml_st
+
+    torch.manual_seed(0)
+    model = rcml_st.build_model(backbone, device=device)
+    rcml_st.set_relation_vocabulary(model, list(RELATIONS_B))
+    return model
+
+
+def run_index_once(server: Server, model, catalog, relations: list[str], batch_size: int) -> dict:
+    """One ``rcml-st index`` run (the same ``index_catalog`` call) into a fresh collection, timed."""
+    from rcml_st.index import index_catalog
+
+    collection = f"bench_b_{uuid.uuid4().hex[:8]}"
+    index = RelationIndex.connect(url=server.url, grpc_port=server.grpc_port, collection=collection)
+    try:
+        start = time.perf_counter()
+        report = index_catalog(model, catalog, index, relations=relations, batch_size=batch_size)
+        elapsed = time.perf_counter() - start
+        assert report.counts == dict.fromkeys(relations, len(catalog)), report.counts
+    finally:
+        index.client.delete_collection(collection)
+        index.close()
+    return {"seconds": elapsed, "points": report.points}
+
+
+def run_part_b(server: Server, args: argparse.Namespace) -> dict:
+    """End to end: (item, relation) points/s of the indexing pipeline with 1 and with 8 relations.
+
+    Times :func:`rcml_st.index.index_catalog`, which is what ``rcml-st index`` runs once the data
+    file is read and the model loaded: encode each batch (backbone once, all relations at once),
+    build and check the points, upsert over gRPC, then the write barrier and exact counts. The
+    model is ``--backbone`` (ViT-B-32) with random weights; the catalogue is generated
+    (``--items`` items with text and a 64 px image). Runs alternate 1 / 8 relations, after one
+    untimed warm-up of each; the figures are medians.
     """
-    raise NotImplementedError("part (b) needs the model and the `rcml-st index` command (phase 2)")
+    from rcml_st.data import generate_catalog, read_catalog
+
+    model = build_part_b_model(args.backbone, args.device)
+    with tempfile.TemporaryDirectory(prefix="rcml-bench-b-") as tmp:
+        synthetic = generate_catalog(tmp, n_items=args.items, holdout=0, seed=0)
+        catalog = read_catalog(synthetic.train_path)
+        configs = {1: list(RELATIONS_B[:1]), 8: list(RELATIONS_B)}
+        for relations in configs.values():  # warm-up: first calls pay for allocator and channel set-up
+            run_index_once(server, model, catalog.subset(range(min(8, len(catalog)))), relations, 8)
+        times: dict[int, list[float]] = {r: [] for r in configs}
+        for round_ in range(args.rounds_b):
+            order = list(configs) if round_ % 2 == 0 else list(reversed(configs))
+            for r in order:
+                run = run_index_once(server, model, catalog, configs[r], args.encode_batch)
+                times[r].append(run["seconds"])
+                print(
+                    f"  round {round_ + 1} {r} relation(s): {run['points'] / run['seconds']:7.1f} points/s "
+                    f"({run['seconds']:.2f} s for {run['points']} points)",
+                    flush=True,
+                )
+    median = {r: statistics.median(values) for r, values in times.items()}
+    items = len(catalog)
+    return {
+        "backbone": args.backbone,
+        "weights": "random",
+        "device": str(model.device),
+        "items": items,
+        "encode_batch": args.encode_batch,
+        "rounds": args.rounds_b,
+        "seconds_1_relation": round(median[1], 3),
+        "seconds_8_relations": round(median[8], 3),
+        "points_per_s_1_relation": round(items / median[1], 1),
+        "points_per_s_8_relations": round(8 * items / median[8], 1),
+        "time_ratio_8_vs_1": round(median[8] / median[1], 3),
+        "target_ratio": 1.6,
+        "all_seconds": {str(r): [round(t, 3) for t in values] for r, values in times.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,6 +304,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--qdrant-url", default=None, help="an existing server (default: start the binary)")
     parser.add_argument("--grpc-port", type=int, default=6334)
+    parser.add_argument("--items", type=int, default=96, help="(b) catalogue size")
+    parser.add_argument("--backbone", default="ViT-B-32", help="(b) open_clip model name or config JSON")
+    parser.add_argument("--device", default=None, help="(b) where to run the model (default: auto)")
+    parser.add_argument("--encode-batch", type=int, default=64, help="(b) items per encoding batch")
+    parser.add_argument("--rounds-b", type=int, default=3, help="(b) timed runs of each configuration")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
 
@@ -241,7 +329,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"{a['raw_numpy_points_per_s']} points/s, ratio {a['ratio_vs_raw_numpy']:.2f}x"
             )
         if args.part in ("b", "all"):
+            print(
+                f"(b) end to end: {args.items} generated items, {args.backbone} random weights, "
+                f"1 vs 8 relations, encode batch {args.encode_batch}"
+            )
             results["b"] = run_part_b(server, args)
+            b = results["b"]
+            print(
+                f"(b) 1 relation {b['points_per_s_1_relation']} points/s ({b['seconds_1_relation']} s), "
+                f"8 relations {b['points_per_s_8_relations']} points/s ({b['seconds_8_relations']} s); "
+                f"time ratio 8/1 {b['time_ratio_8_vs_1']:.2f}x (target <= 1.6x)"
+            )
     print(json.dumps(results))
     if args.json_path:
         with open(args.json_path, "w") as fh:
