@@ -142,7 +142,7 @@ def clip_baseline(
     clip, _ = rcml_modules(model)
     # Each item text is shortened once, against the relation with the most tokens, so an item
     # reads the same under every relation and only the appended description differs.
-    token_counts = (clip.tokenizer(relations) != 0).sum(dim=1) if relations else []
+    token_counts = (clip.tokenizer(relations) != 0).sum(dim=1).tolist() if relations else []
     longest = relations[int(np.argmax(token_counts))] if relations else ""
     prefixes = [append_relation(clip, catalog.items[i].text, longest)[: -len(longest)] for i in text_items]
     texts = [f"{prefix}{relation}" for relation in relations for prefix in prefixes]
