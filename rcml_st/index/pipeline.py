@@ -91,10 +91,11 @@ class IndexReport:
 
     def summary(self) -> str:
         """One line: what was indexed where, and the verified count of every relation."""
+        items = "item" if self.items == 1 else "items"
         noun = "relation" if len(self.relations) == 1 else "relations"
         verified = ", ".join(f"{relation!r} {self.counts.get(relation, 0)}" for relation in self.relations)
         return (
-            f"Indexed {self.items} items x {len(self.relations)} {noun} = {self.points} points into "
+            f"Indexed {self.items} {items} x {len(self.relations)} {noun} = {self.points} points into "
             f"collection {self.collection!r} at {self.target}; verified: {verified}"
         )
 
