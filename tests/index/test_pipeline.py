@@ -240,3 +240,15 @@ def test_server_restart_mid_run_is_survived_by_the_same_run(start_qdrant, tiny_m
     report = index_catalog(tiny_model, catalog, index, batch_size=10, progress=crash_after_first)
     restarter.join()
     assert report.counts == dict.fromkeys(RELATIONS, 30) and index.count() == 90
+
+
+def test_text_query_with_a_model_of_another_size_is_a_usage_error(make_index, tiny_model):
+    from rcml_st.index import PointRecord
+
+    index = make_index()
+    index.ensure_collection({"text": 16, "item": 16})
+    index.upsert([PointRecord("A", "goes with", {"text": np.ones(16), "item": np.ones(16)})])
+    index.finish({"goes with": 1})
+    with pytest.raises(UsageError, match=r"model makes vectors of size 32 but collection .* size 16"):
+        search_index(tiny_model, index, "goes with", text="a bib")
+    assert search_index(None, index, "goes with", item_id="A") == []  # only itself there, excluded
