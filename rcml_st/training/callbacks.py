@@ -29,6 +29,28 @@ def format_epoch(logs: dict[str, Any], epochs: float) -> str:
     return "  ".join(parts)
 
 
+def format_eval(metrics: dict[str, float]) -> str:
+    """One line of relation-guided retrieval metrics (Hit@5 per direction and averaged).
+
+    Example:
+        >>> format_eval({"eval_avg_hit@5": 0.9, "eval_avg_mrr": 0.7, "eval_tt_hit@5": 0.8})
+        '  eval: hit@5 0.9000 (tt 0.8000)  mrr 0.7000'
+    """
+    if "eval_avg_hit@5" not in metrics:
+        return ""
+    directions = [
+        f"{d} {metrics[f'eval_{d}_hit@5']:.4f}"
+        for d in ("tt", "ii", "ti", "it")
+        if f"eval_{d}_hit@5" in metrics
+    ]
+    line = f"  eval: hit@5 {metrics['eval_avg_hit@5']:.4f}"
+    if directions:
+        line += f" ({', '.join(directions)})"
+    if "eval_avg_mrr" in metrics:
+        line += f"  mrr {metrics['eval_avg_mrr']:.4f}"
+    return line
+
+
 class EpochReporter(TrainerCallback):
     """Collects each epoch's loss terms (and evaluation metrics) and reports them as one line.
 
@@ -52,14 +74,14 @@ class EpochReporter(TrainerCallback):
             self.history.append(entry)
             self.log(format_epoch(entry, self.epochs))
         elif any(key.startswith("eval_") for key in logs):
-            metrics = {k: v for k, v in logs.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+            metrics = {
+                k: float(v) for k, v in logs.items() if k.startswith("eval_") and isinstance(v, (int, float))
+            }
             if self.history:
-                self.history[-1].update({k: float(v) for k, v in metrics.items()})
-            shown = "  ".join(
-                f"{k[5:]} {v:.4f}" for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))
-            )
-            if shown:
-                self.log(f"  eval: {shown}")
+                self.history[-1].update(metrics)
+            line = format_eval(metrics)
+            if line:
+                self.log(line)
 
 
 class RichProgress(TrainerCallback):

@@ -9,6 +9,7 @@ This is what ``rcml-st train`` runs; it is a plain function so scripts, the demo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -73,6 +74,8 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         warmup: fraction of the steps with a linear learning-rate warmup.
         workers: data-loading worker processes (``None``: 0 on CPU, up to 4 on CUDA).
+        pairs_per_epoch: train each epoch on a fresh random subset of this many pairs
+            (``None``: all of them); for dense relation graphs.
     """
 
     data: Path
@@ -98,6 +101,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     warmup: float = 0.1
     workers: int | None = None
+    pairs_per_epoch: int | None = None
 
     def options(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded next to the checkpoints)."""
@@ -155,6 +159,8 @@ def _check_config(config: TrainConfig) -> None:
     output = Path(config.output)
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} exists and is not a folder")
+    if config.pairs_per_epoch is not None and config.pairs_per_epoch < config.batch_size:
+        raise UsageError(f"--pairs-per-epoch must be at least the batch size, got {config.pairs_per_epoch}")
     if config.workers is not None and config.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {config.workers}")
 
@@ -315,7 +321,10 @@ def train(
     rank, world_size = world()
     is_main = rank == 0
     if is_main:
-        say(f"data: {pairs.describe()}")
+        per_epoch = min(config.pairs_per_epoch or len(pairs), len(pairs))
+        say(
+            f"data: {pairs.describe()}" + (f"; {per_epoch} drawn per epoch" if per_epoch < len(pairs) else "")
+        )
         say(f"device: {device.description}" + (f", {world_size} processes" if world_size > 1 else ""))
         if (
             config.pretrained is None
@@ -352,20 +361,31 @@ def train(
         save_strategy="epoch",
         save_total_limit=KEEP_CHECKPOINTS,
         logging_strategy="epoch",
-        eval_strategy="no",
+        eval_strategy="epoch" if eval_catalog is not None else "no",
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=_workers(config, device),
-        batch_sampler=PairBatchSampler,
+        batch_sampler=functools.partial(PairBatchSampler, pairs_per_epoch=config.pairs_per_epoch),
         # Parameters without a gradient in a step (a modality absent from the data, pooling at
         # beta = 1) would stall DDP unless it looks for them.
         ddp_find_unused_parameters=(not uses_images or not uses_texts or pooling.beta == 1.0),
     )
+    evaluator = None
+    if eval_catalog is not None:
+        from rcml_st.evaluation import RelationRetrievalEvaluator
+
+        # Queries and negatives are drawn once here, so every epoch ranks the same candidates.
+        evaluator = RelationRetrievalEvaluator(eval_catalog, seed=config.seed, batch_size=64)
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
     trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=trainer_callbacks
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=trainer_callbacks,
     )
     # With the tqdm bar off, transformers prints every log dict; EpochReporter says it better.
     trainer.remove_callback(PrinterCallback)
@@ -380,9 +400,6 @@ def train(
         if bar is not None:
             bar.stop()
 
-    if eval_catalog is not None and is_main:
-        for line in _evaluate_lines(model, eval_catalog, config):
-            say(line)
     if trainer.is_world_process_zero():
         model.save_pretrained(str(output))
         say(f"saved the model to {output} (relations: {len(pairs.data_relations)})")
@@ -398,12 +415,3 @@ def train(
         seconds=time.monotonic() - started,
         relations=list(pairs.data_relations),
     )
-
-
-def _evaluate_lines(model: Any, catalog: Catalog, config: TrainConfig) -> list[str]:
-    """Relation-guided retrieval on the ``--eval`` file, as report lines."""
-    try:
-        from rcml_st.evaluation import retrieval  # noqa: F401
-    except ImportError:
-        return [f"--eval {config.eval_file}: the evaluation module is not available in this build"]
-    return []

@@ -24,7 +24,12 @@ class PairBatchSampler(DefaultBatchSampler):
       processes must take the same number of steps (the trainer shards batches round-robin and
       would otherwise leave one process waiting for the others forever).
 
-    The constructor takes the arguments the trainer passes to a ``batch_sampler`` callable.
+    - Optionally, each epoch uses a fresh random subset of ``pairs_per_epoch`` pairs: dense
+      relation graphs (whole groups linked) have far more pairs than an epoch needs, and this
+      keeps epochs short while every pair still gets its turn over the run.
+
+    The constructor takes the arguments the trainer passes to a ``batch_sampler`` callable
+    (bind ``pairs_per_epoch`` with ``functools.partial``).
     """
 
     def __init__(
@@ -35,6 +40,7 @@ class PairBatchSampler(DefaultBatchSampler):
         valid_label_columns: list[str] | None = None,
         generator: torch.Generator | None = None,
         seed: int = 0,
+        pairs_per_epoch: int | None = None,
     ) -> None:
         super().__init__(
             dataset,
@@ -45,13 +51,14 @@ class PairBatchSampler(DefaultBatchSampler):
             seed=seed,
         )
         self.size = len(dataset)
+        self.used = self.size if not pairs_per_epoch else min(int(pairs_per_epoch), self.size)
         self.world_size = world()[1]
 
     def _batches(self) -> list[list[int]]:
         generator = torch.Generator()
         generator.manual_seed(int(self.seed) * 100_003 + int(self.epoch))
-        order = torch.randperm(self.size, generator=generator).tolist()
-        batches = [order[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
+        order = torch.randperm(self.size, generator=generator)[: self.used].tolist()
+        batches = [order[i : i + self.batch_size] for i in range(0, self.used, self.batch_size)]
         if batches and self.drop_last and len(batches[-1]) < self.batch_size:
             batches.pop()
         if self.world_size > 1 and batches:
@@ -64,7 +71,7 @@ class PairBatchSampler(DefaultBatchSampler):
         yield from self._batches()
 
     def __len__(self) -> int:
-        full, rest = divmod(self.size, self.batch_size)
+        full, rest = divmod(self.used, self.batch_size)
         count = full + (1 if rest and not self.drop_last else 0)
         if self.world_size > 1 and count:
             count = max(count, self.world_size) // self.world_size * self.world_size
