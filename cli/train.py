@@ -1,10 +1,247 @@
-"""`rcml-st train` (placeholder until its issue lands)."""
+"""`rcml-st train`: train an RCML model on a data file and save it (GPU when present, CPU otherwise)."""
 
 from __future__ import annotations
 
-from rcml_st.cli._common import fail
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rcml_st.cli._common import console, err_console, fail, run_command
+
+TRAIN_HELP = "\n\n".join(
+    [
+        "Train an RCML model on DATA.jsonl and save it to DIR.",
+        "The data file is validated before anything else (every problem as file:line, exit 2; "
+        "--skip-invalid skips bad records and counts them). Training pairs: each item's own text and "
+        "image (intra-sample) and one pair per relation edge (inter-sample). The loss is relation-"
+        "conditioned InfoNCE over text->text, image->image, text->image and image->text, with true "
+        "positives of the relation graph masked out of the negatives.",
+        "Defaults suit fine-tuning a pretrained backbone (AdamW, --lr 5e-5, warmup then cosine decay; "
+        "the RCML paper's recipe). --pretrained defaults to none (random init), because no model hub is "
+        "assumed: pass an open_clip tag (e.g. openai, downloaded by open_clip) or a local weights file to "
+        "fine-tune. A random-init backbone needs a much higher --lr, e.g. 1e-3 with the built-in "
+        "rcml-tiny / rcml-small architectures.",
+        "The device is CUDA with bf16 when present, else CPU. A checkpoint is written each epoch to "
+        "DIR/checkpoints (the last two are kept); after an interruption, run the same command with "
+        "--resume. The saved model loads with rcml_st.load(DIR) or SentenceTransformer(DIR, "
+        "trust_remote_code=True) and remembers its relation vocabulary.",
+        "Several GPUs: launch the same command under torchrun or accelerate; every process takes its "
+        "share of each batch's pairs and the loss uses the negatives of all of them.",
+        "Examples:",
+        "  rcml-st train train.jsonl --output rcml-baby --pretrained openai --epochs 3",
+        "  rcml-st train train.jsonl -o rcml-baby --backbone ViT-B-32 --pretrained ViT-B-32.pt "
+        "--batch-size 256 --eval test.jsonl",
+        "  rcml-st train train.jsonl -o runs/tiny --backbone rcml-tiny --lr 1e-3 --epochs 3 "
+        "--pairs-per-epoch 12800",
+        "  rcml-st train train.jsonl -o runs/baseline --backbone rcml-tiny --lr 1e-3 --no-conditioning",
+        "  rcml-st train train.jsonl -o rcml-baby --pretrained openai --resume",
+        "  torchrun --nproc_per_node 4 -m rcml_st.training train.jsonl -o rcml-baby --pretrained openai",
+    ]
+)
 
 
-def train() -> None:
-    """Not available yet."""
-    raise fail("'rcml-st train' is not available in this build yet", 1)
+class Device(str, Enum):
+    """Where to train."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(help="The training data file (.jsonl).", metavar="DATA.jsonl", show_default=False),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Where to save the model (checkpoints go to DIR/checkpoints).",
+            show_default=False,
+        ),
+    ],
+    backbone: Annotated[
+        str,
+        typer.Option(
+            "--backbone",
+            help="An open_clip model name (e.g. ViT-B-32), a path to an open_clip model-config JSON, or a "
+            "built-in small architecture: rcml-tiny, rcml-small (random init; for CPU runs and demos).",
+        ),
+    ] = "ViT-B-32",
+    pretrained: Annotated[
+        str,
+        typer.Option(
+            "--pretrained",
+            help="Backbone weights: an open_clip pretrained tag (needs the model hub), a local weights "
+            "file, or none (random init).",
+        ),
+    ] = "none",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training pairs.")] = 3,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=2,
+            help="Pairs per batch (per process); in-batch negatives grow with it (the paper used 512).",
+        ),
+    ] = 64,
+    lr: Annotated[
+        float,
+        typer.Option(
+            "--lr",
+            help="Peak learning rate (AdamW, warmup then cosine). 5e-5 suits a pretrained backbone; use "
+            "about 1e-3 for a random-init one.",
+        ),
+    ] = 5e-5,
+    beta: Annotated[
+        float | None,
+        typer.Option(
+            "--beta",
+            min=0.0,
+            max=1.0,
+            help="Weight of CLIP's global embedding in the relation mix (1 = plain CLIP). Default 0.5.",
+            show_default=False,
+        ),
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="InfoNCE softmax temperature (fixed, not learned).")
+    ] = 0.05,
+    freeze_backbone: Annotated[
+        bool, typer.Option("--freeze-backbone", help="Train only the relation pooling; keep CLIP as it is.")
+    ] = False,
+    no_conditioning: Annotated[
+        bool,
+        typer.Option(
+            "--no-conditioning",
+            help="The relation-agnostic baseline: same data and loss, no relation conditioning (beta = 1).",
+        ),
+    ] = False,
+    no_intra_modal: Annotated[
+        bool, typer.Option("--no-intra-modal", help="Drop the text->text and image->image loss terms.")
+    ] = False,
+    no_inter_sample: Annotated[
+        bool,
+        typer.Option(
+            "--no-inter-sample", help="Train only on each item's own text and image (no relation edges)."
+        ),
+    ] = False,
+    same_item: Annotated[
+        str,
+        typer.Option("--same-item", help="The relation description of intra-sample (text, image) pairs."),
+    ] = "the same product",
+    pairs_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            "--pairs-per-epoch",
+            min=2,
+            help="Train each epoch on a fresh random subset of this many pairs (default: all); useful "
+            "when whole groups are linked and pairs grow quadratically.",
+            show_default=False,
+        ),
+    ] = None,
+    eval_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval",
+            metavar="FILE",
+            help="A held-out data file: relation-guided retrieval (Hit@5, MRR) after each epoch.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option("--device", help="auto: CUDA (bf16) when present, else CPU.")] = (
+        Device.auto
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Seed for initialisation and batch order.")] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR/checkpoints.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option("--skip-invalid", help="Skip bad records (counted and reported) instead of failing."),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Data-loading processes (default: 0 on CPU, up to 4 on CUDA).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Train an RCML model on DATA.jsonl and save it to DIR (see the full help above)."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+
+    def say(message: str) -> None:
+        if rank == 0:
+            console.print(message, markup=False, highlight=False)
+
+    def warn(message: str) -> None:
+        if rank == 0:
+            err_console.print(f"Warning: {message}", markup=False)
+
+    def body() -> None:
+        _quiet_threads_and_logs()
+        from rcml_st.training import TrainConfig
+        from rcml_st.training import train as run_training
+
+        config = TrainConfig(
+            data=data,
+            output=output,
+            backbone=backbone,
+            pretrained=pretrained,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            beta=beta,
+            temperature=temperature,
+            freeze_backbone=freeze_backbone,
+            conditioning=not no_conditioning,
+            intra_modal=not no_intra_modal,
+            inter_sample=not no_inter_sample,
+            same_item=same_item,
+            eval_file=eval_file,
+            device=device.value,
+            seed=seed,
+            resume=resume,
+            skip_invalid=skip_invalid,
+            workers=workers,
+            pairs_per_epoch=pairs_per_epoch,
+        )
+        try:
+            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn)
+        except KeyboardInterrupt:
+            raise fail(
+                f"interrupted; run the same command with --resume to continue from the last checkpoint in "
+                f"{output}/checkpoints",
+                130,
+            ) from None
+        say(
+            f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
+            f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
+        )
+
+    run_command(body)
+
+
+train.__doc__ = TRAIN_HELP
+
+
+def _quiet_threads_and_logs() -> None:
+    """Process settings for a training run, applied before torch is imported.
+
+    OpenMP threads that spin while waiting make small CPU models several times slower on a busy
+    machine (measured: 0.9 s vs 0.15 s per step of the tiny model on 2 shared cores); a passive
+    wait policy costs nothing measurable otherwise. Users can still set their own.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import transformers
+
+    transformers.logging.set_verbosity_error()

@@ -231,6 +231,7 @@ def train(
     *,
     console: Any = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
 ) -> TrainResult:
@@ -247,6 +248,7 @@ def train(
         config: the options.
         console: a rich console for the progress bar (``None``: no bar).
         log: receives one-line messages (``None``: the ``rcml_st.training`` logger).
+        warn: receives warnings about the data (``None``: the logger's warnings).
         progress: draw the progress bar (needs ``console``).
         callbacks: extra ``transformers.TrainerCallback`` objects.
 
@@ -273,7 +275,7 @@ def train(
         config, data=Path(config.data), output=Path(config.output), pretrained=pretrained
     )
     _check_config(config)
-    catalog, eval_catalog, pairs = load_training_data(config, warn=say)
+    catalog, eval_catalog, pairs = load_training_data(config, warn=warn or logger.warning)
 
     # Where to start: fresh, or the last checkpoint of the same run.
     output = config.output
@@ -376,6 +378,11 @@ def train(
 
         # Queries and negatives are drawn once here, so every epoch ranks the same candidates.
         evaluator = RelationRetrievalEvaluator(eval_catalog, seed=config.seed, batch_size=64)
+        if not any(evaluator.queries.counts().values()):
+            raise UsageError(
+                f"--eval {config.eval_file}: no query gets {evaluator.negatives} negatives (too few items "
+                "unrelated to the sources); use a larger evaluation file"
+            )
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
     trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]
