@@ -254,5 +254,7 @@ def test_get_vectors_of_missing_item_is_none(make_index, make_records):
     index = make_index()
     index.ensure_collection(DIMS)
     index.upsert(make_records(2))
+    # Upserts do not wait for the server to apply them (wait=False); finish() is the barrier.
+    index.finish({"goes with": 2})
     assert index.get_vectors("B0000", "other relation") is None
     assert set(index.get_vectors("B0000", "goes with")) == {"text", "image", "item"}
