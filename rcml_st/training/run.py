@@ -301,6 +301,17 @@ def train(
     from rcml_st.training.callbacks import EpochReporter, RichProgress
     from rcml_st.training.sampler import PairBatchSampler
 
+    evaluator = None
+    if eval_catalog is not None:
+        from rcml_st.evaluation import RelationRetrievalEvaluator
+
+        # Queries and negatives are drawn once here, so every epoch ranks the same candidates.
+        evaluator = RelationRetrievalEvaluator(eval_catalog, seed=config.seed, batch_size=64)
+        if not any(evaluator.queries.counts().values()):
+            raise UsageError(
+                f"--eval {config.eval_file}: no query gets {evaluator.negatives} negatives (too few items "
+                "unrelated to the sources); use a larger evaluation file"
+            )
     device = choose_device(config.device)
     set_seed(config.seed)
     if checkpoint is not None:
@@ -372,17 +383,6 @@ def train(
         # beta = 1) would stall DDP unless it looks for them.
         ddp_find_unused_parameters=(not uses_images or not uses_texts or pooling.beta == 1.0),
     )
-    evaluator = None
-    if eval_catalog is not None:
-        from rcml_st.evaluation import RelationRetrievalEvaluator
-
-        # Queries and negatives are drawn once here, so every epoch ranks the same candidates.
-        evaluator = RelationRetrievalEvaluator(eval_catalog, seed=config.seed, batch_size=64)
-        if not any(evaluator.queries.counts().values()):
-            raise UsageError(
-                f"--eval {config.eval_file}: no query gets {evaluator.negatives} negatives (too few items "
-                "unrelated to the sources); use a larger evaluation file"
-            )
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
     trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]

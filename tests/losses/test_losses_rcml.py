@@ -74,6 +74,16 @@ def test_at_beta_one_with_own_text_image_pairs_it_is_clip_loss(tiny_clip_config,
     assert terms["loss_tt"].item() == 0.0 and terms["loss_ii"].item() == 0.0
 
 
+def test_a_batch_of_only_intra_sample_pairs_trains(model, make_batch):
+    # The positives' column then has no text at all (only the relation texts go through the tower).
+    features, labels = make_batch(model, [(k, k, 2) for k in range(4)], RELATIONS)
+    terms = RCMLLoss(model, RELATIONS)(features, labels)
+    assert terms["loss_ti"].item() > 0 and terms["loss_it"].item() > 0
+    torch.stack(list(terms.values())).sum().backward()
+    assert model[1].attention.in_proj_weight.grad is not None
+    assert "condition" not in vars(model[1])  # the temporary guard is gone
+
+
 def test_true_positives_of_the_relation_graph_are_never_negatives(model, make_batch):
     # Pairs 0->1 and 2->3 under relation 0, and the graph also links 0-3 and 2-1 under it: each
     # query's only other candidate is a true match, so every logit but its own is masked.
