@@ -50,6 +50,9 @@ def demo(
         int, typer.Option("--items", min=60, help="Catalogue size (a quarter is held out for testing).")
     ] = DEMO_ITEMS,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = DEMO_EPOCHS,
+    pairs_per_epoch: Annotated[
+        int, typer.Option("--pairs-per-epoch", min=2, help="Training pairs drawn per epoch.")
+    ] = DEMO_PAIRS_PER_EPOCH,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the catalogue and training.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -58,7 +61,7 @@ def demo(
     def body() -> None:
         if "torch" not in sys.modules:  # see cli/train.py: spinning OpenMP threads hurt small CPU models
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        _run(workdir, items, epochs, seed, device)
+        _run(workdir, items, epochs, pairs_per_epoch, seed, device)
 
     run_command(body)
 
@@ -70,7 +73,7 @@ def _step(number: int, text: str) -> None:
     console.print(f"\n[bold cyan]Step {number}/5[/] {text}", highlight=False)
 
 
-def _run(workdir: Path, n_items: int, epochs: int, seed: int, device: str) -> None:
+def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: int, device: str) -> None:
     import transformers
 
     from rcml_st.data import generate_catalog, read_catalog
@@ -92,7 +95,7 @@ def _run(workdir: Path, n_items: int, epochs: int, seed: int, device: str) -> No
 
     _step(2, "training a small RCML model (rcml-tiny, random init)")
     model_dir = workdir / "model"
-    model = _train(synth.train_path, model_dir, epochs, seed, device)
+    model = _train(synth.train_path, model_dir, epochs, pairs_per_epoch, seed, device)
 
     if test_catalog is not None:
         _step(3, "relation-guided retrieval on the held-out items (1 target among 21 candidates)")
@@ -122,9 +125,10 @@ def _run(workdir: Path, n_items: int, epochs: int, seed: int, device: str) -> No
     )
 
 
-def _train(train_path: Path, model_dir: Path, epochs: int, seed: int, device: str) -> Any:
+def _train(train_path: Path, model_dir: Path, epochs: int, pairs: int, seed: int, device: str) -> Any:
     import rcml_st
     from rcml_st.training import TrainConfig, train
+    from rcml_st.training.checkpoints import last_checkpoint
 
     config = TrainConfig(
         data=train_path,
@@ -133,10 +137,11 @@ def _train(train_path: Path, model_dir: Path, epochs: int, seed: int, device: st
         epochs=epochs,
         batch_size=DEMO_BATCH_SIZE,
         lr=DEMO_LR,
-        pairs_per_epoch=DEMO_PAIRS_PER_EPOCH,
+        pairs_per_epoch=max(pairs, DEMO_BATCH_SIZE),
         device=device,
         seed=seed,
-        resume=True,  # a second demo run reuses (or finishes) the first one's training
+        # A second demo run reuses (or finishes) the first one's training.
+        resume=last_checkpoint(model_dir) is not None,
     )
     train(
         config,
@@ -158,6 +163,9 @@ def _evaluate(model: Any, catalog: Catalog, seed: int) -> None:
         if direction != "avg" and values["hit@5"] is not None
     ]
     average = result.metrics["avg"]["hit@5"]
+    if average is None:
+        console.print("  too few held-out items to draw 20 negatives per query; try a larger --items")
+        return
     console.print(
         f"  Hit@5 {average:.3f} averaged over text->text, image->image, text->image, image->text "
         f"({', '.join(parts)}); random guessing scores 0.24",
