@@ -103,7 +103,8 @@ def _bars(ax, report: EvaluationReport) -> None:
     negatives = report.settings["negatives"]
     ax.axhline(min(1.0, 5 / (negatives + 1)), color="grey", linestyle="--", linewidth=1, label="random")
     ax.set_xticks(x, directions)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)  # headroom for the legend above bars that reach 1
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("Hit@5")
     ax.set_title(f"Relation-guided retrieval, Hit@5 (1 target + {negatives} negatives)")
     ax.legend(fontsize=8, ncol=min(len(methods) + 1, 6), loc="upper left")
