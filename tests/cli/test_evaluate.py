@@ -129,3 +129,24 @@ def test_help_has_examples():
     result = _run("--help")
     assert result.exit_code == 0
     assert "Examples:" in result.stdout and "rcml-st evaluate test.jsonl --model" in result.stdout
+
+
+def test_text_only_data_skips_image_directions(workspace, tmp_path):
+    root, synthetic = workspace
+    records = [json.loads(line) for line in synthetic.test_path.read_text().splitlines()]
+    for record in records:
+        record.pop("image")
+    data = tmp_path / "text-only.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "report.json"
+    result = _run(
+        str(data), "-m", str(root / "rcml-model"), "--negatives", "4", "--json", str(out), "--no-progress"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    counts = report["settings"]["queries_per_direction"]
+    assert counts["tt"] == report["settings"]["queries"] > 0
+    assert counts["ii"] == counts["ti"] == counts["it"] == 0
+    for method in ("rcml", "clip", "product"):
+        assert report["retrieval"][method]["ii"] == dict.fromkeys(("hit@1", "hit@5", "hit@10", "mrr"))
+        assert report["retrieval"][method]["avg"] == report["retrieval"][method]["tt"]
