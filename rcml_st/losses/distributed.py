@@ -9,6 +9,8 @@ for the collective and cut back afterwards.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 
@@ -50,7 +52,12 @@ def gather_with_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     if tensor.shape[0] < largest:
         padding = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
         tensor = torch.cat([tensor, padding])
-    parts = dist_fn.all_gather(tensor.contiguous())
+    with warnings.catch_warnings():
+        # torch 2.15 marks this autograd-aware gather deprecated in favour of a private module
+        # (``torch.distributed._functional_collectives``); it is what open_clip and
+        # sentence-transformers use, so keep the public one and its warning out of the log.
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = dist_fn.all_gather(tensor.contiguous())
     return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
 
 

@@ -218,6 +218,18 @@ def _build_model(config: TrainConfig, device: str, relations: list[str]) -> Any:
     )
 
 
+def _launch_world() -> tuple[int, int]:
+    """(rank, world size) of this process: from the process group, or from the launcher's
+    environment (torchrun and accelerate set ``RANK``/``WORLD_SIZE``) before the trainer has
+    initialised the group."""
+    from rcml_st.losses.distributed import world
+
+    rank, size = world()
+    if size > 1:
+        return rank, size
+    return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def _workers(config: TrainConfig, device: DeviceChoice) -> int:
     if config.workers is not None:
         return config.workers
@@ -292,14 +304,14 @@ def train(
             say(f"--resume: no checkpoint in {checkpoints_dir(output)} yet; starting from the beginning")
 
     import torch
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers import PrinterCallback, set_seed
 
     from rcml_st.losses import RCMLLoss
-    from rcml_st.losses.distributed import world
     from rcml_st.model import rcml_modules, set_relation_vocabulary
     from rcml_st.training.callbacks import EpochReporter, RichProgress
     from rcml_st.training.sampler import PairBatchSampler
+    from rcml_st.training.trainer import RCMLTrainer
 
     evaluator = None
     if eval_catalog is not None:
@@ -331,7 +343,7 @@ def train(
     loss = RCMLLoss(model, pairs.relations, pairs.graph(), temperature=config.temperature, weights=weights)
     dataset = pairs.to_dataset()
 
-    rank, world_size = world()
+    rank, world_size = _launch_world()
     is_main = rank == 0
     if is_main:
         per_epoch = min(config.pairs_per_epoch or len(pairs), len(pairs))
@@ -386,7 +398,7 @@ def train(
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
     trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]
-    trainer = SentenceTransformerTrainer(
+    trainer = RCMLTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
