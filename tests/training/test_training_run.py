@@ -158,3 +158,23 @@ def test_bad_data_fails_before_any_model_is_built(quick_config, tmp_path, monkey
 def test_bad_options_are_usage_errors(quick_config, changes, message):
     with pytest.raises(UsageError, match=message):
         train(quick_config(**changes))
+
+
+def test_a_local_weights_file_is_the_starting_point(quick_config, tmp_path, tiny_clip_config, saved_weights):
+    # Fine-tuning path: --pretrained FILE loads open_clip weights before training.
+    import open_clip
+
+    from rcml_st.modules.backbone import create_backbone
+
+    torch.manual_seed(123)
+    source = create_backbone(tiny_clip_config).model
+    weights_file = tmp_path / "tiny-weights.pt"
+    torch.save(source.state_dict(), weights_file)
+    out = train(
+        quick_config(output=tmp_path / "ft", pretrained=str(weights_file), freeze_backbone=True, epochs=1)
+    ).output
+    trained = saved_weights(out)
+    expected = open_clip.create_model(f"local-dir:{out}").state_dict()  # the saved backbone
+    reference = source.state_dict()
+    assert all(torch.equal(reference[k], expected[k]) for k in reference)  # frozen: still the file's
+    assert any(k.startswith("pooling.") for k in trained)
