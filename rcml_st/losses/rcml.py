@@ -181,7 +181,9 @@ class RCMLLoss(nn.Module):
             for features in sentence_features:
                 features = dict(features)
                 features["relation_tokens"] = self.relation_tokens[used].to(device)
-                features["relation_index"] = slot
+                # Only the `*_all` outputs (every item under every relation) are used here; with
+                # no per-item relation the pooling skips its per-item attention pass.
+                features["relation_index"] = torch.full_like(slot, -1)
                 outputs.append(self.model(features))
         anchor, positive = outputs
 
