@@ -126,23 +126,10 @@ class RCMLLoss(nn.Module):
         _, pooling = rcml_modules(_unwrap(self.model))
         previous = pooling.output_all_relations
         pooling.output_all_relations = True
-        # A column whose items all lack text still runs the relation texts through the text
-        # tower, leaving zero-row text features; torch's attention rejects an empty batch. Until
-        # RelationPooling.condition guards that itself, answer empty inputs with empty outputs.
-        condition = pooling.condition
-
-        def guarded(global_, tokens, mask, queries):
-            if tokens.shape[0] == 0:
-                width = queries.shape[-2]
-                return tokens.new_zeros((0, width, tokens.shape[-1]))
-            return condition(global_, tokens, mask, queries)
-
-        pooling.condition = guarded
         try:
             yield
         finally:
             pooling.output_all_relations = previous
-            del pooling.condition  # back to the class's method
 
     def forward(
         self, sentence_features: Sequence[dict[str, Any]], labels: torch.Tensor

@@ -163,9 +163,10 @@ class OpenCLIPInput(InputModule):
         if n_text + relation_ids.shape[0] > 0:
             # Item texts and relation descriptions share one pass through the text tower.
             global_, tokens, mask = self.encode_text(torch.cat([text_ids, relation_ids], dim=0))
-            features["text_global"] = global_[:n_text]
-            features["text_tokens"] = tokens[:n_text]
-            features["text_token_mask"] = mask[:n_text]
+            if n_text:  # like images: a batch without item texts has no text features at all
+                features["text_global"] = global_[:n_text]
+                features["text_tokens"] = tokens[:n_text]
+                features["text_token_mask"] = mask[:n_text]
             features["relation_embedding"] = global_[n_text:]
         else:
             features["relation_embedding"] = text_ids.new_zeros(

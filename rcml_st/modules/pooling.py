@@ -91,6 +91,8 @@ class RelationPooling(Module):
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
         """
+        if tokens.shape[0] == 0:  # attention rejects an empty batch; no items, no embeddings
+            return tokens.new_zeros((0, queries.shape[-2], tokens.shape[-1]))
         if queries.dim() == 2:
             queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
         plain = F.normalize(global_, dim=-1).unsqueeze(1)

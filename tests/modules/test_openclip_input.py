@@ -187,3 +187,21 @@ def test_unknown_backbone_name_is_a_clear_error():
 def test_custom_config_rejects_a_pretrained_tag(tiny_clip_config):
     with pytest.raises(ValueError, match="takes a local weights file, not a tag"):
         create_backbone(tiny_clip_config, "openai")
+
+
+def test_a_batch_without_item_texts_still_takes_relations(model, images):
+    # Image-only items under a relation: relation texts pass the text tower, item texts do not.
+    features = model[0](model.preprocess([images[0][0], images[0][1]], relation=COLOUR))
+    assert "text_global" not in features and features["relation_embedding"].shape == (1, 32)
+    pooling = model[1]
+    empty = pooling.condition(
+        torch.zeros(0, 32), torch.zeros(0, 5, 32), torch.zeros(0, 5, dtype=torch.bool), torch.zeros(3, 32)
+    )
+    assert empty.shape == (0, 3, 32)
+    pooling.output_all_relations = True
+    try:
+        out = model(model.preprocess([{"image": images[0][0], "relation": COLOUR}]))
+    finally:
+        pooling.output_all_relations = False
+    assert out["sentence_embedding_all"].shape == (1, 1, 32)
+    assert not bool(out["has_text"][0])
