@@ -10,12 +10,17 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
 
-from rcml_st.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RCMLError
+from rcml_st.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RCMLError, UsageError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 T = TypeVar("T")
 
@@ -66,3 +71,51 @@ def run_command(body: Callable[[], T]) -> T:
             code = EXIT_RUNTIME
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise fail(message, code) from None
+
+
+class Device(str, Enum):
+    """Where to run a model: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def resolve_device(device: Device) -> str | None:
+    """The torch device for a ``--device`` choice (``None``: sentence-transformers picks).
+
+    Raises:
+        UsageError: ``--device cuda`` on a machine without a CUDA GPU.
+    """
+    if device is Device.auto:
+        return None
+    if device is Device.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+    return device.value
+
+
+def check_model_dir(path: Path) -> None:
+    """Raises a clear UsageError when ``path`` is not a saved model directory."""
+    if not path.exists():
+        raise UsageError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a model directory")
+    if not (path / "modules.json").is_file():
+        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+
+
+def load_model(path: Path, device: str | None) -> SentenceTransformer:
+    """Loads an RCML model directory, turning any failure into one line naming the directory."""
+    import rcml_st
+
+    check_model_dir(path)
+    try:
+        return rcml_st.load(path, device=device)
+    except RCMLError:
+        raise
+    except Exception as exc:  # a broken directory: say which one and why, in one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot load the model in {path}: {detail}") from exc

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command
+from rcml_st.cli._common import Device, console, err_console, load_model, resolve_device, run_command
 
 if TYPE_CHECKING:
     from rich.table import Table
-    from sentence_transformers import SentenceTransformer
 
     from rcml_st.evaluation.report import EvaluationReport
 
@@ -33,14 +31,6 @@ EVALUATE_HELP = "\n\n".join(
         "  rcml-st evaluate test.jsonl -m rcml-baby --negatives 50 --seed 1 --no-baselines",
     ]
 )
-
-
-class Device(str, Enum):
-    """Where to run the models."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def evaluate(
@@ -192,9 +182,9 @@ def _run(
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
 
-    target_device = _device(device)
-    main = _load(model_dir, target_device)
-    others = {name: _load(path, target_device) for name, path in names.items()}
+    target_device = resolve_device(device)
+    main = load_model(model_dir, target_device)
+    others = {name: load_model(path, target_device) for name, path in names.items()}
     report = evaluate_catalog(
         main,
         catalog,
@@ -240,36 +230,6 @@ def _compare_names(paths: list[Path]) -> dict[str, Path]:
             )
         names[name] = path
     return names
-
-
-def _device(device: Device) -> str | None:
-    from rcml_st.errors import UsageError
-
-    if device is Device.auto:
-        return None
-    if device is Device.cuda:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return device.value
-
-
-def _load(path: Path, device: str | None) -> SentenceTransformer:
-    import rcml_st
-    from rcml_st.errors import RCMLError, UsageError
-
-    if not path.exists():
-        raise UsageError(f"model directory not found: {path}")
-    if not path.is_dir():
-        raise UsageError(f"{path} is not a model directory")
-    try:
-        return rcml_st.load(path, device=device)
-    except RCMLError:
-        raise
-    except Exception as exc:  # a broken directory: say which one and why, in one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
 
 
 def _fmt(value: float | None) -> str:

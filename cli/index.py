@@ -8,16 +8,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command
+from rcml_st.cli._common import (
+    Device,
+    console,
+    err_console,
+    load_model,
+    resolve_device,
+    run_command,
+)
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from rcml_st.index import RelationIndex
 
 DEFAULT_QDRANT_PATH = Path("qdrant_data")
@@ -43,14 +47,6 @@ INDEX_HELP = "\n\n".join(
         "--shards 4 --replication-factor 2",
     ]
 )
-
-
-class Device(str, Enum):
-    """Where to run the model."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 # -- options shared with `rcml-st search` ---------------------------------------------------------
@@ -117,47 +113,6 @@ RetryTimeoutOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[Device, typer.Option("--device", help="Where to run the model.")]
-
-
-def _device(device: Device) -> str | None:
-    from rcml_st.errors import UsageError
-
-    if device is Device.auto:
-        return None
-    if device is Device.cuda:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return device.value
-
-
-def check_model_dir(path: Path) -> None:
-    """Raises a clear UsageError when ``path`` is not a saved model directory."""
-    from rcml_st.errors import UsageError
-
-    if not path.exists():
-        raise UsageError(f"model directory not found: {path}")
-    if not path.is_dir():
-        raise UsageError(f"{path} is not a model directory")
-    if not (path / "modules.json").is_file():
-        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
-
-
-def load_model(path: Path, device: Device) -> SentenceTransformer:
-    """Loads an RCML model directory, turning any failure into one line naming the directory."""
-    import rcml_st
-    from rcml_st.errors import RCMLError, UsageError
-
-    check_model_dir(path)
-    target = _device(device)
-    try:
-        return rcml_st.load(path, device=target)
-    except RCMLError:
-        raise
-    except Exception as exc:  # a broken directory: say which one and why, in one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
 
 
 def open_index(
@@ -345,7 +300,7 @@ def _run(
     )
     if catalog.skip_summary():
         err_console.print(f"Warning: {catalog.skip_summary()}", markup=False)
-    rcml = load_model(model_dir, device)
+    rcml = load_model(model_dir, resolve_device(device))
     chosen = resolve_relations(rcml, relations)
 
     with warnings_to_stderr():

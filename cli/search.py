@@ -7,20 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import console, run_command
+from rcml_st.cli._common import Device, check_model_dir, console, load_model, resolve_device, run_command
 from rcml_st.cli.index import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
     CollectionOption,
-    Device,
     DeviceOption,
     GrpcPortOption,
     ModelOption,
     QdrantPathOption,
     QdrantUrlOption,
     RetryTimeoutOption,
-    check_model_dir,
-    load_model,
     open_index,
     warnings_to_stderr,
 )
@@ -155,7 +152,7 @@ def _run(
         check_model_dir(model_dir)
         rcml = None
     else:
-        rcml = load_model(model_dir, device)
+        rcml = load_model(model_dir, resolve_device(device))
 
     with warnings_to_stderr():
         store = open_index(

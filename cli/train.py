@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rcml_st.cli._common import console, err_console, fail, run_command
+from rcml_st.cli._common import Device, console, err_console, fail, run_command
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -41,14 +40,6 @@ TRAIN_HELP = "\n\n".join(
         "  torchrun --nproc_per_node 4 -m rcml_st.training train.jsonl -o rcml-baby --pretrained openai",
     ]
 )
-
-
-class Device(str, Enum):
-    """Where to train."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def train(
