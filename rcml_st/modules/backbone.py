@@ -29,6 +29,7 @@ import open_clip
 import torch
 
 from rcml_st.errors import RCMLError, UsageError
+from rcml_st.modules.architectures import ARCHITECTURES
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
@@ -120,7 +121,12 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
     spec_str = str(spec)
     weights = _normalise_pretrained(pretrained)
     path = Path(spec_str)
-    if path.is_dir():
+    if spec_str in ARCHITECTURES:  # rcml-st's own small architectures (random init or a local file)
+        model_cfg, preprocess_cfg = copy.deepcopy(ARCHITECTURES[spec_str]), {}
+        if weights is not None and not os.path.isfile(weights):
+            raise UsageError(f"--pretrained {weights!r}: {spec_str} takes a local weights file, not a tag")
+        model = _load_checked(lambda: _create_from_config(model_cfg, preprocess_cfg, weights), weights)
+    elif path.is_dir():
         model_cfg, preprocess_cfg = _read_config_json(path / OPEN_CLIP_CONFIG)
         if weights is not None:
             raise UsageError(f"{path}: a model directory brings its own weights; drop --pretrained")

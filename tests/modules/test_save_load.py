@@ -126,3 +126,10 @@ def test_named_architecture_loads_a_local_weights_file(tmp_path):
     torch.testing.assert_close(model[0].model.visual.proj, reference.visual.proj)
     assert model.get_embedding_dimension() == 512
     assert os.path.getsize(file) > 100_000_000
+
+
+def test_builtin_architecture_names_build_directly():
+    model = rcml_st.build_model("rcml-small", device="cpu")
+    assert model.get_embedding_dimension() == 64
+    with pytest.raises(UsageError, match="takes a local weights file, not a tag"):
+        create_backbone("rcml-tiny", "openai")
