@@ -78,8 +78,8 @@ class RCMLLoss(nn.Module):
     Example:
         >>> import rcml_st
         >>> from rcml_st.losses import RCMLLoss
-        >>> model = rcml_st.build_model("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
-        >>> loss = RCMLLoss(model, relations=["matches in colour", "the same product"])  # doctest: +SKIP
+        >>> model = rcml_st.build_model("rcml-tiny", device="cpu")
+        >>> loss = RCMLLoss(model, relations=["matches in colour", "the same product"])
         >>> # SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss).train()
     """
 

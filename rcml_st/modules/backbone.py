@@ -114,8 +114,8 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
         RCMLError: when a pretrained tag cannot be downloaded (no network or model hub).
 
     Example:
-        >>> backbone = create_backbone("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
-        >>> backbone.model_cfg["embed_dim"]  # doctest: +SKIP
+        >>> backbone = create_backbone("rcml-tiny")
+        >>> backbone.model_cfg["embed_dim"]
         32
     """
     spec_str = str(spec)

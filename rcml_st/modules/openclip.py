@@ -66,10 +66,10 @@ class OpenCLIPInput(InputModule):
     Example:
         >>> from sentence_transformers import SentenceTransformer
         >>> from rcml_st.modules import OpenCLIPInput, RelationPooling
-        >>> clip = OpenCLIPInput("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
-        >>> pooling = RelationPooling(clip.get_embedding_dimension())  # doctest: +SKIP
-        >>> model = SentenceTransformer(modules=[clip, pooling])  # doctest: +SKIP
-        >>> model.encode(["a red pram"], relation="matches in colour").shape  # doctest: +SKIP
+        >>> clip = OpenCLIPInput("rcml-tiny")
+        >>> pooling = RelationPooling(clip.get_embedding_dimension())
+        >>> model = SentenceTransformer(modules=[clip, pooling], device="cpu")
+        >>> model.encode(["a red pram"], relation="matches in colour").shape
         (1, 32)
     """
 
