@@ -254,10 +254,12 @@ def build_queries(
         UsageError: when the catalogue has no edges or ``negatives`` is negative.
 
     Example:
-        >>> from rcml_st.data import read_catalog  # doctest: +SKIP
-        >>> queries = build_queries(read_catalog("test.jsonl"), negatives=20, seed=0)  # doctest: +SKIP
-        >>> queries.counts()  # doctest: +SKIP
-        {'tt': 1374, 'ii': 1374, 'ti': 1374, 'it': 1374}
+        >>> import tempfile
+        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> test_file = generate_catalog(tempfile.mkdtemp(), n_items=80).test_path
+        >>> queries = build_queries(read_catalog(test_file), negatives=5, seed=0)
+        >>> queries.counts() == {d: len(queries) for d in ("tt", "ii", "ti", "it")}
+        True
     """
     if negatives < 0:
         raise UsageError(f"negatives must be >= 0, got {negatives}")
@@ -442,12 +444,14 @@ def evaluate_retrieval(
         The :class:`RetrievalResult`.
 
     Example:
+        >>> import tempfile
         >>> import rcml_st
-        >>> from rcml_st.data import read_catalog
-        >>> model = rcml_st.load("rcml-baby")  # doctest: +SKIP
-        >>> result = evaluate_retrieval(model, read_catalog("test.jsonl"))  # doctest: +SKIP
-        >>> result.metrics["avg"]["hit@5"]  # doctest: +SKIP
-        0.93
+        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> test_file = generate_catalog(tempfile.mkdtemp(), n_items=80).test_path
+        >>> model = rcml_st.build_model("rcml-tiny", device="cpu")  # or rcml_st.load("rcml-baby")
+        >>> result = evaluate_retrieval(model, read_catalog(test_file), negatives=5)
+        >>> sorted(result.metrics["avg"])
+        ['hit@1', 'hit@10', 'hit@5', 'mrr']
     """
     from rcml_st.encoding import encode_relations
 
