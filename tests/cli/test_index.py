@@ -6,16 +6,13 @@ tests/index/test_cli_server.py (next to the server fixtures).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from rcml_st.cli.main import app
 from typer.testing import CliRunner
 
 import rcml_st
-from rcml_st.data import generate_catalog, read_catalog
+from rcml_st.data import read_catalog
 from rcml_st.index import RelationIndex, point_id
 from rcml_st.index._testing import free_port
 
@@ -23,27 +20,11 @@ RELATIONS = ("made by the same brand", "matches in colour", "used together for t
 runner = CliRunner()
 
 
-def write_mixed_catalog(root: Path) -> Path:
-    """30 generated items; every 5th text-only, every 7th (not 5th) image-only."""
-    synthetic = generate_catalog(root, n_items=30, holdout=0, seed=3, image_size=32)
-    lines = []
-    for n, line in enumerate(synthetic.train_path.read_text().splitlines(), start=1):
-        record = json.loads(line)
-        if n % 5 == 0:
-            del record["image"]
-        elif n % 7 == 0:
-            del record["text"]
-        lines.append(json.dumps(record))
-    path = root / "mixed.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_clip_config):
+def workspace(tmp_path_factory, tiny_clip_config, mixed_catalog):
     """A mixed catalogue, a tiny model with the catalogue's relations, and one without a vocabulary."""
     root = tmp_path_factory.mktemp("cli-index")
-    data = write_mixed_catalog(root / "data")
+    data = mixed_catalog
     torch.manual_seed(0)
     model = rcml_st.build_model(tiny_clip_config, device="cpu")
     rcml_st.set_relation_vocabulary(model, list(RELATIONS))

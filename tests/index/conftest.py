@@ -183,30 +183,6 @@ def make_records() -> Callable[..., list[PointRecord]]:
 RELATIONS = ("made by the same brand", "matches in colour", "used together for the same activity")
 
 
-def write_mixed_catalog(root: Path, n_items: int = 30) -> Path:
-    """A generated catalogue where some items lack an image and others lack a text.
-
-    Every 5th item (S0005, S0010, ...) is text-only, every 7th that is not also a 5th (S0007,
-    S0014, ...) image-only; the rest have both. Returns the data file's path.
-    """
-    import json
-
-    from rcml_st.data import generate_catalog
-
-    synthetic = generate_catalog(root, n_items=n_items, holdout=0, seed=3, image_size=32)
-    lines = []
-    for n, line in enumerate(synthetic.train_path.read_text().splitlines(), start=1):
-        record = json.loads(line)
-        if n % 5 == 0:
-            del record["image"]
-        elif n % 7 == 0:
-            del record["text"]
-        lines.append(json.dumps(record))
-    path = root / "mixed.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def save_tiny_model(directory: Path, relations: tuple[str, ...] = RELATIONS) -> Path:
     """Saves a tiny random RCML model (32-d) with ``relations`` as its vocabulary."""
     import torch
@@ -218,12 +194,6 @@ def save_tiny_model(directory: Path, relations: tuple[str, ...] = RELATIONS) -> 
     rcml_st.set_relation_vocabulary(model, list(relations))
     model.save_pretrained(str(directory))
     return directory
-
-
-@pytest.fixture(scope="session")
-def mixed_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30 generated items (``write_mixed_catalog``), some text-only, some image-only."""
-    return write_mixed_catalog(tmp_path_factory.mktemp("catalog"))
 
 
 @pytest.fixture(scope="session")
