@@ -13,7 +13,6 @@ import functools
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 from rcml_st.data.catalog import Catalog, read_catalog
 from rcml_st.errors import UsageError
 from rcml_st.modules import DEFAULT_BETA
-from rcml_st.training.architectures import is_builtin, write_architecture
+from rcml_st.training.architectures import is_builtin
 from rcml_st.training.checkpoints import (
     check_resumable,
     checkpoint_epoch,
@@ -203,11 +202,9 @@ def _build_model(config: TrainConfig, device: str, relations: list[str]) -> Any:
             raise UsageError(
                 f"--backbone {config.backbone} is a built-in random-init architecture; drop --pretrained"
             )
-        with tempfile.TemporaryDirectory(prefix="rcml-arch-") as tmp:
-            spec = write_architecture(config.backbone, Path(tmp) / f"{config.backbone}.json")
-            return rcml_st.build_model(
-                spec, None, beta=beta, num_heads=config.num_heads, relations=relations, device=device
-            )
+        return rcml_st.build_model(
+            config.backbone, None, beta=beta, num_heads=config.num_heads, relations=relations, device=device
+        )
     return rcml_st.build_model(
         config.backbone,
         config.pretrained,
