@@ -12,17 +12,22 @@ from __future__ import annotations
 
 from rcml_st.data.catalog import Catalog, Edge, Item, read_catalog, write_catalog
 from rcml_st.data.images import load_image
+from rcml_st.data.shard import Shard
+from rcml_st.data.stream import CatalogStream, stream_catalog
 from rcml_st.data.synthetic import RELATIONS, SyntheticCatalog, generate_catalog, groups
 
 __all__ = [
     "RELATIONS",
     "Catalog",
+    "CatalogStream",
     "Edge",
     "Item",
+    "Shard",
     "SyntheticCatalog",
     "generate_catalog",
     "groups",
     "load_image",
     "read_catalog",
+    "stream_catalog",
     "write_catalog",
 ]
