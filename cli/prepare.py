@@ -106,6 +106,17 @@ def amazon(
             "--skip-invalid", help="Skip bad records (counted, first of each kind shown) instead of stopping."
         ),
     ] = False,
+    boilerplate_min_brands: Annotated[
+        int | None,
+        typer.Option(
+            "--boilerplate-min-brands",
+            min=0,
+            metavar="N",
+            help="A description sentence found in products of N or more brands is boilerplate and left "
+            "out of item texts (default: max(4, products/1000); 0 keeps every sentence).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     def body() -> None:
         from rcml_st.data.amazon import convert_amazon, load_relation_names
@@ -124,6 +135,7 @@ def amazon(
                 cluster=cluster,
                 seed=seed,
                 skip_invalid=skip_invalid,
+                boilerplate_min_groups=boilerplate_min_brands,
                 on_progress=on_progress,
             )
         _print_summary(summary, cluster)
@@ -199,6 +211,12 @@ def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
     if summary.self_links:
         table.add_row(
             "self-links dropped", f"{summary.self_links:,}", "a product listed as related to itself"
+        )
+    if summary.boilerplate_sentences:
+        table.add_row(
+            "boilerplate",
+            f"{summary.boilerplate_sentences:,}",
+            f"sentences recurring across brands, removed from {summary.boilerplate_items:,} item texts",
         )
     if summary.prices_unparsed:
         table.add_row("prices not kept", f"{summary.prices_unparsed:,}", "not a single number (ranges, text)")

@@ -121,7 +121,7 @@ def test_normalise_2018_uses_features_when_there_is_no_description():
     }
     rec = normalise(record, "2018")
     assert rec.title == "Bib & burp cloth"
-    assert rec.description == "Soft cotton Machine washable"
+    assert rec.description == "Soft cotton. Machine washable"  # each bullet ends a sentence
     assert rec.categories == ["Baby", "Feeding", "Bibs & Burp Cloths"]
     assert rec.price is None and rec.price_unparsed  # a range is not one price
     assert rec.relations == {"also_buy": ["B2"], "also_view": ["B3"]}

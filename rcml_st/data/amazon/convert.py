@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rcml_st.data.amazon.cleaning import BoilerplateCounter, remove_sentences
 from rcml_st.data.amazon.clustering import cluster_edges, item_document
 from rcml_st.data.amazon.formats import (
     FORMATS,
     MISSING_ASIN,
+    AmazonRecord,
     RecordError,
     detect_format,
     item_text,
@@ -74,6 +76,8 @@ class ConversionSummary:
         self_links: targets equal to their own source product (dropped).
         prices_unparsed: written items whose price was present but not a single number.
         relation_types: ``(name, edges)`` of each relation type made by ``cluster``.
+        boilerplate_sentences: distinct sentences found recurring across many brands (removed).
+        boilerplate_items: items whose text lost at least one such sentence.
     """
 
     input: Path
@@ -91,6 +95,8 @@ class ConversionSummary:
     self_links: int = 0
     prices_unparsed: int = 0
     relation_types: list[tuple[str, int]] = field(default_factory=list)
+    boilerplate_sentences: int = 0
+    boilerplate_items: int = 0
 
     def skip(self, reason: str, where: str) -> None:
         """Counts one record left out, remembering where the first of its kind was."""
@@ -109,6 +115,7 @@ class _Options:
     max_text_chars: int
     clustering: bool
     skip_invalid: bool
+    boilerplate_min_groups: int | None = None
 
 
 def convert_amazon(
@@ -124,6 +131,7 @@ def convert_amazon(
     cluster: int | None = None,
     seed: int = 0,
     skip_invalid: bool = False,
+    boilerplate_min_groups: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> ConversionSummary:
     """Converts an Amazon metadata file (2014, 2018 or 2023 format) into an rcml-st data file.
@@ -143,6 +151,10 @@ def convert_amazon(
         cluster: group the co-purchase edges into this many named relation types.
         seed: seeds the clustering.
         skip_invalid: count and skip bad records instead of stopping at the first.
+        boilerplate_min_groups: a description sentence found in products of at least this many
+            brands is boilerplate and left out of the item texts; ``None`` picks
+            ``max(4, products / 1000)``, 0 keeps every sentence. See
+            :class:`~rcml_st.data.amazon.cleaning.BoilerplateCounter`.
         on_progress: receives ``(phase, bytes read, bytes to read)`` during each pass.
 
     Returns:
@@ -182,6 +194,7 @@ def convert_amazon(
         max_text_chars=max_text_chars,
         clustering=bool(cluster),
         skip_invalid=skip_invalid,
+        boilerplate_min_groups=boilerplate_min_groups,
     )
     progress = on_progress or (lambda phase, done, total: None)
     passes = 3 if cluster else 2
@@ -192,11 +205,15 @@ def convert_amazon(
     staged = Path(staged_name)
     try:
         phase = f"pass 1/{passes}: reading products"
-        index, documents = _stage(meta_path, staged, options, summary, lambda d, t: progress(phase, d, t))
+        index, documents, counter = _stage(
+            meta_path, staged, options, summary, lambda d, t: progress(phase, d, t)
+        )
         if not index:
             why = _skip_text(summary) or "the file holds no product records"
             raise InputDataError(f"no items to write ({why})", path=str(meta_path))
-        linker = _Linker(index, options, summary)
+        boilerplate = counter.boilerplate(options.boilerplate_min_groups)
+        summary.boilerplate_sentences = len(boilerplate)
+        linker = _Linker(index, options, summary, boilerplate)
         type_names: list[str] | None = None
         labels: Iterator[int] | None = None
         if cluster:
@@ -243,20 +260,25 @@ def _stage(
     options: _Options,
     summary: ConversionSummary,
     progress: Callable[[int, int], None],
-) -> tuple[dict[str, int], list[str]]:
+) -> tuple[dict[str, int], list[str], BoilerplateCounter]:
     """Pass 1: detects the format, checks every record and stages the catalogue's products.
 
-    Each staged line is a JSON array ``[asin, text, image, brand, price, categories, relations]``
-    with the raw relation lists (those not left out by the relation names).
+    Each staged line is a JSON array
+    ``[asin, title, description, image, brand, price, categories, relations]`` with the raw
+    relation lists (those not left out by the relation names). The item text is made in the
+    last pass, once the boilerplate sentences are known.
 
     Returns:
-        The ASIN -> product number index and, when clustering, one document per product.
+        The ASIN -> product number index, one document per product when clustering, and the
+        description sentences counted by brand.
     """
     where = str(path)
     total = path.stat().st_size
     progress(0, total)
     index: dict[str, int] = {}
     documents: list[str] = []
+    counter = BoilerplateCounter()
+    left_out: set[str] = set()  # products left out on purpose: a later copy is a duplicate too
     detected = options.fmt
     with open(staged, "w", encoding="utf-8", newline="\n") as out:
         for number, raw in iter_lines(path, lambda done: progress(done, total)):
@@ -287,17 +309,20 @@ def _stage(
             text = item_text(product, options.max_text_chars)
             image = options.images.get(product.asin.upper())
             reason = None
-            if product.asin in index:
+            if product.asin in index or product.asin in left_out:
                 reason = DUPLICATE_ASIN
             elif image is None and options.require_image:
                 reason = NO_IMAGE
             elif image is None and text is None:
                 reason = NO_CONTENT
             if reason is not None:
+                if reason != DUPLICATE_ASIN:
+                    left_out.add(product.asin)
                 summary.skip(reason, f"{where}:{number}: {product.asin}")
                 continue
 
             index[product.asin] = len(index)
+            counter.add(product.description, group=product.brand.lower() or product.asin)
             if options.clustering:
                 documents.append(item_document(product))
             if product.price_unparsed:
@@ -310,7 +335,8 @@ def _stage(
             image_path = relative_image_path(image, options.output_dir) if image is not None else None
             staged_record = [
                 product.asin,
-                text,
+                product.title,
+                product.description,
                 image_path,
                 product.brand,
                 product.price,
@@ -320,7 +346,7 @@ def _stage(
             out.write(json.dumps(staged_record, ensure_ascii=False))
             out.write("\n")
     summary.format = detected or ""
-    return index, documents
+    return index, documents, counter
 
 
 def _staged_lines(staged: Path, progress: Callable[[int, int], None]) -> Iterator[list[Any]]:
@@ -339,10 +365,34 @@ def _staged_lines(staged: Path, progress: Callable[[int, int], None]) -> Iterato
 class _Linker:
     """The last passes: relations restricted to the catalogue, then the output records."""
 
-    def __init__(self, index: dict[str, int], options: _Options, summary: ConversionSummary) -> None:
+    def __init__(
+        self,
+        index: dict[str, int],
+        options: _Options,
+        summary: ConversionSummary,
+        boilerplate: frozenset[int] = frozenset(),
+    ) -> None:
         self.index = index
         self.options = options
         self.summary = summary
+        self.boilerplate = boilerplate
+
+    def _text(self, asin: str, title: str, description: str, brand: str | None) -> str | None:
+        """The item text, without boilerplate sentences.
+
+        A description that is nothing but boilerplate leaves the title, or else the brand; it
+        is kept only for a product that has neither (its only text).
+        """
+        record = AmazonRecord(asin, title=title, brand=brand or "", description=description)
+        if self.boilerplate and description:
+            cleaned = remove_sentences(description, self.boilerplate)
+            if cleaned != description:
+                stripped = AmazonRecord(asin, title=title, brand=brand or "", description=cleaned)
+                text = item_text(stripped, self.options.max_text_chars) or title or brand
+                if text:
+                    self.summary.boilerplate_items += 1
+                    return text
+        return item_text(record, self.options.max_text_chars)
 
     def _kept(self, source: str, name: str, targets: list[str], count: bool) -> list[str]:
         """The targets of one relation list that stay: in the catalogue, not itself, no repeats, capped."""
@@ -394,8 +444,11 @@ class _Linker:
         """
         descriptions = self.options.descriptions
         summary = self.summary
-        for asin, text, image, brand, price, categories, raw_relations in _staged_lines(staged, progress):
+        for asin, title, description, image, brand, price, categories, raw_relations in _staged_lines(
+            staged, progress
+        ):
             record: dict[str, Any] = {"id": asin}
+            text = self._text(asin, title, description, brand)
             if text:
                 record["text"] = text
             if image:

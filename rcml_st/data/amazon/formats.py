@@ -17,13 +17,14 @@ Every record becomes one :class:`AmazonRecord`, so the converter never looks at 
 from __future__ import annotations
 
 import ast
-import html
 import json
 import math
 import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+from rcml_st.data.amazon.cleaning import looks_like_junk_price, strip_markup
 
 #: The formats the converter reads, by the year of their release.
 FORMATS = ("2014", "2018", "2023")
@@ -46,9 +47,6 @@ _FIELDS_2018 = frozenset({"also_buy", "also_view", "category", "feature", "image
 # cleaning more than this many characters is wasted work.
 _RAW_DESCRIPTION_CHARS = 4000
 
-_TAG_RE = re.compile(r"<[^>]*>")
-# A UTF-8 lead byte followed by a continuation byte, both read as Latin-1 characters.
-_MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
 _PRICE_RE = re.compile(r"^(?:US)?\s*[$£€]?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*$")
 
 
@@ -190,7 +188,9 @@ def detect_format(record: dict[str, Any], syntax: str) -> str | None:
 
 
 def clean_text(value: Any) -> str:
-    """Turns a field into one line of plain text: lists joined, HTML tags and entities removed.
+    """Turns a field into one line of plain text: lists joined, markup and entities removed.
+
+    See :func:`~rcml_st.data.amazon.cleaning.strip_markup` (tags cut short, escaped tags, CSS).
 
     Example:
         >>> clean_text(["<b>Soft</b> &amp; warm", "", "machine   washable"])
@@ -202,27 +202,7 @@ def clean_text(value: Any) -> str:
         value = " ".join(str(part) for part in value if isinstance(part, (str, int, float)))
     elif not isinstance(value, str):
         value = str(value)
-    value = _fix_mojibake(value)
-    if "<" in value:
-        value = _TAG_RE.sub(" ", value)
-    if "&" in value:
-        value = html.unescape(value)
-    return " ".join(value.split())
-
-
-def _fix_mojibake(value: str) -> str:
-    """Repairs UTF-8 text that was decoded one byte per character ("itâ€™s" for "it’s").
-
-    Files written by Python 2 can hold UTF-8 bytes as byte escapes, which a Python 3 literal
-    reads as one Latin-1 character per byte. Only text made of such characters that is valid
-    UTF-8 once re-encoded is changed, so genuine Latin-1 text ("café") is left alone.
-    """
-    if value.isascii() or not _MOJIBAKE_RE.search(value):
-        return value
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return value
+    return strip_markup(value)
 
 
 def parse_price(value: Any) -> float | None:
@@ -249,7 +229,10 @@ def parse_price(value: Any) -> float | None:
 
 
 def _has_price(value: Any) -> bool:
-    return value not in (None, "", "None", "null") and not isinstance(value, bool)
+    # CSS, markup or blanks where a price should be are no price at all, not an unreadable one.
+    if isinstance(value, str):
+        return value.strip() not in ("None", "null") and not looks_like_junk_price(value)
+    return value is not None and not isinstance(value, bool)
 
 
 def _categories(record: dict[str, Any], fmt: str) -> list[str]:
@@ -319,13 +302,32 @@ def _description(record: dict[str, Any], fmt: str) -> str:
         description = description[:_RAW_DESCRIPTION_CHARS]
     elif isinstance(description, list):
         description = [d[:_RAW_DESCRIPTION_CHARS] for d in description if isinstance(d, str)]
-    text = clean_text(description)
+    text = clean_paragraphs(description)
     if not text:
         # Many products describe themselves only through feature bullets.
         features = record.get("features" if fmt == "2023" else "feature")
         if isinstance(features, list):
-            text = clean_text([f[:_RAW_DESCRIPTION_CHARS] for f in features if isinstance(f, str)])
+            text = clean_paragraphs([f[:_RAW_DESCRIPTION_CHARS] for f in features if isinstance(f, str)])
     return text
+
+
+def clean_paragraphs(value: Any) -> str:
+    """Like :func:`clean_text`, but each list element (a paragraph or bullet) ends a sentence.
+
+    So a notice pasted in as its own paragraph stays a sentence of its own, which the
+    boilerplate detection can recognise.
+
+    Example:
+        >>> clean_paragraphs(["Soft cotton", "<a href='/x'>Learn more</a> about renewals", ""])
+        'Soft cotton. Learn more about renewals'
+    """
+    if not isinstance(value, (list, tuple)):
+        return clean_text(value)
+    parts = [clean_text(part) for part in value if isinstance(part, (str, int, float))]
+    parts = [part for part in parts if part]
+    return " ".join(
+        part if i == len(parts) - 1 or part[-1] in ".!?:;" else part + "." for i, part in enumerate(parts)
+    )
 
 
 def normalise(record: dict[str, Any], fmt: str) -> AmazonRecord:
@@ -371,7 +373,8 @@ def normalise(record: dict[str, Any], fmt: str) -> AmazonRecord:
 def item_text(record: AmazonRecord, max_chars: int) -> str | None:
     """Builds an item's text: title, then the brand (unless the title names it), then description.
 
-    The result is cut at a word boundary to at most ``max_chars`` characters (CLIP's text tower
+    Without a title (real records whose title was a cut-off tag) the brand leads the text. The
+    result is cut at a word boundary to at most ``max_chars`` characters (CLIP's text tower
     reads 77 tokens, about 300 characters). A brand alone is not product text: without a title
     and a description there is no text.
 
@@ -381,12 +384,16 @@ def item_text(record: AmazonRecord, max_chars: int) -> str | None:
         'Nursing pillow, by Acme. Soft cotton.'
         >>> item_text(rec, 25)
         'Nursing pillow, by Acme'
+        >>> item_text(AmazonRecord("B2", brand="Reason Magazine", description="Economics."), 300)
+        'Reason Magazine. Economics.'
     """
     if not record.title and not record.description:
         return None
     head = record.title
     if head and record.brand and record.brand.lower() not in head.lower():
         head = f"{head}, by {record.brand}"
+    elif not head and record.brand and not record.description.lower().startswith(record.brand.lower()):
+        head = record.brand
     if head and record.description:
         text = head + (" " if head[-1] in ".!?" else ". ") + record.description
     else:
