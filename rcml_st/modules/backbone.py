@@ -6,7 +6,14 @@ A backbone spec is one of:
 - a path to an open_clip model-config JSON (``{"embed_dim": ..., "vision_cfg": ..., "text_cfg": ...}``,
   optionally wrapped as ``{"model_cfg": ..., "preprocess_cfg": ...}``) for a custom architecture;
 - a directory in open_clip's ``local-dir`` layout (``open_clip_config.json`` + weights), which is
-  also what a saved rcml-st model directory is.
+  also what a saved rcml-st model directory is;
+- a built-in name: ``rcml-tiny`` / ``rcml-small`` (random init) or ``rcml-lite`` (pretrained
+  all-MiniLM-L6-v2 + EfficientNet-Lite0 from the ``lite`` extra, see :mod:`rcml_st.modules.lite`).
+
+A model with a Hugging Face text tower (``text_cfg.hf_model_name``) is saved with that tower's
+config and tokenizer in a ``text_tower/`` subfolder, and its config names it relatively, so the
+directory is self-contained (open_clip's own ``local-dir:`` loader resolves that name against
+the working directory; :func:`create_backbone` resolves it against the directory).
 
 Weights (``pretrained``) are an open_clip pretrained tag (downloaded by open_clip, so it needs the
 model hub), a local weights file (``.pt``/``.bin``/``.safetensors``), or ``None``/``"none"`` for random
@@ -20,6 +27,7 @@ import copy
 import json
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +37,13 @@ import open_clip
 import torch
 
 from rcml_st.errors import RCMLError, UsageError
+from rcml_st.modules import lite
 from rcml_st.modules.architectures import ARCHITECTURES
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+#: Subfolder of a saved model holding a Hugging Face text tower's config and tokenizer.
+HF_TEXT_DIR = "text_tower"
 
 
 @dataclass
@@ -80,8 +91,11 @@ def _create_from_config(
             json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}), encoding="utf-8"
         )
         # open_clip warns on the root logger that no weights were found: random init is asked for here.
+        # open_clip loads an HF text tower's own pretrained weights unless told not to (the
+        # config's flag is overridden by this argument).
+        hf_weights = weights is None and bool(model_cfg.get("text_cfg", {}).get("hf_model_pretrained", True))
         with _quiet_root_logger():
-            model = open_clip.create_model(f"local-dir:{tmp}")
+            model = open_clip.create_model(f"local-dir:{tmp}", pretrained_text=hf_weights)
     if weights is not None:
         # open_clip's own loader: strict, and it converts older checkpoint layouts.
         open_clip.load_checkpoint(model, weights, strict=True)
@@ -90,13 +104,23 @@ def _create_from_config(
 
 @contextlib.contextmanager
 def _quiet_root_logger():
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(logging.ERROR)
+    # open_clip warns on the root logger, transformers on its own (unused pooler weights of a
+    # sentence-transformers checkpoint): both are expected here.
+    loggers = [logging.getLogger(), logging.getLogger("transformers")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    hf_logging = sys.modules.get("transformers.utils.logging")  # its weight-loading progress bar
+    bar = hf_logging is not None and hf_logging.is_progress_bar_enabled()
+    if bar:
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
-        root.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> Backbone:
@@ -121,6 +145,8 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
     spec_str = str(spec)
     weights = _normalise_pretrained(pretrained)
     path = Path(spec_str)
+    if lite.is_lite(spec_str):
+        return _create_lite(weights)
     if spec_str in ARCHITECTURES:  # rcml-st's own small architectures (random init or a local file)
         model_cfg, preprocess_cfg = copy.deepcopy(ARCHITECTURES[spec_str]), {}
         if weights is not None and not os.path.isfile(weights):
@@ -130,7 +156,10 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
         model_cfg, preprocess_cfg = _read_config_json(path / OPEN_CLIP_CONFIG)
         if weights is not None:
             raise UsageError(f"{path}: a model directory brings its own weights; drop --pretrained")
-        model = open_clip.create_model(f"local-dir:{path}")
+        if _resolve_hf_text_dir(model_cfg, path):
+            model = _create_from_config(model_cfg, preprocess_cfg, str(path / OPEN_CLIP_WEIGHTS))
+        else:
+            model = open_clip.create_model(f"local-dir:{path}")
     elif spec_str.lower().endswith(".json") or path.is_file():
         if not path.is_file():
             raise UsageError(f"backbone config {spec_str} does not exist")
@@ -162,6 +191,32 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
     return Backbone(model=model, model_cfg=model_cfg, preprocess_cfg=preprocess_cfg)
 
 
+def _create_lite(weights: str | None) -> Backbone:
+    if weights is not None:
+        raise UsageError(f"--backbone {lite.LITE} brings its own pretrained weights; drop --pretrained")
+    text_dir = lite.text_tower_dir()
+    model_cfg, preprocess_cfg = lite.lite_configs(text_dir)
+    image_weights = lite.image_state_dict()
+    model = _create_from_config(model_cfg, preprocess_cfg, None)  # open_clip loads MiniLM's weights
+    model.visual.trunk.load_state_dict(image_weights, strict=True)
+    with torch.no_grad():  # the untrained text side is all-MiniLM-L6-v2 itself
+        model.text.proj.weight.copy_(torch.eye(lite.EMBED_DIM))
+    return Backbone(model=model, model_cfg=model_cfg, preprocess_cfg=preprocess_cfg)
+
+
+def _resolve_hf_text_dir(model_cfg: dict[str, Any], directory: Path) -> bool:
+    """Points a saved model's relative HF text tower names at its ``text_tower/`` folder."""
+    text_cfg = model_cfg.get("text_cfg", {})
+    name = text_cfg.get("hf_model_name")
+    if not name or Path(name).is_absolute() or not (directory / name).is_dir():
+        return False
+    text_cfg["hf_model_name"] = str((directory / name).resolve())
+    if text_cfg.get("hf_tokenizer_name") == name:
+        text_cfg["hf_tokenizer_name"] = text_cfg["hf_model_name"]
+    text_cfg["hf_model_pretrained"] = False  # the weights are in the directory's own file
+    return True
+
+
 def _load_checked(create: Any, weights: str | None) -> torch.nn.Module:
     try:
         return create()
@@ -187,9 +242,26 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> None:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": backbone.model_cfg, "preprocess_cfg": backbone.preprocess_cfg}
+    model_cfg = copy.deepcopy(backbone.model_cfg)
+    text_cfg = model_cfg.get("text_cfg", {})
+    if text_cfg.get("hf_model_name"):
+        _save_hf_text_files(backbone.model, text_cfg, directory / HF_TEXT_DIR)
+        text_cfg.update(hf_model_name=HF_TEXT_DIR, hf_tokenizer_name=HF_TEXT_DIR, hf_model_pretrained=False)
+    config = {"model_cfg": model_cfg, "preprocess_cfg": backbone.preprocess_cfg}
     (directory / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
     save_model(backbone.model, str(directory / OPEN_CLIP_WEIGHTS))
+
+
+def _save_hf_text_files(model: torch.nn.Module, text_cfg: dict[str, Any], target: Path) -> None:
+    """The HF text tower's config and tokenizer (its weights are in the open_clip file)."""
+    from transformers import AutoTokenizer
+
+    source = text_cfg.get("hf_tokenizer_name") or text_cfg["hf_model_name"]
+    if Path(source).resolve() == target.resolve():
+        return  # saving over the folder the model was loaded from
+    target.mkdir(parents=True, exist_ok=True)
+    model.text.config.save_pretrained(str(target))
+    AutoTokenizer.from_pretrained(source).save_pretrained(str(target))
 
 
 def get_tokenizer(model_cfg: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ Relation descriptions are encoded by the same text tower, each distinct one once
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +28,10 @@ from rcml_st.modules.backbone import (
     save_backbone,
 )
 from rcml_st.modules.inputs import parse_batch
+from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
 """Package requirements a saved model declares in ``config_sentence_transformers.json``."""
-
-try:
-    from open_clip.transformer import text_global_pool
-except ImportError:  # pragma: no cover - older open_clip keeps it in model.py
-    from open_clip.model import text_global_pool
-
-
-def _project(x: torch.Tensor, projection: nn.Module | torch.Tensor | None) -> torch.Tensor:
-    if projection is None:
-        return x
-    if isinstance(projection, nn.Module):
-        return projection(x)
-    return x @ projection
 
 
 class OpenCLIPInput(InputModule):
@@ -95,12 +84,9 @@ class OpenCLIPInput(InputModule):
         self.embedding_dimension = int(self.model_cfg["embed_dim"])
         self.tokenizer = get_tokenizer(self.model_cfg)
         self.image_transform = image_transform_v2(PreprocessCfg(**self.preprocess_cfg), is_train=False)
-        # Ask the towers for their token features as well as the pooled embedding.
-        if hasattr(self.model.visual, "output_tokens"):
-            self.model.visual.output_tokens = True
-        text_tower = getattr(self.model, "text", None)
-        if text_tower is not None and hasattr(text_tower, "output_tokens"):
-            text_tower.output_tokens = True
+        # Token features from whatever kind of tower this is; an unsupported kind fails here.
+        self.text_adapter = text_tower(self.model)
+        self.image_adapter = image_tower(self.model)
 
     # ----------------------------------------------------------------------------------------
     # sentence-transformers interface
@@ -186,6 +172,30 @@ class OpenCLIPInput(InputModule):
             return torch.zeros((0, self.max_seq_length), dtype=torch.long)
         return self.tokenizer(texts)
 
+    def text_trunk(self, ids: torch.Tensor) -> TrunkOutput:
+        """The text tower up to its projection (see :mod:`rcml_st.modules.towers`).
+
+        Args:
+            ids: token ids (N, L) from the module's tokenizer.
+
+        Returns:
+            The pre-projection pooled feature, token features and token mask; trailing padding
+            may be cut, so ``tokens`` can be shorter than ``L``.
+        """
+        return self.text_adapter.trunk(ids)
+
+    def text_head(self, trunk: TrunkOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The text tower's projection: ``(global (N, D), tokens (N, L', D), mask (N, L'))``."""
+        return self.text_adapter.head(trunk)
+
+    def image_trunk(self, pixels: torch.Tensor) -> TrunkOutput:
+        """The image tower up to its projection (see :mod:`rcml_st.modules.towers`)."""
+        return self.image_adapter.trunk(pixels)
+
+    def image_head(self, trunk: TrunkOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The image tower's projection: ``(global (N, D), tokens (N, P, D), mask (N, P))``."""
+        return self.image_adapter.head(trunk)
+
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Text tower with token features.
 
@@ -193,65 +203,39 @@ class OpenCLIPInput(InputModule):
             ids: token ids (N, L) from the module's tokenizer.
 
         Returns:
-            ``(global (N, D), tokens (N, L', D), mask (N, L'))``: CLIP's text embedding, the
-            final-layer token features projected to the joint space, and which tokens are real.
+            ``(global (N, D), tokens (N, L', D), mask (N, L'))``: open_clip's text embedding
+            (exactly ``model.encode_text``), the final-layer token features projected to the joint
+            space by the same projection, and which tokens are real.
         """
-        model = self.model
-        if hasattr(model, "token_embedding") and hasattr(model, "transformer"):
-            return self._encode_builtin_text(ids)
-        text_tower = getattr(model, "text", None)
-        if text_tower is not None and getattr(text_tower, "output_tokens", False):
-            pooled, tokens = text_tower(ids)
-            tokens = _project(tokens, getattr(text_tower, "text_projection", None))
-            mask = ids[:, : tokens.shape[1]] != 0
-            return pooled, tokens, mask
-        # A text tower without token outputs (e.g. HF encoders): the global embedding is the only token.
-        pooled = model.encode_text(ids)
-        return (
-            pooled,
-            pooled[:, None, :],
-            torch.ones((*pooled.shape[:1], 1), dtype=torch.bool, device=ids.device),
-        )
-
-    def _encode_builtin_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # Mirrors open_clip's CLIP.encode_text, also returning the tokens. With the causal mask a
-        # token never sees later positions, so trailing padding can be cut off without changing
-        # the result: titles of ~15 tokens then cost 15 positions, not 77.
-        model = self.model
-        pool_type = getattr(model, "text_pool_type", "argmax")
-        attn_mask = model.attn_mask
-        if attn_mask is not None and pool_type in ("argmax", "eos", "first") and ids.shape[0] > 0:
-            real = (ids != 0).long()
-            last = int((real * torch.arange(1, ids.shape[1] + 1, device=ids.device)).amax())
-            ids = ids[:, : max(last, 1)]
-        length = ids.shape[1]
-        cast_dtype = model.transformer.get_cast_dtype()
-        x = model.token_embedding(ids).to(cast_dtype)
-        x = x + model.positional_embedding[:length].to(cast_dtype)
-        x = model.transformer(x, attn_mask=None if attn_mask is None else attn_mask[:length, :length])
-        x = model.ln_final(x)
-        eos_id = getattr(model, "text_eos_id", None)
-        pooled = text_global_pool(x, ids, pool_type, eos_token_id=eos_id)
-        pooled = _project(pooled, model.text_projection)
-        tokens = _project(x, model.text_projection)
-        if pool_type == "argmax":
-            end = ids.argmax(dim=-1)
-            mask = torch.arange(length, device=ids.device)[None, :] <= end[:, None]
-        else:
-            mask = ids != 0
-        return pooled, tokens, mask
+        return self.text_head(self.text_trunk(ids))
 
     def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Image tower with token features: ``(global (N, D), tokens (N, P, D), mask (N, P))``."""
-        visual = self.model.visual
-        out = visual(pixels)
-        if isinstance(out, tuple):
-            pooled, tokens = out
-            tokens = _project(tokens, getattr(visual, "proj", None))
-        else:  # towers without token outputs (timm, ResNet): the global embedding is the only token
-            pooled, tokens = out, out[:, None, :]
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return pooled, tokens, mask
+        """Image tower with token features: ``(global (N, D), tokens (N, P, D), mask (N, P))``.
+
+        ``global`` is exactly open_clip's ``model.encode_image``; tokens are patch tokens (ViT)
+        or feature-map positions (ConvNet, ResNet), projected like the pooled output.
+        """
+        return self.image_head(self.image_trunk(pixels))
+
+    def head_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """The projections into the joint space, by name: what a frozen-trunk run trains.
+
+        Everything else of :attr:`model` is trunk (plus open_clip's unused ``logit_scale``).
+
+        Example:
+            >>> clip = OpenCLIPInput("rcml-tiny")
+            >>> sorted(name for name, _ in clip.head_parameters())
+            ['model.text_projection', 'model.visual.proj']
+        """
+        heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
+        wanted = {id(parameter) for parameter in heads}
+        for name, parameter in self.named_parameters():
+            if id(parameter) in wanted:
+                yield name, parameter
+
+    def trunk_modules(self) -> list[nn.Module]:
+        """The towers' trunk modules (to freeze and put in eval mode: dropout, batch norm)."""
+        return [*self.text_adapter.trunk_modules(), *self.image_adapter.trunk_modules()]
 
     def encode_relation_texts(self, relations: list[str], batch_size: int = 256) -> torch.Tensor:
         """Embeds relation descriptions with the text tower: (R, D) on the module's device."""
