@@ -12,16 +12,21 @@ Example:
 from __future__ import annotations
 
 from rcml_st.index.ids import NAMESPACE, point_id
-from rcml_st.index.pipeline import IndexReport, index_catalog, query_vector, search_index
+from rcml_st.index.layout import QUANTIZATIONS, VECTOR_NAMES, Layout
+from rcml_st.index.pipeline import IndexReport, index_catalog, query_vector, search_index, verify_index
 from rcml_st.index.records import Hit, PointRecord
 from rcml_st.index.retry import RetryPolicy
-from rcml_st.index.store import VECTOR_NAMES, RelationIndex
+from rcml_st.index.store import RelationIndex
+from rcml_st.index.writer import BatchWriter
 
 __all__ = [
     "NAMESPACE",
+    "QUANTIZATIONS",
     "VECTOR_NAMES",
+    "BatchWriter",
     "Hit",
     "IndexReport",
+    "Layout",
     "PointRecord",
     "RelationIndex",
     "RetryPolicy",
@@ -29,4 +34,5 @@ __all__ = [
     "point_id",
     "query_vector",
     "search_index",
+    "verify_index",
 ]

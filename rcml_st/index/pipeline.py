@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rcml_st.errors import InputDataError, ServiceError, UsageError
-from rcml_st.index.records import Hit, PointRecord
-from rcml_st.index.store import VECTOR_NAMES, RelationIndex
+from rcml_st.index.layout import VECTOR_NAMES, Layout
+from rcml_st.index.records import RESERVED_PAYLOAD_KEYS, Hit, PointRecord, keep_reserved
+from rcml_st.index.store import RelationIndex
+from rcml_st.index.writer import BatchWriter
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -52,6 +54,18 @@ DEFAULT_ENCODE_BATCH = 64
 #: Called after each batch is written: ``(items_done, items_total, points_written)``.
 ProgressCallback = Callable[[int, int, int], None]
 Progress = bool | ProgressCallback | None
+#: How an index run checks its work: exact per-relation counts of the whole collection, or (one
+#: slice of a catalogue written by several workers) that each of its own points is there.
+Verify = Literal["counts", "points", "none"]
+
+
+class ItemSource(Protocol):
+    """Items to index: a :class:`~rcml_st.data.Catalog`, a :class:`~rcml_st.data.CatalogStream`
+    or a list of :class:`~rcml_st.data.Item`: sized, and iterable again for verification."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Item]: ...
 
 
 @dataclass
@@ -68,6 +82,8 @@ class IndexReport:
         target: the server URL or the embedded store's path.
         created: whether this run created the collection.
         seconds: wall time of the run (encoding, writing and verifying).
+        verified: ``"counts"`` (exact per-relation counts of the collection), ``"points"`` (every
+            point of this run found by id: one slice of several) or ``"none"``.
 
     Example:
         >>> report = IndexReport(2, ["goes with"], 2, {"goes with": 2}, "rcml", "store x")
@@ -83,6 +99,7 @@ class IndexReport:
     target: str
     created: bool = False
     seconds: float = 0.0
+    verified: str = "counts"
 
     @property
     def points_per_second(self) -> float:
@@ -94,6 +111,10 @@ class IndexReport:
         items = "item" if self.items == 1 else "items"
         noun = "relation" if len(self.relations) == 1 else "relations"
         verified = ", ".join(f"{relation!r} {self.counts.get(relation, 0)}" for relation in self.relations)
+        if self.verified == "points":
+            verified = f"all {self.points} points of this slice found ({verified})"
+        elif self.verified == "none":
+            verified = "not checked"
         return (
             f"Indexed {self.items} {items} x {len(self.relations)} {noun} = {self.points} points into "
             f"collection {self.collection!r} at {self.target}; verified: {verified}"
@@ -133,24 +154,35 @@ def resolve_relations(model: SentenceTransformer, relations: Sequence[str] | Non
     return chosen
 
 
-def _batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _payload(item: Item) -> dict[str, Any]:
-    # Only what the item has: an image-only item carries no "text": null.
+    # Only what the item has: an image-only item carries no "text": null. Metadata keys named
+    # like the index's own fields (item_id, relation) are kept under "meta", never overwritten.
     payload: dict[str, Any] = {}
     if item.text is not None:
         payload["text"] = item.text
     if item.image is not None:
         payload["image"] = item.image
     payload.update(item.metadata)
-    return payload
+    where = f"item {item.id!r}" + (f" (line {item.line})" if item.line else "")
+    return keep_reserved(payload, where)
 
 
 def batch_records(
-    items: Sequence[Item], embeddings: RelationEmbeddings, relations: Sequence[str]
+    items: Sequence[Item],
+    embeddings: RelationEmbeddings,
+    relations: Sequence[str],
+    vectors: Sequence[str] = VECTOR_NAMES,
 ) -> list[PointRecord]:
     """One :class:`PointRecord` per (item, relation) from the embeddings of a batch of items.
 
@@ -161,6 +193,7 @@ def batch_records(
         items: the batch's items, in the order they were encoded.
         embeddings: :func:`rcml_st.encode_relations` output for them, under ``relations``.
         relations: the relations, in the order they were encoded.
+        vectors: the named vectors to keep (the layout's), e.g. ``("item",)``.
 
     Returns:
         Records grouped by item, relations in order within each item.
@@ -169,12 +202,19 @@ def batch_records(
     for n, item in enumerate(items):
         payload = _payload(item)
         for r, relation in enumerate(relations):
-            vectors = {"item": embeddings.item[r, n]}  # type: ignore[index]
-            if embeddings.has_text[n]:
-                vectors["text"] = embeddings.text[r, n]  # type: ignore[index]
-            if embeddings.has_image[n]:
-                vectors["image"] = embeddings.image[r, n]  # type: ignore[index]
-            records.append(PointRecord(item.id, relation, vectors, payload))
+            named = {}
+            if "item" in vectors:
+                named["item"] = embeddings.item[r, n]  # type: ignore[index]
+            if "text" in vectors and embeddings.has_text[n]:
+                named["text"] = embeddings.text[r, n]  # type: ignore[index]
+            if "image" in vectors and embeddings.has_image[n]:
+                named["image"] = embeddings.image[r, n]  # type: ignore[index]
+            if not named:  # e.g. --vectors text for an image-only item
+                raise InputDataError(
+                    f"item {item.id!r} (line {item.line}) has none of the stored vectors "
+                    f"({', '.join(vectors)}); store the item vector too (--vectors item,...)"
+                )
+            records.append(PointRecord(item.id, relation, named, payload))
     return records
 
 
@@ -195,57 +235,74 @@ def _progress_callback(progress: Progress, total: int) -> tuple[ProgressCallback
 
 def index_catalog(
     model: SentenceTransformer,
-    catalog: Catalog | Sequence[Item],
+    catalog: Catalog | ItemSource | Sequence[Item],
     index: RelationIndex,
     relations: Sequence[str] | None = None,
     batch_size: int = DEFAULT_ENCODE_BATCH,
     progress: Progress = False,
     shards: int | None = None,
     replication_factor: int | None = None,
+    layout: Layout | None = None,
+    overlap: bool = True,
+    verify: Verify = "counts",
 ) -> IndexReport:
     """Encodes every item under every relation and writes one point per (item, relation).
 
-    Steps: create the collection (named vectors ``text``, ``image``, ``item`` of the model's
-    size, and the ``relation`` tenant index) or check that an existing one matches the model;
-    then for each batch of ``batch_size`` items run the backbone once and the relation pooling
-    for all relations at once, and upsert the batch's points; finally wait for every write and
-    check that each relation has exactly one point per item.
+    Steps: create the collection (the layout's named vectors, by default ``text``, ``image``,
+    ``item`` of the model's size, and the ``relation`` tenant index) or check that an existing
+    one matches; then for each batch of ``batch_size`` items run the backbone once and the
+    relation pooling for all relations at once, and hand the batch's points to a writer thread,
+    which upserts them while the next batch is encoded (``overlap``); finally wait for every
+    write and check the result (``verify``).
+
+    Memory is a few batches of vectors: ``catalog`` is read item by item (pass a
+    :func:`~rcml_st.data.stream_catalog` stream to keep the file itself out of memory too).
 
     Re-running the same call after a failure completes the collection: point ids are
     ``uuid5(item id, relation)``, so points already written are overwritten, never doubled.
 
     Args:
         model: an RCML model (:func:`rcml_st.load` / :func:`rcml_st.build_model`).
-        catalog: the items (a :class:`~rcml_st.data.Catalog` from :func:`~rcml_st.data.read_catalog`,
-            or a list of :class:`~rcml_st.data.Item`).
+        catalog: the items: a :class:`~rcml_st.data.Catalog`, a :class:`~rcml_st.data.CatalogStream`
+            (e.g. one slice of a catalogue) or a list of :class:`~rcml_st.data.Item`.
         index: where to write (:meth:`RelationIndex.connect`).
         relations: relation descriptions to index; default: the model's relation vocabulary
             (:func:`rcml_st.relation_vocabulary`).
         batch_size: items per encoding batch (each batch writes ``batch_size * len(relations)``
             points, in requests of ``index.batch_size``).
         progress: ``True`` for a progress bar, or a callback
-            ``(items_done, items_total, points_written)`` called after each batch.
+            ``(items_done, items_total, points_written)`` called after each batch is written
+            (from the writer thread when ``overlap``).
         shards: shards of a new collection (a Qdrant cluster; ignored when it exists).
         replication_factor: copies of each shard of a new collection (a Qdrant cluster).
+        layout: what a new collection stores (:class:`~rcml_st.index.layout.Layout`: vectors,
+            quantization, on-disk, HNSW); default: the full layout. An existing collection must
+            hold the same named vectors.
+        overlap: encode the next batch while the previous one is written (``False``: one after
+            the other, the same points).
+        verify: ``"counts"``: every relation has exactly one point per item of ``catalog`` in the
+            whole collection; ``"points"``: every point of this run is found by id (one slice of a
+            catalogue that other workers write too; check the whole with :func:`verify_index`);
+            ``"none"``: only the write barrier.
 
     Returns:
         An :class:`IndexReport` with the verified per-relation counts.
 
     Raises:
         UsageError: no relations (the model has no vocabulary and none given), a bad option, or
-            an existing collection whose vectors do not match the model.
+            an existing collection whose vectors do not match the model or the layout.
         InputDataError: the catalogue is empty, or an item cannot be encoded (its image).
         ServiceError: Qdrant stayed unreachable past the index's retry bound, rejected a batch,
-            or the final counts differ (re-run to complete; see :meth:`RelationIndex.finish`).
+            or the final check failed (re-run to complete; see :meth:`RelationIndex.finish`).
 
     Example:
         >>> import rcml_st
-        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> from rcml_st.data import generate_catalog, stream_catalog
         >>> from rcml_st.index import RelationIndex, index_catalog
-        >>> model = rcml_st.build_model("tests/fixtures/tiny-clip.json")  # doctest: +SKIP
-        >>> catalog = read_catalog(generate_catalog("/tmp/synth", n_items=30).train_path)  # doctest: +SKIP
+        >>> model = rcml_st.build_model("rcml-tiny")  # doctest: +SKIP
+        >>> items = stream_catalog(generate_catalog("/tmp/synth", n_items=30).train_path)  # doctest: +SKIP
         >>> with RelationIndex.connect(path="/tmp/qdrant_data") as index:  # doctest: +SKIP
-        ...     report = index_catalog(model, catalog, index, relations=["matches in colour"])
+        ...     report = index_catalog(model, items, index, relations=["matches in colour"])
         >>> report.counts  # doctest: +SKIP
         {'matches in colour': 22}
     """
@@ -253,44 +310,113 @@ def index_catalog(
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    items: Sequence[Item] = catalog.items if hasattr(catalog, "items") else catalog  # type: ignore[union-attr]
-    if len(items) == 0:
+    if verify not in ("counts", "points", "none"):
+        raise ValueError(f"verify must be 'counts', 'points' or 'none', got {verify!r}")
+    items: ItemSource = catalog  # type: ignore[assignment]
+    total = len(items)
+    if total == 0 and verify == "counts":
         raise InputDataError("no items to index")
+    layout = layout or Layout()
     chosen = resolve_relations(model, relations)
     started = time.perf_counter()
-    created = index.ensure_collection(model_dims(model), shards=shards, replication_factor=replication_factor)
+    dims = layout.dims(model_dims(model))
+    created = index.ensure_collection(
+        dims, shards=shards, replication_factor=replication_factor, layout=layout
+    )
+    _check_stored_vectors(index, dims)
 
-    callback, close_bar = _progress_callback(progress, len(items))
-    done = written = 0
+    callback, close_bar = _progress_callback(progress, total)
+    on_written = None if callback is None else (lambda done, points: callback(done, total, points))
+    writer = BatchWriter(index, on_written=on_written, threaded=overlap)
+    reserved = 0
     try:
-        for batch in _batches(items, batch_size):
-            embeddings = _encode(encode_relations, model, batch, chosen, batch_size)
-            # One batch of vectors at a time: the records (and their arrays) go out of scope
-            # before the next batch is encoded.
-            written += index.upsert(batch_records(batch, embeddings, chosen))
-            done += len(batch)
-            if callback is not None:
-                callback(done, len(items), written)
+        with writer:
+            for batch in _batches(items, batch_size):
+                embeddings = _encode(encode_relations, model, batch, chosen, batch_size, layout.vectors)
+                records = batch_records(batch, embeddings, chosen, layout.vectors)
+                reserved += sum(1 for item in batch if any(k in item.metadata for k in RESERVED_PAYLOAD_KEYS))
+                # The writer holds at most a couple of batches: memory stays bounded.
+                writer.submit(records, items=len(batch))
     except ServiceError as exc:
-        if done == 0:
+        if writer.items == 0:
             raise
         # Say where it stopped and how to finish: ids are deterministic, a re-run completes it.
         raise ServiceError(
-            f"{exc} ({done} of {len(items)} items were written; re-run the same command to complete)"
+            f"{exc} ({writer.items} of {total} items were written; re-run the same command to complete)"
         ) from exc
     finally:
         close_bar()
-    counts = index.finish(dict.fromkeys(chosen, len(items)))
+    if reserved:
+        logger.warning(
+            "%d items have metadata keys named %s: kept in the payload under 'meta' (e.g. meta.item_id)",
+            reserved,
+            " or ".join(RESERVED_PAYLOAD_KEYS),
+        )
+    counts = _verify(index, items, chosen, total, verify)
     return IndexReport(
-        items=len(items),
+        items=total,
         relations=chosen,
-        points=written,
+        points=writer.points,
         counts=counts,
         collection=index.collection,
         target=index.target,
         created=created,
         seconds=time.perf_counter() - started,
+        verified=verify,
     )
+
+
+def _check_stored_vectors(index: RelationIndex, dims: dict[str, int]) -> None:
+    existing = index.dims()
+    extra = sorted(set(existing) - set(dims))
+    if extra:
+        raise UsageError(
+            f"collection {index.collection!r} stores {', '.join(sorted(existing))} vectors but this run "
+            f"would write only {', '.join(sorted(dims))} (its points would lack {', '.join(extra)}); use "
+            "the --vectors it was created with, or another --collection"
+        )
+
+
+def _verify(
+    index: RelationIndex, items: ItemSource, relations: Sequence[str], total: int, verify: Verify
+) -> dict[str, int]:
+    if verify == "counts":
+        return index.finish(dict.fromkeys(relations, total))
+    index.finish({})  # the write barrier alone
+    if verify == "none":
+        return {}
+    for _attempt in range(3):  # replicas of a cluster can lag a moment behind the barrier
+        missing = index.missing_points((item.id, relation) for item in items for relation in relations)
+        if not any(missing.values()):
+            break
+        time.sleep(1.0)
+    if any(missing.values()):
+        detail = "; ".join(f"relation {r!r}: {n} of {total} missing" for r, n in missing.items() if n)
+        raise ServiceError(
+            f"collection {index.collection!r} at {index.target} lacks points of this slice: {detail}; "
+            "re-run the same command to complete it"
+        )
+    return {relation: total - missing.get(relation, 0) for relation in relations}
+
+
+def verify_index(index: RelationIndex, items: int, relations: Sequence[str]) -> dict[str, int]:
+    """Checks a whole collection after several workers wrote its slices: exact counts per relation.
+
+    Args:
+        index: the collection.
+        items: the number of items of the whole catalogue (e.g. ``stream_catalog(path).items``).
+        relations: the relations indexed.
+
+    Returns:
+        relation -> point count (equal to ``items`` for each).
+
+    Raises:
+        ServiceError: a count differs (missing: re-run the slice that failed; extra: the
+            collection holds other items).
+    """
+    if not index.exists():
+        raise UsageError(f"collection {index.collection!r} does not exist at {index.target}")
+    return index.finish(dict.fromkeys(relations, items))
 
 
 def _encode(
@@ -299,6 +425,7 @@ def _encode(
     batch: Sequence[Item],
     relations: Sequence[str],
     batch_size: int,
+    vectors: Sequence[str] = VECTOR_NAMES,
 ) -> RelationEmbeddings:
     try:
         return encode_relations(
@@ -306,7 +433,7 @@ def _encode(
             [item.to_input() for item in batch],
             relations,
             batch_size=batch_size,
-            modalities=("item", "text", "image"),
+            modalities=tuple(vectors),
         )
     except OSError as exc:
         # An image that vanished or broke since the catalogue was read: name the batch's items.

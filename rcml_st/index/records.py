@@ -18,6 +18,8 @@ from rcml_st.errors import InputDataError
 
 #: Payload keys the index owns; a record's own payload cannot override them.
 RESERVED_PAYLOAD_KEYS = ("item_id", "relation")
+#: Where a record's own values for reserved keys are kept (``meta.item_id``, ``meta.relation``).
+META_KEY = "meta"
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,16 @@ class PointRecord:
         vectors: named vectors, e.g. ``{"text": ..., "image": ..., "item": ...}``; only the
             modalities the item has (an item without an image has no ``image`` vector).
         payload: the item's ``text``, ``image`` and metadata; ``item_id`` and ``relation`` are
-            added by the index.
+            added by the index. A metadata key of its own named ``item_id`` or ``relation`` is
+            kept, nested under ``meta`` (``meta.item_id`` in a Qdrant filter), never overwritten.
 
     Example:
         >>> import numpy as np
         >>> rec = PointRecord("B0001", "used together", {"item": np.ones(4, np.float32)}, {"text": "pillow"})
         >>> sorted(rec.full_payload())
         ['item_id', 'relation', 'text']
+        >>> PointRecord("B1", "r", {}, {"relation": "sister brand"}).full_payload()
+        {'meta': {'relation': 'sister brand'}, 'item_id': 'B1', 'relation': 'r'}
     """
 
     item_id: str
@@ -45,8 +50,50 @@ class PointRecord:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
     def full_payload(self) -> dict[str, Any]:
-        """The payload stored with the point: the record's payload plus ``item_id`` and ``relation``."""
-        return {**self.payload, "item_id": self.item_id, "relation": self.relation}
+        """The payload stored with the point: the record's payload plus ``item_id`` and ``relation``.
+
+        Raises:
+            InputDataError: the payload has both a reserved key and a ``meta`` key that cannot
+                take it (not an object, or holding the same key already).
+        """
+        payload = keep_reserved(self.payload, f"item {self.item_id!r}")
+        payload["item_id"] = self.item_id
+        payload["relation"] = self.relation
+        return payload
+
+    def has_reserved_keys(self) -> bool:
+        """Whether the record's own payload uses a reserved key (kept under ``meta``)."""
+        return any(key in self.payload for key in RESERVED_PAYLOAD_KEYS)
+
+
+def keep_reserved(payload: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A copy of ``payload`` with its own ``item_id`` / ``relation`` moved under ``meta``.
+
+    Args:
+        payload: a record's payload (text, image, metadata).
+        what: how to name the record in an error, e.g. ``"item 'B1' (line 4)"``.
+
+    Raises:
+        InputDataError: the payload also has a ``meta`` key that is not an object or already
+            holds one of those keys (nothing is overwritten, ever).
+
+    Example:
+        >>> keep_reserved({"item_id": "old-sku", "brand": "Acme"}, "item 'B1'")
+        {'brand': 'Acme', 'meta': {'item_id': 'old-sku'}}
+    """
+    out = dict(payload)
+    clashes = {key: out.pop(key) for key in RESERVED_PAYLOAD_KEYS if key in out}
+    if not clashes:
+        return out
+    meta = out.get(META_KEY, {})
+    if not isinstance(meta, Mapping) or set(meta) & set(clashes):
+        raise InputDataError(
+            f"{what}: metadata key(s) {', '.join(map(repr, clashes))} are the index's own payload "
+            f"fields, kept under {META_KEY!r} instead, but the metadata's {META_KEY!r} key cannot hold "
+            "them (not an object, or it has the same key); rename one of them"
+        )
+    out[META_KEY] = {**meta, **clashes}
+    return out
 
 
 @dataclass(frozen=True)

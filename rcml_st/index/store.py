@@ -40,13 +40,12 @@ from qdrant_client.conversions.conversion import RestToGrpc
 
 from rcml_st.errors import ServiceError, UsageError
 from rcml_st.index.ids import point_id
+from rcml_st.index.layout import VECTOR_NAMES, Layout, is_quantized, rescoring_params
 from rcml_st.index.records import Hit, PointRecord, check_records, check_vector
 from rcml_st.index.retry import RetryPolicy, with_retry
 
 logger = logging.getLogger("rcml_st.index")
 
-#: The vector names the model produces, one per modality plus the fused item vector.
-VECTOR_NAMES = ("text", "image", "item")
 #: The payload field every search filters on.
 RELATION_FIELD = "relation"
 DEFAULT_COLLECTION = "rcml"
@@ -135,6 +134,7 @@ class RelationIndex:
         self.timeout = timeout
         self.wait = wait
         self._dims: dict[str, int] | None = None
+        self._quantized = False
         options = client.init_options
         self.embedded = options.get("path") is not None or options.get("location") == ":memory:"
         self.target = self._describe_target(options)
@@ -252,11 +252,22 @@ class RelationIndex:
                     f"collection {self.collection!r} does not exist at {self.target}; "
                     "index some data first (rcml-st index) or check --collection"
                 )
-            self._dims = {name: params.size for name, params in self._vector_params().items()}
+            info = self._info()
+            self._dims = {name: params.size for name, params in self._vector_params(info).items()}
+            self._quantized = is_quantized(info)
         return dict(self._dims)
 
-    def _vector_params(self) -> dict[str, models.VectorParams]:
-        info = self._call("collection info", lambda: self.client.get_collection(self.collection))
+    @property
+    def quantized(self) -> bool:
+        """Whether the collection keeps quantized vectors (searches then rescore with the originals)."""
+        self.dims()
+        return self._quantized
+
+    def _info(self) -> models.CollectionInfo:
+        return self._call("collection info", lambda: self.client.get_collection(self.collection))
+
+    def _vector_params(self, info: models.CollectionInfo | None = None) -> dict[str, models.VectorParams]:
+        info = info or self._info()
         vectors = info.config.params.vectors
         if not isinstance(vectors, dict):
             raise UsageError(
@@ -270,13 +281,16 @@ class RelationIndex:
         dims: Mapping[str, int],
         shards: int | None = None,
         replication_factor: int | None = None,
+        layout: Layout | None = None,
     ) -> bool:
         """Creates the collection and its ``relation`` tenant index if missing, else checks its layout.
 
         Args:
-            dims: the vector sizes the model makes, e.g. ``{"text": 512, "image": 512, "item": 512}``.
+            dims: the vectors to store and their sizes, e.g. ``{"text": 512, "image": 512, "item": 512}``.
             shards: number of shards (a server cluster; fixed at creation).
             replication_factor: copies of each shard (a server cluster).
+            layout: quantization, on-disk storage and HNSW settings of a new collection
+                (:class:`~rcml_st.index.layout.Layout`; its ``vectors`` are ``dims``' names).
 
         Returns:
             ``True`` if the collection was created, ``False`` if it existed and matches.
@@ -295,18 +309,21 @@ class RelationIndex:
                 "the embedded store has no shards or replicas; --shards/--replication-factor ignored"
             )
         created = False
+        config = (layout or Layout()).collection_config(dims)
+        if self.embedded:
+            # The embedded store is exact brute force in RAM: no graph, no quantization, no mmap.
+            config = {"vectors_config": config["vectors_config"]}
+            for params in config["vectors_config"].values():
+                params.on_disk = None
         if not self.exists():
             try:
                 self._call(
                     f"creation of collection {self.collection!r}",
                     lambda: self.client.create_collection(
                         self.collection,
-                        vectors_config={
-                            name: models.VectorParams(size=size, distance=models.Distance.COSINE)
-                            for name, size in dims.items()
-                        },
                         shard_number=shards,
                         replication_factor=replication_factor,
+                        **config,
                     ),
                 )
                 created = True
@@ -346,7 +363,7 @@ class RelationIndex:
                 )
 
     def _ensure_relation_index(self) -> None:
-        info = self._call("collection info", lambda: self.client.get_collection(self.collection))
+        info = self._info()
         current = (info.payload_schema or {}).get(RELATION_FIELD)
         if current is not None:
             if current.data_type != models.PayloadSchemaType.KEYWORD:
@@ -540,10 +557,17 @@ class RelationIndex:
             flt.must_not = [
                 models.FieldCondition(key="item_id", match=models.MatchAny(any=list(exclude_item_ids)))
             ]
+        params = rescoring_params() if self._quantized else None
         response = self._call(
             f"search of relation {relation!r}",
             lambda: self.client.query_points(
-                self.collection, query=query, using=using, query_filter=flt, limit=limit, with_payload=True
+                self.collection,
+                query=query,
+                using=using,
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
+                search_params=params,
             ),
         )
         hits = []
@@ -560,6 +584,50 @@ class RelationIndex:
                 )
             )
         return hits
+
+    def missing_points(self, pairs: Iterable[tuple[str, str]], chunk: int = 1024) -> dict[str, int]:
+        """How many of the given (item id, relation) points are not in the collection, per relation.
+
+        Looks the points up by id, ``chunk`` at a time (memory stays bounded however many there
+        are); used to verify one slice of a catalogue written by several workers.
+
+        Args:
+            pairs: (item id, relation) of every point that should be there.
+            chunk: ids per lookup request.
+
+        Returns:
+            relation -> points missing (``0`` for every relation when all are there).
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="m")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> index.missing_points([("B1", "goes with")])
+            {'goes with': 1}
+        """
+        missing: dict[str, int] = {}
+        batch: list[tuple[str, str]] = []
+
+        def check() -> None:
+            ids = {point_id(item_id, relation): relation for item_id, relation in batch}
+            found = self._call(
+                f"lookup of {len(ids)} points",
+                lambda: self.client.retrieve(
+                    self.collection, ids=list(ids), with_payload=False, with_vectors=False
+                ),
+            )
+            present = {str(point.id) for point in found}
+            for pid, relation in ids.items():
+                missing[relation] = missing.get(relation, 0) + (pid not in present)
+            batch.clear()
+
+        for pair in pairs:
+            batch.append(pair)
+            if len(batch) >= chunk:
+                check()
+        if batch:
+            check()
+        return missing
 
     def get_vectors(self, item_id: str, relation: str) -> dict[str, np.ndarray] | None:
         """The stored vectors of ``item_id`` under ``relation``, or ``None`` if it is not indexed.

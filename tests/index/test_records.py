@@ -56,9 +56,20 @@ def test_check_records_rejects_malformed_records(record, message):
         check_records([record], DIMS)
 
 
-def test_full_payload_adds_item_id_and_relation_which_win():
-    rec = PointRecord("A", "r", {"item": np.ones(4)}, {"text": "t", "item_id": "spoofed", "brand": "Acme"})
-    assert rec.full_payload() == {"text": "t", "item_id": "A", "relation": "r", "brand": "Acme"}
+def test_full_payload_adds_item_id_and_relation_and_keeps_colliding_metadata_under_meta():
+    rec = PointRecord("A", "r", {"item": np.ones(4)}, {"text": "t", "item_id": "old-sku", "brand": "Acme"})
+    assert rec.full_payload() == {
+        "text": "t",
+        "item_id": "A",
+        "relation": "r",
+        "brand": "Acme",
+        "meta": {"item_id": "old-sku"},
+    }
+    merged = PointRecord("A", "r", {}, {"relation": "sister", "meta": {"source": "x"}}).full_payload()
+    assert merged["meta"] == {"source": "x", "relation": "sister"} and merged["relation"] == "r"
+    for meta in ("not an object", {"relation": "taken"}):
+        with pytest.raises(InputDataError, match=r"item 'A': metadata key\(s\) 'relation' .* rename one"):
+            PointRecord("A", "r", {}, {"relation": "sister", "meta": meta}).full_payload()
 
 
 def test_hit_to_dict():
