@@ -73,6 +73,19 @@ def run_command(body: Callable[[], T]) -> T:
         raise fail(message, code) from None
 
 
+def quiet_transformers() -> None:
+    """Keeps transformers' info logs off the terminal without importing it.
+
+    Through the environment (``TRANSFORMERS_VERBOSITY``, which a user may set otherwise), so
+    that commands validate their input before any heavy import and bad input fails in a second.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
 class Device(str, Enum):
     """Where to run a model: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
 

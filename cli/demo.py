@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command
+from rcml_st.cli._common import console, err_console, quiet_transformers, run_command
 
 if TYPE_CHECKING:
     from rcml_st.data import Catalog, Item
@@ -24,8 +24,9 @@ DEMO_HELP = "\n\n".join(
         "held-out items; (4) index every item under every relation into an embedded Qdrant store; (5) run "
         "relation-guided searches: the same query item under different relations finds different "
         "neighbours.",
-        "Everything is written under --workdir (data/, model/, qdrant/). Running the demo again reuses the "
-        "trained model (it resumes from its last checkpoint) and overwrites the index points.",
+        "Everything is written under --workdir (data/, model/, model.checkpoints/, qdrant/). Running the "
+        "demo again reuses the trained model (it resumes from its last checkpoint) and overwrites the "
+        "index points.",
         "Examples:",
         "  rcml-st demo",
         "  rcml-st demo --workdir /tmp/rcml-demo --items 800 --epochs 3",
@@ -74,11 +75,15 @@ def _step(number: int, text: str) -> None:
 
 
 def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: int, device: str) -> None:
-    import transformers
-
     from rcml_st.data import generate_catalog, read_catalog
+    from rcml_st.errors import UsageError
 
-    transformers.logging.set_verbosity_error()
+    # Checked before any heavy import.
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} exists and is not a folder")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    quiet_transformers()
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
 

@@ -162,13 +162,10 @@ def _run(
 ) -> None:
     import json
 
-    from rcml_st.data import read_catalog
+    from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
-    from rcml_st.evaluation.methods import BASELINES
-    from rcml_st.evaluation.report import evaluate_catalog
 
-    names = _compare_names(compare)
-    # Data first: a bad record fails in a second, before any model is loaded.
+    # Data first: a bad record fails in a second, before torch or any model is loaded.
     catalog = read_catalog(
         data, skip_invalid=skip_invalid, on_warning=lambda m: err_console.print(f"Warning: {m}")
     )
@@ -181,6 +178,10 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
+    names = _compare_names(compare)
+
+    from rcml_st.evaluation.methods import BASELINES
+    from rcml_st.evaluation.report import evaluate_catalog
 
     target_device = resolve_device(device)
     main = load_model(model_dir, target_device)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rcml_st.cli._common import Device, console, err_console, fail, run_command
+from rcml_st.cli._common import Device, console, err_console, fail, quiet_transformers, run_command
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -23,9 +23,12 @@ TRAIN_HELP = "\n\n".join(
         "assumed: pass an open_clip tag (e.g. openai, downloaded by open_clip) or a local weights file to "
         "fine-tune. A random-init backbone needs a much higher --lr, e.g. 1e-3 with the built-in "
         "rcml-tiny / rcml-small architectures.",
-        "The device is CUDA with bf16 when present, else CPU. A checkpoint is written each epoch to "
-        "DIR/checkpoints (the last two are kept); after an interruption, run the same command with "
-        "--resume. The saved model loads with rcml_st.load(DIR) or SentenceTransformer(DIR, "
+        "The device is CUDA with bf16 when present, else CPU. DIR holds the model only (with its model "
+        "card, README.md), ready to copy or push to the Hugging Face Hub. A checkpoint is written each "
+        "epoch next to it, to DIR.checkpoints/ (the last two are kept, with run.json, the run's options); "
+        "after an interruption, run the same command with --resume (checkpoints of older versions, in "
+        "DIR/checkpoints/, are found and moved next to the model). Delete DIR.checkpoints/ once you are "
+        "done. The saved model loads with rcml_st.load(DIR) or SentenceTransformer(DIR, "
         "trust_remote_code=True) and remembers its relation vocabulary.",
         "Several GPUs: launch the same command under torchrun or accelerate; every process takes its "
         "share of each batch's pairs and the loss uses the negatives of all of them.",
@@ -53,7 +56,7 @@ def train(
             "--output",
             "-o",
             metavar="DIR",
-            help="Where to save the model (checkpoints go to DIR/checkpoints).",
+            help="Where to save the model (the model only; checkpoints go next to it, to DIR.checkpoints).",
             show_default=False,
         ),
     ],
@@ -150,7 +153,7 @@ def train(
     ),
     seed: Annotated[int, typer.Option("--seed", help="Seed for initialisation and batch order.")] = 0,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR/checkpoints.")
+        bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR.checkpoints.")
     ] = False,
     skip_invalid: Annotated[
         bool,
@@ -181,6 +184,7 @@ def train(
         _quiet_threads_and_logs()
         from rcml_st.training import TrainConfig
         from rcml_st.training import train as run_training
+        from rcml_st.training.checkpoints import checkpoints_dir
 
         config = TrainConfig(
             data=data,
@@ -210,7 +214,7 @@ def train(
         except KeyboardInterrupt:
             raise fail(
                 f"interrupted; run the same command with --resume to continue from the last checkpoint in "
-                f"{output}/checkpoints",
+                f"{checkpoints_dir(output)}",
                 130,
             ) from None
         say(
@@ -233,6 +237,4 @@ def _quiet_threads_and_logs() -> None:
     """
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    quiet_transformers()

@@ -8,10 +8,44 @@ Example:
 
 from __future__ import annotations
 
-from rcml_st.training.architectures import ARCHITECTURES, write_architecture
-from rcml_st.training.device import DeviceChoice, choose_device
-from rcml_st.training.pairs import SAME_ITEM, PairSet, build_pairs
-from rcml_st.training.run import TrainConfig, TrainResult, load_training_data, train
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rcml_st.training.architectures import ARCHITECTURES, write_architecture
+    from rcml_st.training.device import DeviceChoice, choose_device
+    from rcml_st.training.pairs import SAME_ITEM, PairSet, build_pairs
+    from rcml_st.training.run import TrainConfig, TrainResult, load_training_data, train
+
+# Public names resolve on first use (PEP 562): `rcml-st train bad.jsonl` reads and rejects the
+# data before torch, open_clip and sentence-transformers are imported (architectures pulls them in).
+_LAZY = {
+    "ARCHITECTURES": "rcml_st.training.architectures",
+    "write_architecture": "rcml_st.training.architectures",
+    "DeviceChoice": "rcml_st.training.device",
+    "choose_device": "rcml_st.training.device",
+    "SAME_ITEM": "rcml_st.training.pairs",
+    "PairSet": "rcml_st.training.pairs",
+    "build_pairs": "rcml_st.training.pairs",
+    "TrainConfig": "rcml_st.training.run",
+    "TrainResult": "rcml_st.training.run",
+    "load_training_data": "rcml_st.training.run",
+    "train": "rcml_st.training.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rcml_st.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ARCHITECTURES",

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rcml_st.data.catalog import Catalog, Item
-from rcml_st.losses.positives import RelationGraph
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+    from rcml_st.losses.positives import RelationGraph
 
 #: The default description of intra-sample pairs (an item's text and its own image).
 SAME_ITEM = "the same product"
@@ -56,6 +57,8 @@ class PairSet:
 
     def graph(self) -> RelationGraph:
         """The relation graph over the catalogue (every edge, both directions), for the loss."""
+        from rcml_st.losses.positives import RelationGraph  # torch: only once training starts
+
         index = {relation: i for i, relation in enumerate(self.relations)}
         edges = [(index[e.relation], e.source, e.target) for e in self.catalog.edges if e.relation in index]
         return RelationGraph(edges, n_items=len(self.catalog), n_relations=len(self.relations))

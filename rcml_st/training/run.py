@@ -21,9 +21,8 @@ from typing import Any
 
 from rcml_st.data.catalog import Catalog, read_catalog
 from rcml_st.errors import UsageError
-from rcml_st.modules import DEFAULT_BETA
-from rcml_st.training.architectures import is_builtin
 from rcml_st.training.checkpoints import (
+    adopt_legacy_checkpoints,
     check_resumable,
     checkpoint_epoch,
     checkpoints_dir,
@@ -39,7 +38,7 @@ logger = logging.getLogger("rcml_st.training")
 DEFAULT_LR = 5e-5
 DEFAULT_EPOCHS = 3
 DEFAULT_BATCH_SIZE = 64
-#: Checkpoints kept in DIR/checkpoints (older ones are deleted as new epochs are saved).
+#: Checkpoints kept in DIR.checkpoints (older ones are deleted as new epochs are saved).
 KEEP_CHECKPOINTS = 2
 
 
@@ -49,7 +48,8 @@ class TrainConfig:
 
     Attributes:
         data: the training catalogue (``.jsonl``).
-        output: the output folder (final model + ``checkpoints/``).
+        output: the model folder (the final model only; checkpoints and ``run.json`` go next to
+            it, to ``<output>.checkpoints``: see :mod:`rcml_st.training.checkpoints`).
         backbone: an open_clip model name, an open_clip model-config JSON, or ``rcml-tiny`` /
             ``rcml-small`` (small built-in architectures for CPU runs and demos).
         pretrained: an open_clip pretrained tag, a local weights file, or ``None`` (random init).
@@ -68,7 +68,8 @@ class TrainConfig:
         eval_file: a held-out catalogue for relation-guided retrieval after each epoch.
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: seeds model initialisation and batch order.
-        resume: continue from the last checkpoint in ``output/checkpoints``.
+        resume: continue from the last checkpoint in ``<output>.checkpoints`` (or, from older
+            runs, ``output/checkpoints``).
         skip_invalid: skip bad records of the data file (counted) instead of failing.
         weight_decay: AdamW weight decay.
         warmup: fraction of the steps with a linear learning-rate warmup.
@@ -195,6 +196,8 @@ def load_training_data(
 
 def _build_model(config: TrainConfig, device: str, relations: list[str]) -> Any:
     import rcml_st
+    from rcml_st.modules import DEFAULT_BETA
+    from rcml_st.training.architectures import is_builtin
 
     beta = 1.0 if not config.conditioning else (DEFAULT_BETA if config.beta is None else config.beta)
     if is_builtin(config.backbone):
@@ -296,16 +299,24 @@ def train(
             "add --resume to continue it, or choose another --output"
         )
     if config.resume:
+        main_process = int(os.environ.get("RANK", "0") or 0) == 0
+        moved = adopt_legacy_checkpoints(output, main_process=main_process)
+        if moved is not None:
+            checkpoint = last_checkpoint(output)
+            if main_process:
+                say(f"--resume: moved the checkpoints of the old layout ({output}/checkpoints) to {moved}")
         check_resumable(read_run(output), options, output)
         if checkpoint is None:
             say(f"--resume: no checkpoint in {checkpoints_dir(output)} yet; starting from the beginning")
 
+    # Heavy imports only now: bad data or options have failed above within a second.
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers import PrinterCallback, set_seed
 
     from rcml_st.losses import RCMLLoss
     from rcml_st.model import rcml_modules, set_relation_vocabulary
+    from rcml_st.training.architectures import is_builtin
     from rcml_st.training.callbacks import EpochReporter, RichProgress
     from rcml_st.training.sampler import PairBatchSampler
     from rcml_st.training.trainer import RCMLTrainer

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import rcml_st
 from rcml_st.data import generate_catalog
+from rcml_st.training.checkpoints import checkpoints_dir
 
 runner = CliRunner()
 
@@ -80,8 +81,9 @@ def test_trains_and_saves_a_loadable_model(data, tmp_path):
     assert "device: cpu" in result.stdout
     model = rcml_st.load(out)
     assert rcml_st.relation_vocabulary(model) == sorted(data.relations)
-    assert len(list((out / "checkpoints").glob("checkpoint-*"))) == 2
-    run = json.loads((out / "checkpoints" / "run.json").read_text())
+    assert len(list(checkpoints_dir(out).glob("checkpoint-*"))) == 2
+    assert not (out / "checkpoints").exists()
+    run = json.loads((checkpoints_dir(out) / "run.json").read_text())
     assert run["backbone"] == "rcml-tiny" and run["pretrained"] is None
 
 

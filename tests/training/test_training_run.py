@@ -13,6 +13,7 @@ import rcml_st
 from rcml_st.errors import InputDataError, UsageError
 from rcml_st.training import run as run_module
 from rcml_st.training import train
+from rcml_st.training.checkpoints import checkpoints_dir
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -27,7 +28,8 @@ def test_trains_saves_a_loadable_model_with_its_vocabulary_and_epoch_checkpoints
     assert result.epochs == 2 and [round(h["epoch"]) for h in result.history] == [1, 2]
     assert all({"loss", "loss_tt", "loss_ii", "loss_ti", "loss_it"} <= set(h) for h in result.history)
     assert any(line.startswith("epoch 1/2  loss") for line in lines)
-    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == [
+    assert not (out / "checkpoints").exists()  # next to the model, not inside it
+    assert sorted(p.name for p in checkpoints_dir(out).glob("checkpoint-*")) == [
         "checkpoint-3",
         "checkpoint-6",
     ]
@@ -63,7 +65,7 @@ def test_interrupted_after_epoch_one_resume_matches_an_uninterrupted_run(
     with pytest.raises(KeyboardInterrupt):
         train(config, callbacks=[_InterruptAfterFirstSave()])
     assert not (config.output / "modules.json").exists()  # no final model yet
-    assert (config.output / "checkpoints" / "checkpoint-3").is_dir()
+    assert (checkpoints_dir(config.output) / "checkpoint-3").is_dir()
     with pytest.raises(UsageError, match="add --resume"):
         train(config)
     with pytest.raises(UsageError, match="other options"):

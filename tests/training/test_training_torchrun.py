@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import rcml_st
+from rcml_st.training.checkpoints import checkpoints_dir
 
 
 @pytest.mark.slow
@@ -50,7 +51,7 @@ def test_torchrun_two_cpu_processes_train_one_model(synthetic, tmp_path):
     assert "2 processes" in done.stdout  # printed once, by rank 0
     assert done.stdout.count("epoch 2/2  loss") == 1
     # 128 pairs per epoch in batches of 16, shared by two processes: 4 steps per epoch.
-    state = json.loads((out / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    state = json.loads((checkpoints_dir(out) / "checkpoint-8" / "trainer_state.json").read_text())
     assert state["global_step"] == 8 and state["epoch"] == 2.0
     model = rcml_st.load(out)
     assert rcml_st.relation_vocabulary(model) == sorted(synthetic.relations)
