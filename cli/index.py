@@ -6,6 +6,7 @@ Also holds the Qdrant connection options and helpers that `rcml-st search` share
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +40,22 @@ INDEX_HELP = "\n\n".join(
         "Without --qdrant-url the vectors go to an embedded store in --qdrant-path (fine for demos and a "
         "few tens of thousands of points); with it, to a Qdrant server (--api-key or QDRANT_API_KEY for a "
         "secured one, https works). Transient failures are retried for up to --retry-timeout seconds.",
+        "Memory: the data file is validated in one streaming pass (8 bytes per item), then read again "
+        "item by item; a few batches of vectors are held at a time, however big the catalogue.",
+        "Storage: --vectors item stores only the fused vector; --quantization int8 (or binary) keeps a "
+        "quantized copy in RAM and the originals on disk, and searches rescore with them.",
+        "Parallel: --shard I/N (or RANK/WORLD_SIZE from torchrun) indexes the items whose id hashes to "
+        "slice I of N; each worker checks its own points, and --verify-only checks the exact counts of "
+        "the whole catalogue once all are done. Re-running a slice is safe.",
         "Examples:",
         "  rcml-st index test.jsonl --model rcml-baby",
         "  rcml-st index data.jsonl -m rcml-baby -r 'matches in colour' -r 'made by the same brand'",
         "  rcml-st index data.jsonl -m rcml-baby --qdrant-url http://localhost:6333 --collection baby",
         "  QDRANT_API_KEY=... rcml-st index data.jsonl -m rcml-baby --qdrant-url https://xyz.cloud.qdrant.io "
         "--shards 4 --replication-factor 2",
+        "  rcml-st index big.jsonl -m rcml-baby --qdrant-url URL --vectors item --quantization int8",
+        "  rcml-st index big.jsonl -m rcml-baby --qdrant-url URL --shard 0/4   (one of 4 workers; then:)",
+        "  rcml-st index big.jsonl -m rcml-baby --qdrant-url URL --verify-only",
     ]
 )
 
@@ -234,6 +245,77 @@ def index(
             show_default=False,
         ),
     ] = None,
+    vectors: Annotated[
+        str | None,
+        typer.Option(
+            "--vectors",
+            metavar="NAMES",
+            help="Named vectors to store, comma-separated, of text, image, item (default: all). "
+            "'item' alone is a third of the memory; searches use --modality item then.",
+            show_default=False,
+        ),
+    ] = None,
+    quantization: Annotated[
+        str,
+        typer.Option(
+            "--quantization",
+            metavar="none|int8|binary",
+            help="Keep a quantized copy in RAM for search (int8: 4x smaller; binary: 32x, for 512+ dims), "
+            "the float32 originals on disk; searches rescore with the originals.",
+        ),
+    ] = "none",
+    vectors_on_disk: Annotated[
+        bool | None,
+        typer.Option(
+            "--vectors-on-disk/--vectors-in-ram",
+            help="Where the float32 vectors live (default: on disk when quantized, else in RAM).",
+            show_default=False,
+        ),
+    ] = None,
+    payload_in_ram: Annotated[
+        bool, typer.Option("--payload-in-ram", help="Keep the payload in RAM (default: on disk).")
+    ] = False,
+    hnsw_m: Annotated[
+        int | None,
+        typer.Option(
+            "--hnsw-m", min=2, metavar="N", help="HNSW edges per node (Qdrant: 16).", show_default=False
+        ),
+    ] = None,
+    hnsw_ef_construct: Annotated[
+        int | None,
+        typer.Option(
+            "--hnsw-ef-construct",
+            min=4,
+            metavar="N",
+            help="HNSW build effort (Qdrant: 100).",
+            show_default=False,
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Index only slice I of N of the items (by a hash of the id), for N parallel workers "
+            "(default: RANK/WORLD_SIZE when a launcher sets them).",
+            show_default=False,
+        ),
+    ] = None,
+    verify_only: Annotated[
+        bool,
+        typer.Option(
+            "--verify-only",
+            help="Write nothing: check that every relation has exactly one point per item of the file "
+            "(after parallel workers). The model is only loaded when no --relation is given.",
+        ),
+    ] = False,
+    overlap: Annotated[
+        bool,
+        typer.Option(
+            "--overlap/--sequential",
+            help="Encode the next batch while the previous one is written (default), or one after the other.",
+        ),
+    ] = True,
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     skip_invalid: Annotated[
         bool,
@@ -259,6 +341,17 @@ def index(
             skip_invalid=skip_invalid,
             device=device,
             progress=progress,
+            storage={
+                "vectors": vectors,
+                "quantization": quantization,
+                "on_disk": vectors_on_disk,
+                "on_disk_payload": not payload_in_ram,
+                "hnsw_m": hnsw_m,
+                "hnsw_ef_construct": hnsw_ef_construct,
+            },
+            shard=shard,
+            verify_only=verify_only,
+            overlap=overlap,
         )
 
     run_command(body)
@@ -284,45 +377,72 @@ def _run(
     skip_invalid: bool,
     device: Device,
     progress: bool,
+    storage: dict[str, object],
+    shard: str | None,
+    verify_only: bool,
+    overlap: bool,
 ) -> None:
-    from rcml_st.data import read_catalog
+    from rcml_st.data import Shard, stream_catalog
     from rcml_st.errors import UsageError
-    from rcml_st.index import index_catalog
-    from rcml_st.index.pipeline import resolve_relations
 
     if qdrant_url is not None and qdrant_path is not None:
         raise UsageError(
             "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
         )
-    # Data first: a bad record fails in a second, before any model is loaded or server reached.
-    catalog = read_catalog(
-        data, skip_invalid=skip_invalid, on_warning=lambda m: err_console.print(f"Warning: {m}", markup=False)
-    )
-    if catalog.skip_summary():
-        err_console.print(f"Warning: {catalog.skip_summary()}", markup=False)
-    rcml = load_model(model_dir, resolve_device(device))
-    chosen = resolve_relations(rcml, relations)
+    slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
+    if slice_ is not None and slice_.whole:
+        slice_ = None
+    if verify_only and slice_ is not None and shard is not None:
+        raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
+    # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
+    # is loaded or server reached, and the file is never held in memory.
+    items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
+    if items.skip_summary():
+        err_console.print(f"Warning: {items.skip_summary()}", markup=False)
 
-    with warnings_to_stderr():
-        store = open_index(
-            qdrant_url=qdrant_url,
-            api_key=api_key,
-            grpc_port=grpc_port,
-            qdrant_path=qdrant_path,
-            collection=collection,
-            retry_timeout=retry_timeout,
+    from rcml_st.index import Layout, index_catalog, verify_index
+    from rcml_st.index.pipeline import resolve_relations
+
+    layout = Layout(vectors=Layout.parse_vectors(storage.pop("vectors")), **storage)  # type: ignore[arg-type]
+    if verify_only:
+        chosen = relations or resolve_relations(load_model(model_dir, "cpu"), None)
+        with warnings_to_stderr():
+            store = _open(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout, True)
+            try:
+                counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
+            finally:
+                store.close()
+        listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
+        console.print(
+            f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
+        return
+
+    rcml = load_model(model_dir, _device(device, slice_ is not None and shard is None))
+    chosen = resolve_relations(rcml, relations)
+    if slice_ is not None:
+        err_console.print(
+            f"Slice {slice_} of {data}: {len(items)} of {items.items} items", markup=False, highlight=False
+        )
+    with warnings_to_stderr():
+        store = _open(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout, False)
         try:
-            with _progress_bar(progress, len(catalog), len(chosen)) as on_batch:
+            with _progress_bar(progress, len(items), len(chosen)) as on_batch:
                 report = index_catalog(
                     rcml,
-                    catalog,
+                    items,
                     store,
                     relations=chosen,
                     batch_size=batch_size,
                     progress=on_batch,
                     shards=shards,
                     replication_factor=replication_factor,
+                    layout=layout,
+                    overlap=overlap,
+                    verify="points" if slice_ is not None else "counts",
                 )
         finally:
             store.close()
@@ -330,6 +450,44 @@ def _run(
     console.print(
         f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s", markup=False, highlight=False
     )
+    if slice_ is not None:
+        console.print(
+            "When every slice is done, check the whole catalogue with the same command and --verify-only "
+            "(without --shard).",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _open(
+    qdrant_url: str | None,
+    api_key: str | None,
+    grpc_port: int | None,
+    qdrant_path: Path | None,
+    collection: str,
+    retry_timeout: float,
+    must_exist: bool,
+) -> RelationIndex:
+    return open_index(
+        qdrant_url=qdrant_url,
+        api_key=api_key,
+        grpc_port=grpc_port,
+        qdrant_path=qdrant_path,
+        collection=collection,
+        retry_timeout=retry_timeout,
+        must_exist=must_exist,
+    )
+
+
+def _device(device: Device, from_launcher: bool) -> str | None:
+    """``--device``; under a launcher (torchrun) with ``auto``, the GPU of this process's LOCAL_RANK."""
+    local_rank = os.environ.get("LOCAL_RANK", "").strip()
+    if device is Device.auto and from_launcher and local_rank.isdigit():
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(local_rank) % torch.cuda.device_count()}"
+    return resolve_device(device)
 
 
 @contextmanager
