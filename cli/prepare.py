@@ -11,6 +11,7 @@ from rcml_st.cli._common import console, err_console, run_command
 
 if TYPE_CHECKING:
     from rcml_st.data.amazon import ConversionSummary
+    from rcml_st.data.interactions import LogRelationsSummary
 
 app = typer.Typer(help="Convert public catalogue formats into rcml-st JSON Lines.", no_args_is_help=True)
 
@@ -41,6 +42,12 @@ AMAZON_HELP = "\n\n".join(
         "  rcml-st prepare amazon meta_Baby.json.gz --output baby.jsonl",
         "  rcml-st prepare amazon meta_Baby.json.gz -o baby.jsonl --images img/ --require-image --cluster 8",
         "  rcml-st prepare amazon meta_Baby_Products.jsonl -o baby.jsonl --relation-names names.json",
+        "  rcml-st prepare amazon meta_Baby_Products.jsonl --reviews Baby_Products.jsonl.gz -o baby.jsonl "
+        "--min-rating 4 --cluster 8",
+        "The 2023 release has no co-purchase lists (bought_together is null): --reviews adds "
+        "'reviewed by the same customers' from its review file (2014 and 2018 review files work too), "
+        "verified purchases only unless --all-reviews, each product keeping the --max-targets products "
+        "reviewed together with it most often, counted out of core as in 'rcml-st prepare log'.",
     ]
 )
 
@@ -106,6 +113,34 @@ def amazon(
             "--skip-invalid", help="Skip bad records (counted, first of each kind shown) instead of stopping."
         ),
     ] = False,
+    reviews: Annotated[
+        Path | None,
+        typer.Option(
+            "--reviews",
+            help="Review file of the same category (.jsonl/.json, gzip or not): products reviewed by the "
+            "same customers become related.",
+        ),
+    ] = None,
+    all_reviews: Annotated[
+        bool, typer.Option("--all-reviews", help="With --reviews: count unverified purchases too.")
+    ] = False,
+    min_rating: Annotated[
+        float | None,
+        typer.Option(
+            "--min-rating", min=1, max=5, help="With --reviews: count only reviews rated at least this."
+        ),
+    ] = None,
+    review_relation: Annotated[
+        str, typer.Option("--review-relation", help="With --reviews: the relation description.")
+    ] = "reviewed by the same customers",
+    max_items_per_user: Annotated[
+        int,
+        typer.Option(
+            "--max-items-per-user",
+            min=2,
+            help="With --reviews: a customer with more keeps the most recent ones.",
+        ),
+    ] = 100,
     boilerplate_min_brands: Annotated[
         int | None,
         typer.Option(
@@ -136,6 +171,11 @@ def amazon(
                 seed=seed,
                 skip_invalid=skip_invalid,
                 boilerplate_min_groups=boilerplate_min_brands,
+                reviews=reviews,
+                verified_only=not all_reviews,
+                min_rating=min_rating,
+                review_relation=review_relation,
+                max_items_per_user=max_items_per_user,
                 on_progress=on_progress,
             )
         _print_summary(summary, cluster)
@@ -143,10 +183,189 @@ def amazon(
     run_command(body)
 
 
+class LogFormat(str, Enum):
+    """The interaction log formats ``--log-format`` accepts."""
+
+    auto = "auto"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+class Score(str, Enum):
+    """How ``--score`` ranks an item's partners."""
+
+    count = "count"
+    jaccard = "jaccard"
+    pmi = "pmi"
+
+
+LOG_HELP = "\n\n".join(
+    [
+        "Add relations from an interaction log to a catalogue: items the same customer, order or "
+        "session touched become related.",
+        "LOG has one (who, item, when) row per interaction: CSV or TSV with a header, or JSON Lines; "
+        "gzip or not. Name its columns with --user-column (a customer, order or session id), "
+        "--item-column (ids of the --catalog items; other items are dropped and counted) and, for "
+        "--window or to keep a capped user's most recent items, --time-column (Unix seconds or ms, "
+        "or ISO 8601).",
+        "Each item keeps its --top-k strongest partners by --score: count (customers who touched both), "
+        "jaccard (count / customers who touched either) or pmi; pairs below --min-count are dropped. "
+        "The edges are written under --relation (merged with the catalogue's own relations), or "
+        "grouped by --cluster K into K relation types named from what the linked items share.",
+        "The log is counted out of core: rows are hash-partitioned by user into temporary files next "
+        "to --output, pairs counted per partition and partitioned again by item; memory stays near "
+        "--memory-mb plus about 170 bytes per catalogue item and 16 per kept edge, whatever the log's "
+        "size. --max-items-per-user keeps one very active account from producing millions of pairs.",
+        "Examples:",
+        "  rcml-st prepare log orders.csv.gz --catalog items.jsonl -o items_rel.jsonl "
+        "--user-column order_id --item-column sku",
+        "  rcml-st prepare log sessions.jsonl --catalog items.jsonl -o out.jsonl --user-column session "
+        "--item-column product --time-column ts --window 30m --relation 'viewed in the same session'",
+        "  rcml-st prepare log purchases.tsv --catalog items.jsonl -o out.jsonl --score jaccard "
+        "--min-count 2 --top-k 20 --cluster 8",
+    ]
+)
+
+
+@app.command("log", help=LOG_HELP)
+def log(
+    log_file: Annotated[
+        Path,
+        typer.Argument(help="Interaction log: .csv, .tsv or .jsonl, gzip or not.", show_default=False),
+    ],
+    catalog: Annotated[
+        Path,
+        typer.Option(
+            "--catalog",
+            "-c",
+            help="The rcml-st data file (.jsonl) whose items the log names.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).", show_default=False)
+    ],
+    user_column: Annotated[
+        str, typer.Option("--user-column", help="Column of the customer, order or session id.")
+    ] = "user_id",
+    item_column: Annotated[str, typer.Option("--item-column", help="Column of the item id.")] = "item_id",
+    time_column: Annotated[
+        str | None, typer.Option("--time-column", help="Column of the time (seconds, ms or ISO 8601).")
+    ] = None,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="Log format; auto reads it from the file name.")
+    ] = LogFormat.auto,
+    relation: Annotated[
+        str, typer.Option("--relation", help="The relation description of the new edges.")
+    ] = "bought by the same customers",
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Partners kept per item (0: all).")] = 10,
+    score: Annotated[Score, typer.Option("--score", help="What ranks an item's partners.")] = Score.count,
+    min_count: Annotated[
+        int, typer.Option("--min-count", min=1, help="Drop pairs touched together by fewer customers.")
+    ] = 1,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="DURATION",
+            help="Pair only items touched within this time of each other (90s, 30m, 2h, 7d); "
+            "needs --time-column.",
+        ),
+    ] = None,
+    max_items_per_user: Annotated[
+        int,
+        typer.Option(
+            "--max-items-per-user", min=2, help="A customer with more items keeps only the most recent ones."
+        ),
+    ] = 100,
+    memory_mb: Annotated[
+        int, typer.Option("--memory-mb", min=16, help="Memory budget of one partition of the pair counting.")
+    ] = 1024,
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            "--cluster", min=1, metavar="K", help="Group the new edges into K named relation types."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --cluster.")] = 0,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip bad log rows (counted) instead of stopping.")
+    ] = False,
+) -> None:
+    def body() -> None:
+        from rcml_st.data.interactions import LogColumns, add_log_relations, parse_duration
+        from rcml_st.errors import UsageError
+
+        seconds = None
+        if window is not None:
+            if time_column is None:
+                raise UsageError("--window needs --time-column")
+            try:
+                seconds = parse_duration(window)
+            except ValueError as exc:
+                raise UsageError(f"--window: {exc}") from None
+        summary = add_log_relations(
+            catalog,
+            log_file,
+            output,
+            columns=LogColumns(user=user_column, item=item_column, time=time_column),
+            log_format=None if log_format is LogFormat.auto else log_format.value,
+            relation=relation,
+            top_k=top_k,
+            score=score.value,
+            min_count=min_count,
+            window=seconds,
+            max_items_per_user=max_items_per_user,
+            memory_mb=memory_mb,
+            cluster=cluster,
+            seed=seed,
+            skip_invalid=skip_invalid,
+        )
+        _print_log_summary(summary)
+
+    run_command(body)
+
+
+def _print_log_summary(summary: LogRelationsSummary) -> None:
+    from rich.table import Table
+
+    stats, counting = summary.log_stats, summary.counting
+    table = Table(
+        title=f"{summary.log.name} + {summary.catalog.name} -> {summary.output}", title_justify="left"
+    )
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("details")
+    table.add_row("log rows read", f"{stats.rows:,}", "")
+    for reason, count in stats.skipped.most_common():
+        table.add_row(
+            "rows skipped", f"{count:,}", f"{reason} (first: {stats.skip_examples.get(reason, '')})"
+        )
+    table.add_row("rows dropped", f"{counting.unknown_items:,}", "item not in the catalogue")
+    table.add_row(
+        "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
+    )
+    table.add_row("pairs counted", f"{counting.pairs:,}", "distinct (item, partner) pairs")
+    for name, count in summary.edges.items():
+        table.add_row("edges", f"{count:,}", name)
+    table.add_row("items written", f"{summary.items:,}", "")
+    table.add_row("memory bound", "", summary.memory_bound)
+    console.print(table)
+
+
 class _progress:
-    """A rich progress bar on stderr, one task per pass, in bytes of the file read."""
+    """A rich progress bar on stderr, one task per pass, in bytes of the file read.
+
+    Only on a terminal: elsewhere (pipes, logs, tests) it stays silent, so that an error is the
+    only line on stderr.
+    """
 
     def __enter__(self):
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+        if not err_console.is_terminal:
+            return lambda phase, done, total: None
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -168,18 +387,19 @@ class _progress:
             # Gone when done: the summary table follows, and an error stays the only line on stderr.
             transient=True,
         )
-        self.tasks: dict[str, int] = {}
         self.bar.start()
         return self.update
 
     def update(self, phase: str, done: int, total: int) -> None:
+        assert self.bar is not None
         task = self.tasks.get(phase)
         if task is None:
             task = self.tasks[phase] = self.bar.add_task(phase, total=total or None)
         self.bar.update(task, completed=done, total=total or None)
 
     def __exit__(self, *exc_info: object) -> None:
-        self.bar.stop()
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
@@ -204,6 +424,15 @@ def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
         table.add_row("skipped", f"{count:,}", f"{reason} (first: {summary.skip_examples.get(reason, '')})")
     for description, count in sorted(summary.edges.items(), key=lambda kv: (-kv[1], kv[0])):
         table.add_row("edges", f"{count:,}", description)
+    if summary.reviews is not None:
+        stats, counting = summary.review_stats, summary.review_counting
+        table.add_row("reviews read", f"{stats.rows:,}", summary.reviews.name)
+        for reason, count in stats.skipped.most_common():
+            table.add_row("reviews left out", f"{count:,}", reason)
+        table.add_row("reviews dropped", f"{counting.unknown_items:,}", "product not in the catalogue")
+        table.add_row(
+            "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
+        )
     for name, count in sorted(summary.dropped.items()):
         table.add_row("targets dropped", f"{count:,}", f"{name}: not in the catalogue")
     for name, count in sorted(summary.capped.items()):

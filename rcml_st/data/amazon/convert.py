@@ -39,7 +39,10 @@ from rcml_st.data.amazon.formats import (
 from rcml_st.data.amazon.images import index_images, relative_image_path
 from rcml_st.data.amazon.reader import check_input, iter_lines
 from rcml_st.data.amazon.relations import CO_PURCHASE, relation_names
+from rcml_st.data.amazon.reviews import REVIEW_RELATION, iter_reviews
 from rcml_st.data.catalog import write_catalog
+from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, cooccurrence_edges
+from rcml_st.data.interactions.reader import LogStats
 from rcml_st.errors import InputDataError, UsageError
 
 #: ``on_progress(phase, bytes_done, bytes_total)``: told about each pass's progress.
@@ -78,6 +81,9 @@ class ConversionSummary:
         relation_types: ``(name, edges)`` of each relation type made by ``cluster``.
         boilerplate_sentences: distinct sentences found recurring across many brands (removed).
         boilerplate_items: items whose text lost at least one such sentence.
+        reviews: the review file read (``None`` without one).
+        review_stats: reviews read and left out (not verified, low rating), by reason.
+        review_counting: the pair counting of "reviewed by the same customers".
     """
 
     input: Path
@@ -97,6 +103,9 @@ class ConversionSummary:
     relation_types: list[tuple[str, int]] = field(default_factory=list)
     boilerplate_sentences: int = 0
     boilerplate_items: int = 0
+    reviews: Path | None = None
+    review_stats: LogStats = field(default_factory=LogStats)
+    review_counting: CooccurrenceStats = field(default_factory=CooccurrenceStats)
 
     def skip(self, reason: str, where: str) -> None:
         """Counts one record left out, remembering where the first of its kind was."""
@@ -132,6 +141,11 @@ def convert_amazon(
     seed: int = 0,
     skip_invalid: bool = False,
     boilerplate_min_groups: int | None = None,
+    reviews: str | os.PathLike[str] | None = None,
+    verified_only: bool = True,
+    min_rating: float | None = None,
+    review_relation: str = REVIEW_RELATION,
+    max_items_per_user: int = 100,
     on_progress: ProgressCallback | None = None,
 ) -> ConversionSummary:
     """Converts an Amazon metadata file (2014, 2018 or 2023 format) into an rcml-st data file.
@@ -155,6 +169,15 @@ def convert_amazon(
             brands is boilerplate and left out of the item texts; ``None`` picks
             ``max(4, products / 1000)``, 0 keeps every sentence. See
             :class:`~rcml_st.data.amazon.cleaning.BoilerplateCounter`.
+        reviews: a review file of the same category (2014, 2018 or 2023 release): products
+            reviewed by the same customers become related under ``review_relation``, each
+            keeping its ``max_targets`` partners reviewed together most often. With ``cluster``
+            these edges are grouped with the co-purchase lists.
+        verified_only: count only reviews of verified purchases (reviews without the flag,
+            as in 2014, count).
+        min_rating: count only reviews rated at least this.
+        review_relation: the description of the review relation.
+        max_items_per_user: a customer with more reviewed products keeps the most recent ones.
         on_progress: receives ``(phase, bytes read, bytes to read)`` during each pass.
 
     Returns:
@@ -181,6 +204,12 @@ def convert_amazon(
     output = Path(output)
     _check_options(meta_path, output, fmt, max_targets, max_text_chars, cluster)
     summary = ConversionSummary(input=meta_path, output=output)
+    if reviews is not None:
+        summary.reviews = check_input(reviews)
+        if not review_relation or not review_relation.strip():
+            raise UsageError("the review relation description must be a non-empty string")
+        if max_items_per_user < 2:
+            raise UsageError("--max-items-per-user must be at least 2")
     image_index = index_images(images) if images is not None else {}
     if images is not None:
         summary.image_files = len(image_index)
@@ -197,7 +226,7 @@ def convert_amazon(
         boilerplate_min_groups=boilerplate_min_groups,
     )
     progress = on_progress or (lambda phase, done, total: None)
-    passes = 3 if cluster else 2
+    passes = 2 + bool(cluster) + (reviews is not None)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, staged_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".products.tmp", dir=output.parent)
@@ -214,10 +243,28 @@ def convert_amazon(
         boilerplate = counter.boilerplate(options.boilerplate_min_groups)
         summary.boilerplate_sentences = len(boilerplate)
         linker = _Linker(index, options, summary, boilerplate)
+        if summary.reviews is not None:
+            progress(f"pass 2/{passes}: counting customers' reviews", 0, 0)
+            rows = iter_reviews(
+                summary.reviews,
+                verified_only=verified_only,
+                min_rating=min_rating,
+                skip_invalid=skip_invalid,
+                stats=summary.review_stats,
+            )
+            edges = cooccurrence_edges(
+                rows,
+                index,
+                top_k=max_targets,
+                max_items_per_user=max_items_per_user,
+                temp_dir=output.parent,
+            )
+            summary.review_counting = edges.stats
+            linker.add_reviews(edges.partners(), review_relation.strip())
         type_names: list[str] | None = None
         labels: Iterator[int] | None = None
         if cluster:
-            phase = f"pass 2/{passes}: collecting co-purchase edges"
+            phase = f"pass {passes - 1}/{passes}: collecting co-purchase edges"
             sources, targets = linker.co_purchase_edges(staged, lambda d, t: progress(phase, d, t))
             types = cluster_edges(documents, sources, targets, cluster, seed=seed)
             documents.clear()  # the clustering was their only use
@@ -376,6 +423,19 @@ class _Linker:
         self.options = options
         self.summary = summary
         self.boilerplate = boilerplate
+        self.review_partners: dict[int, Any] = {}
+        self.review_relation = REVIEW_RELATION
+        self.ids: list[str] = []
+
+    def add_reviews(self, partners: dict[int, Any], description: str) -> None:
+        """Adds "reviewed by the same customers" edges: product number -> partner numbers."""
+        self.review_partners = partners
+        self.review_relation = description
+        self.ids = list(self.index)
+
+    def _reviewed_with(self, asin: str) -> list[str]:
+        partners = self.review_partners.get(self.index[asin])
+        return [] if partners is None else [self.ids[t] for t in partners.tolist()]
 
     def _text(self, asin: str, title: str, description: str, brand: str | None) -> str | None:
         """The item text, without boilerplate sentences.
@@ -428,6 +488,9 @@ class _Linker:
                     for target in self._kept(asin, name, listed, count=False):
                         sources.append(source)
                         targets.append(self.index[target])
+            for target in self._reviewed_with(asin):  # also co-purchases, from the reviews
+                sources.append(source)
+                targets.append(self.index[target])
         return sources, targets
 
     def items(
@@ -464,6 +527,11 @@ class _Linker:
                     bucket = relations.setdefault(descriptions[name], [])  # type: ignore[arg-type]
                     for target in kept:
                         _add(bucket, target)
+            for target in self._reviewed_with(asin):
+                if type_names is not None and labels is not None:
+                    _add(relations.setdefault(type_names[next(labels)], []), target)
+                else:
+                    _add(relations.setdefault(self.review_relation, []), target)
             if relations:
                 record["relations"] = relations
                 for description, targets in relations.items():

@@ -31,6 +31,7 @@ from rcml_st.data.interactions.reader import (
     LogColumns,
     LogStats,
     iter_log,
+    parse_duration,
     parse_time,
 )
 
@@ -47,5 +48,6 @@ __all__ = [
     "cooccurrence_edges",
     "describe_memory_bound",
     "iter_log",
+    "parse_duration",
     "parse_time",
 ]

@@ -136,6 +136,31 @@ def parse_time(value: Any) -> float:
     return number / 1000.0 if abs(number) > _MS_THRESHOLD else number
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from a duration: ``90``, ``90s``, ``30m``, ``2h``, ``7d`` or ``2w``.
+
+    Raises:
+        ValueError: for anything else, or a negative duration.
+
+    Example:
+        >>> parse_duration("30m"), parse_duration("7d"), parse_duration("45")
+        (1800.0, 604800.0, 45.0)
+    """
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    number_text = text[:-1] if unit is not None else text
+    try:
+        number = float(number_text)
+    except ValueError:
+        raise ValueError(f"not a duration: {value!r} (e.g. 90s, 30m, 2h, 7d)") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"not a duration: {value!r} (must be 0 or more)")
+    return number * (unit or 1.0)
+
+
 def _open_text(path: Path) -> io.TextIOBase:
     raw = open(path, "rb")  # noqa: SIM115 - closed with the wrapper
     stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip(path) else raw
