@@ -80,6 +80,7 @@ class QdrantServer:
         grpc_port: gRPC port; a free one when ``None``.
         log_path: file for the server's output; ``<storage_dir>-<port>.log`` when ``None``.
         env: extra environment variables for the server, e.g. ``{"QDRANT__SERVICE__API_KEY": "k"}``.
+        args: extra command-line arguments (``--uri``, ``--bootstrap`` for a cluster peer).
 
     Example:
         >>> server = QdrantServer(find_qdrant_binary(), "/tmp/qd").start()  # doctest: +SKIP
@@ -95,6 +96,7 @@ class QdrantServer:
         grpc_port: int | None = None,
         log_path: str | Path | None = None,
         env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.binary = Path(binary)
         self.storage_dir = Path(storage_dir)
@@ -108,6 +110,7 @@ class QdrantServer:
             else self.storage_dir.parent / f"{self.storage_dir.name}-{self.http_port}.log"
         )
         self.extra_env = dict(env or {})
+        self.args = list(args or [])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -158,7 +161,7 @@ class QdrantServer:
         # never into the caller's working directory.
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [str(self.binary)],
+                [str(self.binary), *self.args],
                 cwd=self.storage_dir,
                 env=self._env(),
                 stdout=log,
@@ -223,3 +226,66 @@ class QdrantServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class QdrantCluster:
+    """Qdrant peers in distributed mode on loopback (tests and benchmarks only).
+
+    The first peer starts a new deployment (``--uri`` its own p2p address), the others join it
+    (``--bootstrap`` the first's); each has its own storage folder and ports. :meth:`start`
+    returns once every peer answers and the first one sees them all.
+
+    Args:
+        binary: path of the ``qdrant`` executable.
+        root: folder for the peers' storage folders and logs.
+        peers: how many peers.
+
+    Example:
+        >>> with QdrantCluster(find_qdrant_binary(), "/tmp/qc", peers=3) as cluster:  # doctest: +SKIP
+        ...     cluster.nodes[2].kill()
+    """
+
+    def __init__(self, binary: str | Path, root: str | Path, peers: int = 3) -> None:
+        if peers < 1:
+            raise ValueError(f"peers must be >= 1, got {peers}")
+        root = Path(root)
+        self.p2p_ports = [free_port() for _ in range(peers)]
+        self.nodes: list[QdrantServer] = []
+        for n, p2p in enumerate(self.p2p_ports):
+            args = ["--uri", f"http://127.0.0.1:{p2p}"]
+            if n > 0:
+                args += ["--bootstrap", f"http://127.0.0.1:{self.p2p_ports[0]}"]
+            env = {"QDRANT__CLUSTER__ENABLED": "true", "QDRANT__CLUSTER__P2P__PORT": str(p2p)}
+            self.nodes.append(QdrantServer(binary, root / f"peer{n}", env=env, args=args))
+
+    def start(self, timeout: float = 60.0) -> QdrantCluster:
+        """Starts every peer (the first one first) and waits until the first one sees all of them."""
+        for node in self.nodes:
+            node.start(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.peer_count() == len(self.nodes):
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"the cluster did not form in {timeout:.0f} s:\n{self.nodes[-1].log_tail()}")
+
+    def peer_count(self) -> int:
+        """How many peers the first peer knows (0 when it does not answer)."""
+        import json
+
+        try:
+            with urllib.request.urlopen(f"{self.nodes[0].url}/cluster", timeout=2) as response:
+                return len(json.load(response)["result"]["peers"])
+        except (urllib.error.URLError, OSError, KeyError, ValueError):
+            return 0
+
+    def kill(self) -> None:
+        """Kills every peer."""
+        for node in self.nodes:
+            node.kill()
+
+    def __enter__(self) -> QdrantCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
