@@ -10,6 +10,7 @@ Relation descriptions are encoded by the same text tower, each distinct one once
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from rcml_st.modules.backbone import (
 )
 from rcml_st.modules.inputs import parse_batch
 from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
+from rcml_st.modules.trunk_features import TrunkMemo, concat_trunks, precomputed_trunk
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
 """Package requirements a saved model declares in ``config_sentence_transformers.json``."""
@@ -142,28 +144,100 @@ class OpenCLIPInput(InputModule):
         return features
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Runs the towers once: global embeddings, projected tokens, relation embeddings."""
-        text_ids = features["input_ids"]
+        """Runs the towers once: global embeddings, projected tokens, relation embeddings.
+
+        Items whose trunk outputs the features already carry (``text_trunk_*`` / ``image_trunk_*``,
+        from a trunk cache) skip the trunk: only the projections run. With frozen trunks
+        (:meth:`freeze_trunks`) the trunks run without building a graph, and each relation
+        description's trunk output is computed once and remembered.
+        """
         relation_ids = features["relation_tokens"]
-        n_text = text_ids.shape[0]
+        head_dtype = next(iter(self.head_parameters()), (None, None))[1]
+        dtype = None if head_dtype is None else head_dtype.dtype
+        given = precomputed_trunk(features, "text", dtype)
+        n_text = features["input_ids"].shape[0] if given is None else given.pooled.shape[0]
         if n_text + relation_ids.shape[0] > 0:
-            # Item texts and relation descriptions share one pass through the text tower.
-            global_, tokens, mask = self.encode_text(torch.cat([text_ids, relation_ids], dim=0))
+            if given is None and not self.trunks_frozen:  # item texts and relations share one pass
+                global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
+            else:
+                global_, tokens, mask = self.text_head(self._frozen_text_trunk(features, given, relation_ids))
             if n_text:  # like images: a batch without item texts has no text features at all
                 features["text_global"] = global_[:n_text]
                 features["text_tokens"] = tokens[:n_text]
                 features["text_token_mask"] = mask[:n_text]
             features["relation_embedding"] = global_[n_text:]
         else:
-            features["relation_embedding"] = text_ids.new_zeros(
+            features["relation_embedding"] = relation_ids.new_zeros(
                 (0, self.embedding_dimension), dtype=torch.float
             )
-        if "pixel_values" in features:
-            global_, tokens, mask = self.encode_image(features["pixel_values"])
+        image = precomputed_trunk(features, "image", dtype)
+        if image is None and "pixel_values" in features and self.trunks_frozen:
+            with torch.no_grad():
+                image = self.image_trunk(features["pixel_values"])
+        if image is not None or "pixel_values" in features:
+            if image is not None:
+                global_, tokens, mask = self.image_head(image)
+            else:
+                global_, tokens, mask = self.encode_image(features["pixel_values"])
             features["image_global"] = global_
             features["image_tokens"] = tokens
             features["image_token_mask"] = mask
         return features
+
+    def _frozen_text_trunk(
+        self, features: dict[str, torch.Tensor], given: TrunkOutput | None, relation_ids: torch.Tensor
+    ) -> TrunkOutput:
+        # Item texts (precomputed, or through the frozen trunk), then the relation descriptions
+        # (remembered): the rows of one text-head pass.
+        parts = [] if given is None else [given]
+        with torch.no_grad() if self.trunks_frozen else contextlib.nullcontext():
+            if given is None and features["input_ids"].shape[0]:
+                parts.append(self.text_trunk(features["input_ids"]))
+            if relation_ids.shape[0]:
+                if self.trunks_frozen:
+                    parts.append(self._relation_memo(relation_ids, self.text_trunk))
+                else:
+                    parts.append(self.text_trunk(relation_ids))
+        return concat_trunks(parts)
+
+    @property
+    def trunks_frozen(self) -> bool:
+        """Whether :meth:`freeze_trunks` froze the towers' trunks (``--freeze-backbone``)."""
+        return bool(getattr(self, "_trunks_frozen", False))
+
+    def freeze_trunks(self, frozen: bool = True) -> None:
+        """Freezes (or unfreezes) the towers' trunks; the projections stay trainable.
+
+        Frozen trunks get no gradient, stay in eval mode when the model trains (dropout, batch
+        norm), run without building a graph, and remember the relation descriptions' outputs.
+        open_clip's ``logit_scale`` / ``logit_bias`` are left as they are.
+
+        Example:
+            >>> clip = OpenCLIPInput("rcml-tiny")
+            >>> clip.freeze_trunks()
+            >>> sorted(n for n, p in clip.named_parameters() if p.requires_grad and "logit" not in n)
+            ['model.text_projection', 'model.visual.proj']
+        """
+        head = {id(p) for _, p in self.head_parameters()}
+        for name, parameter in self.model.named_parameters():
+            if id(parameter) not in head and not name.startswith("logit_"):
+                parameter.requires_grad_(not frozen)
+        self._trunks_frozen = frozen
+        self._relation_memo = TrunkMemo()
+        if not getattr(self, "_memo_hook", None):
+            # Loading weights may change the trunks: forget what was remembered.
+            self._memo_hook = self.register_load_state_dict_post_hook(
+                lambda module, _keys: module._relation_memo.clear()
+            )
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> OpenCLIPInput:
+        """``nn.Module.train``, keeping frozen trunks in eval mode (the trainer calls it every step)."""
+        super().train(mode)
+        if self.trunks_frozen:
+            for module in self.trunk_modules():
+                module.eval()
+        return self
 
     # ----------------------------------------------------------------------------------------
     # Towers

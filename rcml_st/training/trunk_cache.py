@@ -1,0 +1,496 @@
+"""Trunk features of frozen towers, computed once per item and reused by every step and epoch.
+
+With the towers' trunks frozen (``--freeze-backbone``), an item's trunk output (the pooled
+feature, the token features and their mask, before the projection into the joint space) depends
+on the item alone. :class:`TrunkCache` computes it once per distinct text and image of the
+training data and serves it to the data collator, so a training step runs only the projections,
+the relation pooling and the loss: no image decoding, no tower forward.
+
+Storage: the cache is always written to a folder (``DIR/checkpoints/trunk-cache/<fingerprint>/``
+for ``rcml-st train``), so a resumed run finds it and skips the first pass. It is then read into
+memory when it fits in ``memory_gb`` (per process), and otherwise served from memory-mapped files,
+whose pages the operating system caches and evicts as memory allows. The fingerprint covers the
+data (every distinct text, every image path with its size and modification time), the trunk
+weights, the tokenizer and image preprocessing settings and the storage precision: change any of
+them and a new cache is built (the stale one is deleted).
+
+Layout of one cache folder (``<modality>`` is ``text`` or ``image``, ``<r>`` the process that wrote
+the shard; under ``torchrun`` every process computes its share of the items)::
+
+    manifest.json                  written last: shards, widths, precision (its presence = complete)
+    <modality>-<r>.json            the shard's keys (texts, or image keys) and token counts
+    <modality>-<r>.pooled          (n, C) pooled features, raw, in the stored precision
+    <modality>-<r>.tokens          (sum of token counts, C') token features, all items end to end
+    <modality>-<r>.mask            (sum of token counts,) token mask, one byte per token
+
+Example:
+    >>> import rcml_st, tempfile
+    >>> model = rcml_st.build_model("rcml-tiny", device="cpu")
+    >>> clip = model[0]
+    >>> cache = TrunkCache.build(clip, ["a red pram", "a blue cup"], [], tempfile.mkdtemp())
+    >>> cache.text_count, cache.image_count
+    (2, 0)
+    >>> trunk = cache.text_trunk(["a blue cup"])
+    >>> ids = clip.preprocess([{"text": "a blue cup"}])["input_ids"]
+    >>> bool((trunk.pooled - clip.text_trunk(ids).pooled).abs().max() < 1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("rcml_st.training")
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+#: Default in-memory budget of a cache, per process (GiB); beyond it, memory-mapped files serve it.
+DEFAULT_MEMORY_GB = 2.0
+DTYPES = {"float32": np.float32, "float16": np.float16}
+MODALITIES = ("text", "image")
+
+
+@dataclass
+class _Shard:
+    """One process's part of one modality: ``n`` items, their tokens end to end."""
+
+    pooled: np.ndarray  # (n, C)
+    tokens: np.ndarray  # (T, C')
+    mask: np.ndarray  # (T,) uint8
+    offsets: np.ndarray  # (n + 1,) int64: item i's tokens are tokens[offsets[i]:offsets[i + 1]]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.pooled.nbytes + self.tokens.nbytes + self.mask.nbytes)
+
+
+def image_key(image: Any) -> str | None:
+    """The cache key of an image input: its path (as the data gives it), or ``None``.
+
+    In-memory images (PIL) are not cached: the collator falls back to the model's own
+    preprocessing for them.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    return None
+
+
+def _file_stamp(path: str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _digest_tensors(modules: Iterable[torch.nn.Module], parameters: Iterable[torch.Tensor]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    seen: set[int] = set()
+    tensors: list[torch.Tensor] = list(parameters)
+    for module in modules:
+        tensors.extend(module.parameters())
+        tensors.extend(module.buffers())
+    for tensor in tensors:
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{tuple(data.shape)}{data.dtype}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dtype: str) -> str:
+    """A 32-hex-digit digest of everything the cached trunk outputs depend on.
+
+    Args:
+        clip: the :class:`~rcml_st.modules.OpenCLIPInput` module (its trunk weights, tokenizer
+            and preprocessing settings).
+        texts: the distinct texts to cache.
+        images: the image keys to cache (paths; each file's size and modification time count).
+        dtype: the storage precision (``"float32"`` or ``"float16"``).
+    """
+    head = {id(p) for _, p in clip.head_parameters()}
+    trunk_parameters = [p for p in clip.model.parameters() if id(p) not in head]
+    digest = hashlib.blake2b(digest_size=16)
+    settings = {
+        "format": FORMAT_VERSION,
+        "dtype": dtype,
+        "model_cfg": clip.model_cfg,
+        "preprocess_cfg": clip.preprocess_cfg,
+        "image_transform": repr(clip.image_transform),
+        "tokenizer": type(clip.tokenizer).__name__,
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(_digest_tensors(clip.trunk_modules(), trunk_parameters).encode())
+    for text in texts:
+        digest.update(b"t" + text.encode("utf-8", "surrogatepass") + b"\x00")
+    for image in images:
+        digest.update(b"i" + image.encode("utf-8", "surrogatepass") + b"\x00" + _file_stamp(image).encode())
+    return digest.hexdigest()
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if _world()[1] > 1:
+        torch.distributed.barrier()
+
+
+class _ImageBatch:
+    """Turns image keys into pixels with the module's own preprocessing (picklable for workers)."""
+
+    def __init__(self, clip: Any) -> None:
+        self.clip = clip
+
+    def __call__(self, keys: list[str]) -> torch.Tensor:
+        return self.clip.preprocess([{"image": key} for key in keys])["pixel_values"]
+
+
+class _ShardWriter:
+    """Streams one modality's trunk outputs to raw files (constant memory)."""
+
+    def __init__(self, folder: Path, name: str, dtype: np.dtype) -> None:
+        self.folder, self.name, self.dtype = folder, name, dtype
+        # Open across add() calls, closed by close().
+        parts = ("pooled", "tokens", "mask")
+        self.files = {part: open(folder / f"{name}.{part}", "wb") for part in parts}  # noqa: SIM115
+        self.keys: list[str] = []
+        self.lengths: list[int] = []
+        self.widths: tuple[int, int] | None = None
+
+    def add(
+        self, keys: Sequence[str], pooled: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> None:
+        pooled_np = pooled.detach().float().cpu().numpy().astype(self.dtype)
+        tokens_np = tokens.detach().float().cpu().numpy().astype(self.dtype)
+        mask_np = mask.detach().cpu().numpy().astype(np.uint8)
+        self.widths = (pooled_np.shape[1], tokens_np.shape[2])
+        self.files["pooled"].write(np.ascontiguousarray(pooled_np).tobytes())
+        for i, key in enumerate(keys):
+            real = np.flatnonzero(mask_np[i])
+            # Positions after the last real token are padding of this batch: not stored.
+            length = int(real[-1]) + 1 if real.size else 1
+            self.files["tokens"].write(np.ascontiguousarray(tokens_np[i, :length]).tobytes())
+            self.files["mask"].write(np.ascontiguousarray(mask_np[i, :length]).tobytes())
+            self.keys.append(key)
+            self.lengths.append(length)
+
+    def close(self) -> dict[str, Any]:
+        for handle in self.files.values():
+            handle.close()
+        info = {"name": self.name, "count": len(self.keys), "widths": self.widths}
+        (self.folder / f"{self.name}.json").write_text(
+            json.dumps({"keys": self.keys, "lengths": self.lengths}), encoding="utf-8"
+        )
+        return info
+
+
+class TrunkCache:
+    """Per-item trunk outputs of a frozen model, by text and by image key (see the module docstring).
+
+    Build one with :meth:`build`; :meth:`text_trunk` / :meth:`image_trunk` return a batch's
+    :class:`~rcml_st.modules.towers.TrunkOutput` (float32, CPU, tokens padded to the batch's
+    longest item), or ``None`` when an item is not in the cache. :class:`~rcml_st.training.
+    trunk_collator.TrunkCacheCollator` turns them into model features.
+
+    Attributes:
+        folder: the cache's folder.
+        in_memory: whether it was read into memory (else it is memory-mapped).
+        reused: whether :meth:`build` found it complete on disk (nothing was computed).
+        nbytes: its size (both modalities).
+    """
+
+    def __init__(self, folder: Path, memory_gb: float = DEFAULT_MEMORY_GB) -> None:
+        self.folder = Path(folder)
+        manifest = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT_VERSION:
+            raise ValueError(
+                f"{self.folder}: trunk cache format {manifest.get('format')}, expected {FORMAT_VERSION}"
+            )
+        self.dtype = manifest["dtype"]
+        self.context_length = int(manifest["context_length"])
+        self.reused = False
+        np_dtype = DTYPES[self.dtype]
+        sizes = [int(shard["nbytes"]) for m in MODALITIES for shard in manifest[m]]
+        self.nbytes = sum(sizes)
+        self.in_memory = self.nbytes <= memory_gb * 2**30
+        self._shards: dict[str, list[_Shard]] = {}
+        self._index: dict[str, dict[str, tuple[int, int]]] = {}
+        for modality in MODALITIES:
+            shards, index = [], {}
+            for s, info in enumerate(manifest[modality]):
+                meta = json.loads((self.folder / f"{info['name']}.json").read_text(encoding="utf-8"))
+                shards.append(self._open(info, meta["lengths"], np_dtype))
+                for row, key in enumerate(meta["keys"]):
+                    index[key] = (s, row)
+            self._shards[modality], self._index[modality] = shards, index
+
+    def _open(self, info: dict[str, Any], lengths: list[int], dtype: type) -> _Shard:
+        count = int(info["count"])
+        offsets = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(np.asarray(lengths, dtype=np.int64), out=offsets[1:])
+        width, token_width = info["widths"] or (0, 0)
+        shapes = {
+            "pooled": (count, width),
+            "tokens": (int(offsets[-1]), token_width),
+            "mask": (int(offsets[-1]),),
+        }
+        arrays = {}
+        for part, shape in shapes.items():
+            path = self.folder / f"{info['name']}.{part}"
+            part_dtype = np.uint8 if part == "mask" else dtype
+            if self.in_memory or 0 in shape:
+                arrays[part] = np.fromfile(path, dtype=part_dtype).reshape(shape)
+            else:
+                arrays[part] = np.memmap(path, dtype=part_dtype, mode="r", shape=shape)
+        return _Shard(arrays["pooled"], arrays["tokens"], arrays["mask"], offsets)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def text_count(self) -> int:
+        """How many distinct texts the cache holds."""
+        return len(self._index["text"])
+
+    @property
+    def image_count(self) -> int:
+        """How many distinct images the cache holds."""
+        return len(self._index["image"])
+
+    def has(self, modality: str, key: str) -> bool:
+        """Whether ``key`` (a text, or an :func:`image_key`) is cached for ``modality``."""
+        return key in self._index[modality]
+
+    def text_trunk(self, texts: Sequence[str]) -> Any:
+        """The text trunk outputs of ``texts`` (all cached), or ``None`` if one is missing."""
+        return self._gather("text", texts)
+
+    def image_trunk(self, keys: Sequence[str | None]) -> Any:
+        """The image trunk outputs of the images with these :func:`image_key` keys, or ``None``."""
+        return self._gather("image", keys)
+
+    def _gather(self, modality: str, keys: Sequence[str | None]) -> Any:
+        from rcml_st.modules.towers import TrunkOutput
+
+        index, shards = self._index[modality], self._shards[modality]
+        spots = []
+        for key in keys:
+            spot = index.get(key) if key is not None else None
+            if spot is None:
+                return None
+            spots.append(spot)
+        if not spots:
+            return None
+        lengths = [int(shards[s].offsets[r + 1] - shards[s].offsets[r]) for s, r in spots]
+        longest = max(lengths)
+        width = shards[spots[0][0]].pooled.shape[1]
+        token_width = shards[spots[0][0]].tokens.shape[1]
+        pooled = np.empty((len(spots), width), dtype=np.float32)
+        tokens = np.zeros((len(spots), longest, token_width), dtype=np.float32)
+        mask = np.zeros((len(spots), longest), dtype=bool)
+        for i, ((s, r), length) in enumerate(zip(spots, lengths, strict=True)):
+            shard = shards[s]
+            start = int(shard.offsets[r])
+            pooled[i] = shard.pooled[r]
+            tokens[i, :length] = shard.tokens[start : start + length]
+            mask[i, :length] = shard.mask[start : start + length]
+        return TrunkOutput(torch.from_numpy(pooled), torch.from_numpy(tokens), torch.from_numpy(mask))
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        clip: Any,
+        texts: Iterable[str],
+        images: Iterable[str],
+        folder: str | os.PathLike[str],
+        *,
+        dtype: str = "float32",
+        memory_gb: float = DEFAULT_MEMORY_GB,
+        batch_size: int = 64,
+        workers: int = 0,
+        log: Callable[[str], None] | None = None,
+    ) -> TrunkCache:
+        """Computes (or finds on disk) the trunk outputs of every text and image, and opens the cache.
+
+        Under ``torchrun`` every process calls this with the same items: each computes its share
+        into the shared folder, then all of them open the whole cache.
+
+        Args:
+            clip: the model's :class:`~rcml_st.modules.OpenCLIPInput`, trunks frozen.
+            texts: item texts (duplicates and empty ones are dropped).
+            images: image keys (paths, see :func:`image_key`).
+            folder: the parent folder; the cache goes to ``folder/<fingerprint>``.
+            dtype: storage precision, ``"float32"`` (exact) or ``"float16"`` (half the size).
+            memory_gb: read the cache into memory up to this size (GiB), else memory-map it.
+            batch_size: items per trunk pass while building.
+            workers: image-decoding worker processes while building.
+            log: receives one line saying what was built or reused.
+
+        Returns:
+            The open :class:`TrunkCache` (``reused`` says whether it was already on disk).
+        """
+        if dtype not in DTYPES:
+            raise ValueError(f"trunk cache dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        text_keys = sorted({t for t in texts if t is not None and t.strip()})
+        image_keys = sorted(set(images))
+        fingerprint = trunk_fingerprint(clip, text_keys, image_keys, dtype)
+        parent = Path(folder)
+        target = parent / fingerprint
+        rank, world_size = _world()
+        reused = (target / MANIFEST).is_file()
+        _barrier()  # every process has looked before anyone creates or deletes
+        if not reused:
+            if rank == 0:
+                if parent.is_dir():  # caches of other data or weights: stale
+                    for stale in parent.iterdir():
+                        if stale.is_dir() and stale.name != fingerprint:
+                            shutil.rmtree(stale, ignore_errors=True)
+                shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier attempt
+                target.mkdir(parents=True)
+            _barrier()
+            shards = cls._compute(
+                clip,
+                text_keys[rank::world_size],
+                image_keys[rank::world_size],
+                target,
+                rank,
+                dtype,
+                batch_size,
+                workers,
+            )
+            (target / f"shards-{rank}.json").write_text(json.dumps(shards), encoding="utf-8")
+            _barrier()
+            if rank == 0:
+                manifest: dict[str, Any] = {
+                    "format": FORMAT_VERSION,
+                    "dtype": dtype,
+                    "context_length": clip.max_seq_length,
+                    "fingerprint": fingerprint,
+                    "text": [],
+                    "image": [],
+                }
+                for r in range(world_size):
+                    part = json.loads((target / f"shards-{r}.json").read_text(encoding="utf-8"))
+                    for modality in MODALITIES:
+                        manifest[modality].extend(part[modality])
+                tmp = target / (MANIFEST + ".tmp")
+                tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+                tmp.replace(target / MANIFEST)
+            _barrier()
+        cache = cls(target, memory_gb=memory_gb)
+        cache.reused = reused
+        if log is not None:
+            where = "in memory" if cache.in_memory else f"memory-mapped (over the {memory_gb:g} GiB budget)"
+            action = "reused" if reused else "built"
+            log(
+                f"trunk cache {action}: {cache.text_count} texts, {cache.image_count} images, "
+                f"{cache.nbytes / 2**20:.1f} MiB {cache.dtype}, {where}, in {target}"
+            )
+        return cache
+
+    @staticmethod
+    def _compute(
+        clip: Any,
+        texts: list[str],
+        images: list[str],
+        target: Path,
+        rank: int,
+        dtype: str,
+        batch_size: int,
+        workers: int,
+    ) -> dict[str, list[dict[str, Any]]]:
+        np_dtype = DTYPES[dtype]
+        device = next(clip.parameters()).device
+        was_training = clip.training
+        clip.eval()
+        shards: dict[str, list[dict[str, Any]]] = {"text": [], "image": []}
+        try:
+            with torch.no_grad():
+                if texts:
+                    writer = _ShardWriter(target, f"text-{rank}", np_dtype)
+                    ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
+                    # Similar lengths share a batch: the trunk cuts each batch's padding.
+                    order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
+                    for start in range(0, len(order), batch_size):
+                        rows = order[start : start + batch_size]
+                        trunk = clip.text_trunk(ids[rows].to(device))
+                        writer.add([texts[i] for i in rows], trunk.pooled, trunk.tokens, trunk.mask)
+                    shards["text"].append(_finish(writer))
+                if images:
+                    writer = _ShardWriter(target, f"image-{rank}", np_dtype)
+                    loader = torch.utils.data.DataLoader(
+                        images, batch_size=batch_size, num_workers=workers, collate_fn=_ImageBatch(clip)
+                    )
+                    for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
+                        trunk = clip.image_trunk(pixels.to(device))
+                        writer.add(images[start : start + batch_size], trunk.pooled, trunk.tokens, trunk.mask)
+                    shards["image"].append(_finish(writer))
+        finally:
+            clip.train(was_training)
+        return shards
+
+
+def _finish(writer: _ShardWriter) -> dict[str, Any]:
+    info = writer.close()
+    item_bytes = np.dtype(writer.dtype).itemsize
+    width, token_width = info["widths"]
+    tokens = sum(writer.lengths)
+    info["nbytes"] = info["count"] * width * item_bytes + tokens * token_width * item_bytes + tokens
+    return info
+
+
+def dataset_items(dataset: Any, columns: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """The texts and image keys in a training dataset's item columns.
+
+    Args:
+        dataset: a ``datasets.Dataset`` (or a dict of column lists) whose item columns hold dicts
+            with ``text`` / ``image`` keys (as :func:`~rcml_st.training.build_pairs` makes) or
+            plain strings (texts).
+        columns: the item columns (default: every column except the label columns).
+
+    Returns:
+        ``(texts, image keys)``, each without duplicates.
+    """
+    names = (
+        list(columns)
+        if columns is not None
+        else [
+            c
+            for c in _column_names(dataset)
+            if c not in ("label", "labels", "score", "scores", "dataset_name")
+        ]
+    )
+    texts: dict[str, None] = {}
+    images: dict[str, None] = {}
+    for name in names:
+        for value in dataset[name]:
+            if isinstance(value, dict):
+                text, image = value.get("text"), image_key(value.get("image"))
+                if isinstance(text, str) and text.strip():
+                    texts[text] = None
+                if image is not None:
+                    images[image] = None
+            elif isinstance(value, str) and value.strip():
+                texts[value] = None
+    return list(texts), list(images)
+
+
+def _column_names(dataset: Any) -> list[str]:
+    names = getattr(dataset, "column_names", None)
+    return list(names) if names is not None else list(dataset)

@@ -1,0 +1,138 @@
+"""A data collator that serves frozen trunk outputs from a :class:`~rcml_st.training.trunk_cache.TrunkCache`.
+
+The sentence-transformers collator calls ``preprocess`` once per dataset column. This one first
+tries the cache: when every text and image of the column is cached, the column's features carry
+the trunk outputs (``text_trunk_pooled``, ``text_trunk_tokens``, ``text_trunk_mask`` and the same
+for ``image_trunk_*``) instead of token ids and pixels, and
+:meth:`~rcml_st.modules.OpenCLIPInput.forward` runs only the projections. Otherwise (an item the
+cache lacks, a prompt, an in-memory image) it falls back to the model's own ``preprocess``, so the
+result is the same either way, only slower. No key ends in a suffix the trainer groups columns
+by except ``input_ids`` (kept, empty), so one column stays one group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from sentence_transformers.base.data_collator import BaseDataCollator
+
+from rcml_st.modules.inputs import looks_like_image_path
+from rcml_st.modules.trunk_features import TRUNK_KEYS
+from rcml_st.training.trunk_cache import TrunkCache, image_key
+
+
+class CachedPreprocess:
+    """``preprocess`` for training columns: trunk outputs from the cache, else the model's own.
+
+    Args:
+        clip: the model's :class:`~rcml_st.modules.OpenCLIPInput` (trunks frozen).
+        cache: the :class:`TrunkCache` of the training data.
+
+    Attributes:
+        hits: columns served from the cache so far.
+        misses: columns that fell back to the model's preprocessing.
+    """
+
+    def __init__(self, clip: Any, cache: TrunkCache) -> None:
+        self.clip = clip
+        self.cache = cache
+        self.hits = 0
+        self.misses = 0
+        self._relation_ids: dict[str, torch.Tensor] = {}
+
+    def __call__(
+        self, inputs: list[Any], prompt: str | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        features = None if prompt else self.cached(inputs)
+        if features is None:
+            self.misses += 1
+            return self.clip.preprocess(inputs, prompt=prompt, **kwargs)
+        self.hits += 1
+        return features
+
+    def cached(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor] | None:
+        """The column's features from the cache, or ``None`` when something is not cached."""
+        texts: list[str] = []
+        text_index: list[int] = []
+        images: list[str | None] = []
+        image_index: list[int] = []
+        relations: dict[str, int] = {}
+        relation_index: list[int] = []
+        for i, value in enumerate(inputs):
+            if isinstance(value, str):
+                value = {"image": value} if looks_like_image_path(value) else {"text": value}
+            if not isinstance(value, dict):
+                return None
+            if set(value) - {"text", "image", "relation"}:
+                return None  # let preprocess report the bad input
+            text, image, relation = value.get("text"), value.get("image"), value.get("relation")
+            if text is not None and not isinstance(text, str):
+                return None
+            has_text, has_image = text is not None and bool(text.strip()), image is not None
+            if not (has_text or has_image):
+                return None
+            if relation is not None and (not isinstance(relation, str) or not relation.strip()):
+                return None
+            if has_text:
+                texts.append(text)
+                text_index.append(i)
+            if has_image:
+                images.append(image_key(image))
+                image_index.append(i)
+            relation_index.append(-1 if relation is None else relations.setdefault(relation, len(relations)))
+        features: dict[str, torch.Tensor] = {
+            "input_ids": torch.zeros((0, self.cache.context_length), dtype=torch.long),
+            "text_index": torch.tensor(text_index, dtype=torch.long),
+            "relation_tokens": self._relation_tokens(list(relations)),
+            "relation_index": torch.tensor(relation_index, dtype=torch.long),
+        }
+        for modality, keys, index in (("text", texts, text_index), ("image", images, image_index)):
+            if not keys:
+                continue
+            trunk = self.cache.text_trunk(keys) if modality == "text" else self.cache.image_trunk(keys)
+            if trunk is None:
+                return None
+            pooled, tokens, mask = TRUNK_KEYS[modality]
+            features.update({pooled: trunk.pooled, tokens: trunk.tokens, mask: trunk.mask})
+            if modality == "image":
+                features["image_index"] = torch.tensor(index, dtype=torch.long)
+        return features
+
+    def _relation_tokens(self, relations: list[str]) -> torch.Tensor:
+        if not relations:
+            return torch.zeros((0, self.cache.context_length), dtype=torch.long)
+        missing = [r for r in relations if r not in self._relation_ids]
+        if missing:
+            ids = self.clip.preprocess([{"text": r} for r in missing])["input_ids"]
+            self._relation_ids.update(zip(missing, ids, strict=True))
+        return torch.stack([self._relation_ids[r] for r in relations])
+
+
+class TrunkCacheCollator(BaseDataCollator):
+    """The sentence-transformers collator with :class:`CachedPreprocess` as its ``preprocess_fn``.
+
+    Pass it as ``data_collator=`` to a ``SentenceTransformerTrainer`` whose model has frozen
+    trunks (see :func:`~rcml_st.training.frozen.cache_frozen_trunks`).
+
+    Example:
+        >>> import rcml_st, tempfile
+        >>> from rcml_st.training.trunk_cache import TrunkCache
+        >>> model = rcml_st.build_model("rcml-tiny", device="cpu")
+        >>> cache = TrunkCache.build(model[0], ["a red pram"], [], tempfile.mkdtemp())
+        >>> collate = TrunkCacheCollator(model[0], cache)
+        >>> batch = collate([{"anchor": {"text": "a red pram", "image": None, "relation": "r"}}])
+        >>> sorted(k for k in batch if "trunk" in k)
+        ['anchor_text_trunk_mask', 'anchor_text_trunk_pooled', 'anchor_text_trunk_tokens']
+    """
+
+    def __init__(self, clip: Any, cache: TrunkCache, **kwargs: Any) -> None:
+        preprocess: Callable[..., dict[str, torch.Tensor]] = CachedPreprocess(clip, cache)
+        super().__init__(preprocess_fn=preprocess, **kwargs)
+        self.cache = cache
+
+    @property
+    def cached_preprocess(self) -> CachedPreprocess:
+        """The preprocessing function (its ``hits`` / ``misses`` count the columns)."""
+        return self.preprocess_fn  # type: ignore[return-value]
