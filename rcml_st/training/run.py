@@ -59,7 +59,15 @@ class TrainConfig:
         beta: weight of CLIP's global embedding in the relation mix (``None``: the default 0.5).
         num_heads: attention heads of the relation pooling.
         temperature: the InfoNCE temperature.
-        freeze_backbone: train only the relation pooling.
+        freeze_backbone: freeze the towers' trunks; train the projections into the joint space
+            and the relation pooling. Each item's trunk output is computed once and reused (see
+            ``trunk_cache``).
+        freeze_projections: also freeze the projections (only the relation pooling trains; the
+            meaning of ``freeze_backbone`` before 0.2). Implies ``freeze_backbone``.
+        trunk_cache: with frozen trunks, compute each item's trunk output once and reuse it
+            (``False``: run the frozen trunks at every step).
+        trunk_cache_memory: GiB of trunk cache read into memory per process; a larger cache is
+            served memory-mapped from ``<checkpoints>/trunk-cache``.
         conditioning: ``False`` is the relation-agnostic baseline (``beta = 1``: same data, same
             loss, every embedding is CLIP's own).
         intra_modal: include the text->text and image->image terms.
@@ -89,6 +97,9 @@ class TrainConfig:
     num_heads: int = 8
     temperature: float = 0.05
     freeze_backbone: bool = False
+    freeze_projections: bool = False
+    trunk_cache: bool = True
+    trunk_cache_memory: float = 2.0
     conditioning: bool = True
     intra_modal: bool = True
     inter_sample: bool = True
@@ -152,8 +163,10 @@ def _check_config(config: TrainConfig) -> None:
     if not config.conditioning:
         if config.beta is not None and config.beta != 1.0:
             raise UsageError("--no-conditioning means beta = 1 (CLIP's own embeddings); drop --beta")
-        if config.freeze_backbone:
-            raise UsageError("--no-conditioning with --freeze-backbone leaves nothing to train")
+        if config.freeze_projections:
+            raise UsageError("--no-conditioning with --freeze-projections leaves nothing to train")
+    if config.trunk_cache_memory < 0:
+        raise UsageError(f"--trunk-cache-memory must be >= 0 GiB, got {config.trunk_cache_memory}")
     if not config.same_item.strip():
         raise UsageError("the same-item description must not be empty")
     output = Path(config.output)
@@ -341,9 +354,12 @@ def train(
     else:
         model = _build_model(config, device.device, pairs.data_relations)
     set_relation_vocabulary(model, pairs.data_relations)
-    clip, pooling = rcml_modules(model)
-    if config.freeze_backbone:
-        clip.model.requires_grad_(False)
+    _, pooling = rcml_modules(model)
+    frozen = config.freeze_backbone or config.freeze_projections
+    if frozen:
+        from rcml_st.training.frozen import freeze_backbone
+
+        freeze_backbone(model, projections=config.freeze_projections)
 
     weights = {"tt": 1.0, "ii": 1.0, "ti": 1.0, "it": 1.0}
     if not config.intra_modal:
@@ -403,6 +419,20 @@ def train(
         # beta = 1) would stall DDP unless it looks for them.
         ddp_find_unused_parameters=(not uses_images or not uses_texts or pooling.beta == 1.0),
     )
+    collator = None
+    if frozen and config.trunk_cache:
+        from rcml_st.training.frozen import cache_frozen_trunks
+
+        _ = args.device  # sets up the process group under torchrun: the processes share the work
+        collator = cache_frozen_trunks(
+            model,
+            dataset,
+            checkpoints_dir(output) / "trunk-cache",
+            memory_gb=config.trunk_cache_memory,
+            batch_size=max(config.batch_size, 64),
+            workers=_workers(config, device),
+            log=say if is_main else None,
+        )
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
     trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]
@@ -413,6 +443,7 @@ def train(
         loss=loss,
         evaluator=evaluator,
         callbacks=trainer_callbacks,
+        data_collator=collator,
     )
     # With the tqdm bar off, transformers prints every log dict; EpochReporter says it better.
     trainer.remove_callback(PrinterCallback)
