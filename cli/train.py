@@ -39,6 +39,7 @@ TRAIN_HELP = "\n\n".join(
         "  rcml-st train train.jsonl -o runs/tiny --backbone rcml-tiny --lr 1e-3 --epochs 3 "
         "--pairs-per-epoch 12800",
         "  rcml-st train train.jsonl -o runs/baseline --backbone rcml-tiny --lr 1e-3 --no-conditioning",
+        "  rcml-st train train.jsonl -o runs/lit --backbone rcml-lite --freeze-backbone --lr 1e-3",
         "  rcml-st train train.jsonl -o rcml-baby --pretrained openai --resume",
         "  torchrun --nproc_per_node 4 -m rcml_st.training train.jsonl -o rcml-baby --pretrained openai",
     ]
@@ -107,8 +108,32 @@ def train(
         float, typer.Option("--temperature", help="InfoNCE softmax temperature (fixed, not learned).")
     ] = 0.05,
     freeze_backbone: Annotated[
-        bool, typer.Option("--freeze-backbone", help="Train only the relation pooling; keep CLIP as it is.")
+        bool,
+        typer.Option(
+            "--freeze-backbone",
+            help="Freeze the towers' trunks; train the projections into the joint space and the relation "
+            "pooling (LiT-style). Each item's trunk output is computed once, cached next to the "
+            "checkpoints (reused by --resume) and reused by every step: epochs cost the head only.",
+        ),
     ] = False,
+    freeze_projections: Annotated[
+        bool,
+        typer.Option(
+            "--freeze-projections",
+            help="Also freeze the projections: train only the relation pooling (implies --freeze-backbone; "
+            "what --freeze-backbone did before 0.2).",
+        ),
+    ] = False,
+    trunk_cache_memory: Annotated[
+        float,
+        typer.Option(
+            "--trunk-cache-memory",
+            min=0.0,
+            metavar="GIB",
+            help="With frozen trunks: GiB of cached trunk outputs held in memory per process; a larger "
+            "cache is read from memory-mapped files on disk instead.",
+        ),
+    ] = 2.0,
     no_conditioning: Annotated[
         bool,
         typer.Option(
@@ -197,6 +222,8 @@ def train(
             beta=beta,
             temperature=temperature,
             freeze_backbone=freeze_backbone,
+            freeze_projections=freeze_projections,
+            trunk_cache_memory=trunk_cache_memory,
             conditioning=not no_conditioning,
             intra_modal=not no_intra_modal,
             inter_sample=not no_inter_sample,
