@@ -137,6 +137,12 @@ def make_index(qdrant_server: ServerInfo) -> Iterator[Callable[..., RelationInde
             index.close()
 
 
+@pytest.fixture(scope="session")
+def qdrant_binary() -> Path:
+    """The ``qdrant`` executable (for tests that start their own servers or a cluster)."""
+    return _binary_or_unavailable()
+
+
 @pytest.fixture
 def start_qdrant(tmp_path: Path) -> Iterator[Callable[..., QdrantServer]]:
     """Starts ``qdrant`` processes owned by one test (for kill/restart tests); all killed afterwards."""
