@@ -110,25 +110,37 @@ def resolve_device(device: Device) -> str | None:
     return device.value
 
 
-def check_model_dir(path: Path) -> None:
-    """Raises a clear UsageError when ``path`` is not a saved model directory."""
-    if not path.exists():
-        raise UsageError(f"model directory not found: {path}")
-    if not path.is_dir():
+def check_model_dir(path: Path | str) -> Path:
+    """The local folder of ``--model``: a model folder, or a Hugging Face Hub id (``org/name``).
+
+    No torch is imported: a missing model fails in a second.
+
+    Raises:
+        UsageError: no such folder or Hub model, or a folder that is not a saved model (exit 2).
+        ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
+    """
+    from rcml_st.hub import resolve_model
+
+    directory = resolve_model(path)
+    if not directory.is_dir():
         raise UsageError(f"{path} is not a model directory")
-    if not (path / "modules.json").is_file():
+    if not (directory / "modules.json").is_file():
         raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+    return directory
 
 
-def load_model(path: Path, device: str | None) -> SentenceTransformer:
-    """Loads an RCML model directory, turning any failure into one line naming the directory."""
+def load_model(path: Path | str, device: str | None) -> SentenceTransformer:
+    """Loads ``--model`` (a folder or a Hub id), turning any failure into one line naming it."""
     import rcml_st
 
-    check_model_dir(path)
+    directory = check_model_dir(path)
     try:
-        return rcml_st.load(path, device=device)
+        model = rcml_st.load(directory, device=device)
     except RCMLError:
         raise
     except Exception as exc:  # a broken directory: say which one and why, in one line
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot load the model in {path}: {detail}") from exc
+    if str(path) != str(directory):  # a Hub id: the card and snippets name the model by it
+        model.model_card_data.set_model_id(str(path))
+    return model

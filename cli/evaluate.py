@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rcml_st.cli._common import Device, console, err_console, load_model, resolve_device, run_command
+from rcml_st.cli._common import (
+    Device,
+    check_model_dir,
+    console,
+    err_console,
+    load_model,
+    resolve_device,
+    run_command,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -47,8 +55,9 @@ def evaluate(
         typer.Option(
             "--model",
             "-m",
-            metavar="DIR",
-            help="The RCML model directory (written by rcml-st train).",
+            metavar="DIR|ID",
+            help="The RCML model: a folder written by rcml-st train, or a Hugging Face Hub id (org/name; "
+            "from the local cache when HF_HUB_OFFLINE=1).",
             show_default=False,
         ),
     ],
@@ -178,6 +187,9 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
+    # Then the models: a missing folder or Hub id fails before torch is imported too.
+    for path in [model_dir, *compare]:
+        check_model_dir(path)
     names = _compare_names(compare)
 
     from rcml_st.evaluation.methods import BASELINES

@@ -8,6 +8,7 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 
 from rcml_st.errors import UsageError
+from rcml_st.hub import is_hub_id, resolve_model
 from rcml_st.modules import DEFAULT_BETA, OpenCLIPInput, RelationPooling
 
 
@@ -43,34 +44,58 @@ def build_model(
     pooling = RelationPooling(
         clip.get_embedding_dimension(), num_heads=num_heads, beta=beta, relations=relations
     )
-    return SentenceTransformer(modules=[clip, pooling], device=device, similarity_fn_name="cosine")
+    from rcml_st.model_card import RCMLModelCardData
+
+    return SentenceTransformer(
+        modules=[clip, pooling],
+        device=device,
+        similarity_fn_name="cosine",
+        model_card_data=RCMLModelCardData(local_files_only=True),
+    )
 
 
-def load(path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
-    """Loads a saved RCML model directory, offline.
+def load(
+    name_or_path: str | os.PathLike, device: str | None = None, *, revision: str | None = None
+) -> SentenceTransformer:
+    """Loads a saved RCML model: a local folder or a Hugging Face Hub id.
 
-    This is ``SentenceTransformer(path, trust_remote_code=True, local_files_only=True)``:
+    This is ``SentenceTransformer(name_or_path, trust_remote_code=True)``, with the model found by
+    :func:`rcml_st.hub.resolve_model` and then loaded from its folder with no network access:
     sentence-transformers 6 imports module classes from outside its own namespace (here
     ``rcml_st.modules``) only when the caller passes ``trust_remote_code=True``.
 
     Args:
-        path: a directory written by ``rcml-st train`` or ``model.save_pretrained``.
+        name_or_path: a folder written by ``rcml-st train`` or ``model.save_pretrained``, or a
+            Hub id such as ``"org/rcml-baby"`` (from the local cache when ``HF_HUB_OFFLINE=1``).
         device: where to load it (default: sentence-transformers' choice).
+        revision: a branch, tag or commit, for a Hub id.
 
     Raises:
-        UsageError: when the path is not an RCML model directory.
+        UsageError: when there is no such model, or it is not an RCML one.
+        ServiceError: when the Hub cannot be reached for a model that is not cached.
 
     Example:
         >>> import rcml_st
         >>> model = rcml_st.load("rcml-baby")  # doctest: +SKIP
+        >>> model = rcml_st.load("org/rcml-baby")  # doctest: +SKIP
         >>> model.encode(["nursing pillow"], relation="used together for infant feeding")  # doctest: +SKIP
     """
-    directory = Path(path)
+    from rcml_st.model_card import RCMLModelCardData
+
+    directory = resolve_model(name_or_path, revision=revision)
     if not (directory / "modules.json").is_file():
-        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
-    model = SentenceTransformer(str(directory), device=device, trust_remote_code=True, local_files_only=True)
+        raise UsageError(f"{name_or_path} is not a saved model directory (no modules.json)")
+    model = SentenceTransformer(
+        str(directory),
+        device=device,
+        trust_remote_code=True,
+        local_files_only=True,
+        model_card_data=RCMLModelCardData(local_files_only=True),
+    )
     if not isinstance(model[0], OpenCLIPInput) or len(model) < 2 or not isinstance(model[1], RelationPooling):
-        raise UsageError(f"{path} is a sentence-transformers model but not an RCML one")
+        raise UsageError(f"{name_or_path} is a sentence-transformers model but not an RCML one")
+    if is_hub_id(str(name_or_path)) and not Path(name_or_path).exists():
+        model.model_card_data.set_model_id(str(name_or_path))
     return model
 
 

@@ -63,6 +63,7 @@ def test_wheel_ships_the_cli_under_the_package_namespace(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "rcml_st/cli/main.py" in names
     assert "rcml_st/data/amazon/__init__.py" in names
+    assert "rcml_st/model_card_template.md" in names  # package data: the model card's template
     assert not any(name.startswith("cli/") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "rcml-st = rcml_st.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

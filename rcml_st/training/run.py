@@ -328,6 +328,7 @@ def train(
     from transformers import PrinterCallback, set_seed
 
     from rcml_st.losses import RCMLLoss
+    from rcml_st.model_card import describe_training, record_evaluation
     from rcml_st.model import rcml_modules, set_relation_vocabulary
     from rcml_st.training.architectures import is_builtin
     from rcml_st.training.callbacks import EpochReporter, RichProgress
@@ -389,6 +390,7 @@ def train(
     # give it a few item texts instead.
     texts = [item.text for item in catalog.items if item.text][:3]
     model.model_card_data.widget = [{"text": text} for text in texts]
+    describe_training(model, catalog, pairs, options, eval_catalog)
 
     if is_main:
         write_run(output, options)
@@ -459,6 +461,8 @@ def train(
             bar.stop()
 
     if trainer.is_world_process_zero():
+        if eval_catalog is not None:
+            record_evaluation(model, eval_catalog, config, say)
         model.save_pretrained(str(output))
         say(f"saved the model to {output} (relations: {len(pairs.data_relations)})")
     if world_size > 1:
