@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
+    check_model_dir,
     console,
     err_console,
     load_model,
@@ -399,6 +400,8 @@ def _run(
     items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
     if items.skip_summary():
         err_console.print(f"Warning: {items.skip_summary()}", markup=False)
+    if not (verify_only and relations):
+        check_model_dir(model_dir)  # a wrong --model fails now, not after importing qdrant-client
 
     from rcml_st.index import Layout, index_catalog, verify_index
     from rcml_st.index.pipeline import resolve_relations

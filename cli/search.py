@@ -132,7 +132,6 @@ def _run(
     device: Device,
 ) -> None:
     from rcml_st.errors import InputDataError, UsageError
-    from rcml_st.index import search_index
 
     given = [
         name for name, value in (("--id", item_id), ("--text", text), ("--image", image)) if value is not None
@@ -153,6 +152,8 @@ def _run(
         rcml = None
     else:
         rcml = load_model(model_dir, resolve_device(device))
+    # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
+    from rcml_st.index import search_index
 
     with warnings_to_stderr():
         store = open_index(

@@ -348,8 +348,8 @@ class RelationIndex:
             params = existing.get(vector)
             if params is None:
                 raise UsageError(
-                    f"collection {name!r} has no {vector} vectors but the model makes them (size {size}); "
-                    "use --collection NAME or delete it"
+                    f"collection {name!r} has no {vector} vectors but this run stores them (size {size}); "
+                    "use the --vectors it was created with, another --collection NAME, or delete it"
                 )
             if params.size != size:
                 raise UsageError(

@@ -6,6 +6,11 @@ tests/index/test_cli_server.py (next to the server fixtures).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from rcml_st.cli.main import app
@@ -182,3 +187,96 @@ def test_help_lists_options_and_examples():
         "--skip-invalid",
     ):
         assert text in result.stdout, text
+
+
+def test_slices_written_one_by_one_then_verify_only_checks_the_whole_catalogue(workspace, tmp_path):
+    root, data = workspace
+    base = [str(data), "-m", str(root / "model"), "--qdrant-path", str(tmp_path / "store"), "-r", "goes with"]
+    first = index(*base, "--shard", "0/2")
+    assert first.exit_code == 0, first.output
+    assert (
+        "Slice 0/2 of" in first.stderr
+        and "all " in first.stdout
+        and "points of this slice found" in first.stdout
+    )
+    early = index(*base, "--verify-only")
+    assert early.exit_code == 1 and "missing); re-run the same command" in error_lines(early)[0]
+    second = index(*base, "--shard", "1/2")
+    assert second.exit_code == 0, second.output
+    # Re-running a slice is safe; here through a launcher's RANK/WORLD_SIZE instead of --shard.
+    launched = runner.invoke(app, ["index", *base, "--no-progress"], env={"RANK": "1", "WORLD_SIZE": "2"})
+    assert launched.exit_code == 0 and "Slice 1/2 of" in launched.stderr
+    verified = index(*base, "--verify-only")
+    assert verified.exit_code == 0, verified.output
+    assert "30 items, 'goes with' 30" in verified.stdout
+    with RelationIndex.connect(path=tmp_path / "store") as opened:
+        assert opened.count() == 30
+    assert index(*base, "--shard", "2/2").exit_code == 2
+
+
+def test_metadata_keys_named_like_index_fields_are_kept_under_meta(workspace, tmp_path):
+    root, data = workspace
+    lines = data.read_text().splitlines()
+    record = json.loads(lines[0])
+    record.update({"relation": "sister brand", "item_id": "legacy-42"})
+    clashing = data.parent / "clashing.jsonl"
+    clashing.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    store = tmp_path / "store"
+    result = index(str(clashing), "-m", str(root / "model"), "--qdrant-path", str(store), "-r", "goes with")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Warning: 1 items have metadata keys named item_id or relation: kept in the payload under 'meta'"
+        in (result.stderr)
+    )
+    with RelationIndex.connect(path=store) as opened:
+        point = opened.client.retrieve("rcml", [point_id(record["id"], "goes with")], with_payload=True)[0]
+    assert point.payload["item_id"] == record["id"] and point.payload["relation"] == "goes with"
+    assert point.payload["meta"] == {"item_id": "legacy-42", "relation": "sister brand"}
+
+
+def test_storage_options_reach_the_collection_and_bad_ones_are_exit_2(workspace, tmp_path):
+    root, data = workspace
+    store = tmp_path / "store"
+    base = [str(data), "-m", str(root / "model"), "--qdrant-path", str(store), "-r", "goes with"]
+    result = index(*base, "--vectors", "item", "--quantization", "int8", "--sequential")
+    assert result.exit_code == 0, result.output
+    with RelationIndex.connect(path=store) as opened:
+        assert opened.dims() == {"item": 32}
+    refused = index(*base)  # the collection holds only item vectors
+    assert refused.exit_code == 2
+    assert "has no text vectors but this run stores them" in error_lines(refused)[0]
+    for extra, message in (
+        (["--vectors", "audio"], "--vectors must name some of text, image, item, got audio"),
+        (["--quantization", "pq"], "--quantization must be one of none, int8, binary"),
+        (["--shard", "x"], "--shard must be I/N"),
+    ):
+        bad = index(*base, *extra)
+        assert bad.exit_code == 2 and message in error_lines(bad)[0], bad.output
+
+
+def test_bad_data_fails_fast_without_importing_torch(workspace, tmp_path):
+    root, _ = workspace
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "A", "text": "bib"}\n{"id": "A", "text": "cup"}\n')
+    probe = (
+        "import atexit, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules)); "
+        "from rcml_st.cli.main import app; app()"
+    )
+    cases = [
+        (
+            ["index", str(bad), "-m", str(root / "model")],
+            f"Error: {bad}:2: duplicate id 'A' (first seen on line 1)",
+        ),
+        (["index", str(bad).replace("bad", "gone"), "-m", str(root / "model")], "gone.jsonl: file not found"),
+        (["search", "-m", str(tmp_path / "nowhere"), "-r", "x", "--id", "A"], "model directory not found"),
+    ]
+    for command, message in cases:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60
+        )
+        elapsed = time.perf_counter() - started
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("Error: ") and message in done.stderr and "Traceback" not in done.stderr
+        assert "torch loaded: False" in done.stdout
+        assert elapsed < 3.0, (command, elapsed)
