@@ -187,10 +187,11 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
-    # Then the models: a missing folder or Hub id fails before torch is imported too.
-    for path in [model_dir, *compare]:
-        check_model_dir(path)
+    # Then the model: a missing folder or Hub id fails before torch is imported too.
+    check_model_dir(model_dir)
     names = _compare_names(compare)
+    for path in compare:
+        check_model_dir(path)
 
     from rcml_st.evaluation.methods import BASELINES
     from rcml_st.evaluation.report import evaluate_catalog
