@@ -99,11 +99,11 @@ def test_no_conditioning_gives_the_relation_agnostic_baseline(quick_config, tmp_
     assert not torch.allclose(torch.from_numpy(a), torch.from_numpy(b), atol=1e-3)
 
 
-def test_freeze_backbone_trains_only_the_pooling(quick_config, tmp_path, tiny_clip_config, saved_weights):
+def test_freeze_projections_trains_only_the_pooling(quick_config, tmp_path, tiny_clip_config, saved_weights):
     torch.manual_seed(0)
     initial = rcml_st.build_model(tiny_clip_config, device="cpu")
     initial.save_pretrained(str(tmp_path / "initial"))
-    out = train(quick_config(output=tmp_path / "frozen", freeze_backbone=True, epochs=1)).output
+    out = train(quick_config(output=tmp_path / "frozen", freeze_projections=True, epochs=1)).output
     before, after = saved_weights(tmp_path / "initial"), saved_weights(out)
     backbone = [k for k in before if not k.startswith("pooling.")]
     pooling = [k for k in before if k.startswith("pooling.")]
@@ -150,7 +150,7 @@ def test_bad_data_fails_before_any_model_is_built(quick_config, tmp_path, monkey
     ("changes", "message"),
     [
         ({"conditioning": False, "beta": 0.3}, "--no-conditioning means beta = 1"),
-        ({"conditioning": False, "freeze_backbone": True}, "nothing to train"),
+        ({"conditioning": False, "freeze_projections": True}, "nothing to train"),
         ({"batch_size": 1}, "--batch-size"),
         ({"lr": -1.0}, "--lr"),
         ({"pairs_per_epoch": 4}, "--pairs-per-epoch"),
@@ -173,7 +173,7 @@ def test_a_local_weights_file_is_the_starting_point(quick_config, tmp_path, tiny
     weights_file = tmp_path / "tiny-weights.pt"
     torch.save(source.state_dict(), weights_file)
     out = train(
-        quick_config(output=tmp_path / "ft", pretrained=str(weights_file), freeze_backbone=True, epochs=1)
+        quick_config(output=tmp_path / "ft", pretrained=str(weights_file), freeze_projections=True, epochs=1)
     ).output
     trained = saved_weights(out)
     expected = open_clip.create_model(f"local-dir:{out}").state_dict()  # the saved backbone
