@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -330,6 +331,20 @@ class OpenCLIPInput(InputModule):
 
     # ----------------------------------------------------------------------------------------
     # Saving and loading
+    def get_config_dict(self) -> dict[str, Any]:
+        """The saved config: where the backbone came from, local files by name only.
+
+        A model folder is shared: it must not carry the trainer's file system (a model-config JSON
+        or weights file is recorded as ``my-arch.json``, not ``/home/me/my-arch.json``). The folder
+        itself holds everything needed to rebuild the backbone.
+        """
+        config = super().get_config_dict()
+        for key in ("backbone", "pretrained"):
+            value = config.get(key)
+            if value and (os.path.isabs(value) or os.path.exists(value)):
+                config[key] = os.path.basename(os.path.normpath(value))
+        return config
+
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         """Writes the backbone in open_clip's ``local-dir`` layout plus this module's config.
 

@@ -238,3 +238,12 @@ def test_open_clip_still_loads_a_saved_native_model(tmp_path, structured_images)
     model = rcml_st.build_model(_config_file(tmp_path, TINY_VIT), device="cpu")
     model.save_pretrained(str(tmp_path / "native"))
     assert open_clip.create_model(f"local-dir:{tmp_path / 'native'}") is not None
+
+
+def test_a_saved_model_names_its_config_file_without_its_path(tmp_path):
+    model = rcml_st.build_model(_config_file(tmp_path, TINY_VIT), device="cpu")
+    model.save_pretrained(str(tmp_path / "saved"))
+    saved = json.loads((tmp_path / "saved" / "rcml_input_config.json").read_text())
+    assert saved["backbone"] == "config.json"
+    assert str(tmp_path) not in "".join(p.read_text() for p in (tmp_path / "saved").glob("*.json"))
+    assert rcml_st.load(tmp_path / "saved", device="cpu")[0].backbone == "config.json"
