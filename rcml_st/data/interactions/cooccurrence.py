@@ -42,8 +42,13 @@ SCORES = ("count", "jaccard", "pmi")
 _ROW = np.dtype([("user", "<i8"), ("item", "<i4"), ("time", "<f8")])
 _PAIR = np.dtype([("key", "<i8"), ("count", "<i4")])
 _BUFFER_ROWS = 1 << 20  # rows gathered before they are spread over the partition files
-_BYTES_PER_ROW_IN_MEMORY = 96  # a loaded row with its sort orders and masks
-_BYTES_PER_PAIR_IN_MEMORY = 48  # a pair key while counting (key, sort copy, counts)
+# Peak bytes per element while a partition is processed (measured on the code below, rounded up):
+# a loaded row with its sort orders and masks; a pair key being counted (pieces, concatenation,
+# sort copy, uniques and counts, the partitioned block); a partial count being summed and ranked.
+_BYTES_PER_ROW_IN_MEMORY = 96
+_BYTES_PER_PAIR_IN_MEMORY = 72
+_BYTES_PER_PARTIAL_IN_MEMORY = 96
+_BYTES_PER_EDGE = 30  # the kept edges (16 bytes) while they are put in source order at the end
 
 
 @dataclass
@@ -339,15 +344,27 @@ class _Counter:
         if not parts:
             empty_i = np.zeros(0, dtype=np.int32)
             return empty_i, empty_i, empty_i, np.zeros(0, dtype=np.float32)
-        sources, targets, counts, scores = (np.concatenate(column) for column in zip(*parts, strict=True))
-        order = np.argsort(sources, kind="stable")  # partitions interleave sources; ranks stay in order
-        return sources[order], targets[order], counts[order], scores[order]
+        # Partitions interleave sources: put them in source order (ranks stay in order), one
+        # column at a time so that only one extra column is ever held.
+        columns: list[list[np.ndarray]] = [list(column) for column in zip(*parts, strict=True)]
+        parts.clear()
+        sources = np.concatenate(columns[0])
+        columns[0].clear()
+        order = np.argsort(sources, kind="stable")
+        result = [sources[order]]
+        del sources
+        for column in columns[1:]:
+            joined = np.concatenate(column)
+            column.clear()
+            result.append(joined[order])
+            del joined
+        return result[0], result[1], result[2], result[3]
 
     def _pair_partition(
         self, path: Path, depth: int, top_k: int, score: str, min_count: int, parts: list
     ) -> None:
         size = path.stat().st_size
-        if (size // _PAIR.itemsize) * _BYTES_PER_PAIR_IN_MEMORY > self.budget and depth < 6:
+        if (size // _PAIR.itemsize) * _BYTES_PER_PARTIAL_IN_MEMORY > self.budget and depth < 6:
             self._split(
                 path,
                 _PAIR,
@@ -363,18 +380,28 @@ class _Counter:
             return
         order = np.argsort(block["key"], kind="stable")
         keys = block["key"][order]
+        partial = block["count"][order]
+        del block, order
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        counts = np.add.reduceat(block["count"][order].astype(np.int64), starts)
+        counts = np.add.reduceat(partial.astype(np.int64), starts)
         keys = keys[starts]
+        del partial, starts
         self.stats.pairs += len(keys)
         keep = counts >= min_count
         keys, counts = keys[keep], counts[keep]
         if not len(keys):
             return
+        # In key order: by source, then target. Stable sorts keep the target order among ties.
         sources, targets = keys // self.n_items, keys % self.n_items
+        del keys
         values = self._score(sources, targets, counts, score)
-        order = np.lexsort((targets, -counts, -values, sources))
+        top = int(counts.max())
+        if score == "count" and self.n_items * (top + 1) < 2**62:
+            order = np.argsort(sources * (top + 1) + (top - counts), kind="stable")  # one key: fast
+        else:
+            order = np.lexsort((-counts, -values, sources))
         sources, targets, counts, values = sources[order], targets[order], counts[order], values[order]
+        del order
         if top_k:
             starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
             rank = np.arange(len(sources)) - np.repeat(starts, np.diff(np.r_[starts, len(sources)]))
@@ -444,16 +471,17 @@ def _write_partitioned(block: np.ndarray, buckets: np.ndarray, files: list) -> N
 def describe_memory_bound(n_items: int, top_k: int, memory_mb: float) -> str:
     """A sentence stating the memory bound of a run (for reports and ``--help``).
 
-    The item index (a dict of the ids) is counted at about 150 bytes per item.
+    The item index (a dict of the ids) is counted at about 150 bytes per item, the kept edges
+    at 30 bytes (while they are put in order at the end).
 
     Example:
         >>> print(describe_memory_bound(1_000_000, 10, 1024))
-        about 1,329 MB: 1,024 MB per partition + 144 MB of item ids + 8 MB of item counts + 153 MB of edges
+        about 1,463 MB: 1,024 MB per partition + 144 MB of item ids + 8 MB of item counts + 287 MB of edges
     """
     mb = 1 << 20
     ids = math.ceil(n_items * 150 / mb)
     counts = math.ceil(n_items * 8 / mb)
-    edges = math.ceil(n_items * max(top_k, 1) * 16 / mb)
+    edges = math.ceil(n_items * max(top_k, 1) * _BYTES_PER_EDGE / mb)
     total = math.ceil(memory_mb) + ids + counts + edges
     return (
         f"about {total:,} MB: {memory_mb:,g} MB per partition + {ids:,} MB of item ids + "

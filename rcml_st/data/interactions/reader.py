@@ -281,14 +281,25 @@ def iter_log(
             checked_header = True
         stats.rows += 1
         try:
-            user = _id(record.get(columns.user), columns.user)
-            item = _id(record.get(columns.item), columns.item)
+            # Fast paths for the common case (clean strings, numeric times); the checks after them.
+            user = record.get(columns.user)
+            if not (type(user) is str and user and not user[0].isspace() and not user[-1].isspace()):
+                user = _id(user, columns.user)
+            item = record.get(columns.item)
+            if not (type(item) is str and item and not item[0].isspace() and not item[-1].isspace()):
+                item = _id(item, columns.item)
             time = None
             if columns.time is not None:
+                value = record.get(columns.time)
                 try:
-                    time = parse_time(record.get(columns.time))
-                except ValueError as exc:
-                    raise RowError("bad time", f"{columns.time!r}: {exc}") from None
+                    time = float(value) if type(value) in (str, int, float) else None
+                except ValueError:
+                    time = None
+                if time is None or not -_MS_THRESHOLD <= time <= _MS_THRESHOLD:  # ms, ISO 8601, bad
+                    try:
+                        time = parse_time(value)
+                    except ValueError as exc:
+                        raise RowError("bad time", f"{columns.time!r}: {exc}") from None
         except RowError as bad:
             error = InputDataError(bad.problem, path=where, line=number)
             if not skip_invalid:
