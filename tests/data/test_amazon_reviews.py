@@ -205,3 +205,14 @@ def test_meta_and_reviews_to_a_trained_model_end_to_end(amazon_2023, tmp_path) -
     import rcml_st
 
     assert rcml_st.relation_vocabulary(rcml_st.load(model)) == ["reviewed by the same customers"]
+
+
+def test_cluster_groups_the_review_edges_into_named_types(amazon_2023, tmp_path) -> None:
+    meta, reviews = amazon_2023
+    summary = convert_amazon(meta, tmp_path / "typed.jsonl", reviews=reviews, cluster=2, min_rating=4)
+    names = [name for name, _ in summary.relation_types]
+    assert sorted(names) == ["bought together: bathing", "bought together: feeding"]
+    kind = {"0": "feeding", "1": "bathing"}
+    for asin, relations in _relations(tmp_path / "typed.jsonl").items():
+        # Every edge sits under the type named after the kind both products share.
+        assert list(relations) == [f"bought together: {kind[asin[2]]}"], (asin, relations)
