@@ -11,6 +11,13 @@ own training arguments, callbacks, datasets or evaluators:
    masks true positives of the relation graph out of the in-batch negatives;
 4. train with the standard trainer, evaluate relation-guided retrieval after each epoch, save.
 
+With ``--freeze-backbone`` the towers' trunks stay frozen (LiT-style: the projections into the
+joint space and the relation pooling train): ``freeze_backbone(model)``, then
+``cache_frozen_trunks(model, train_dataset, folder)`` computes every item's trunk output once and
+returns a data collator that serves them; pass it as the trainer's ``data_collator`` and each
+step runs the head only (no image decoding, no tower forward). The cache is written to
+``folder`` and reused by later runs on the same data and weights.
+
 Run it on a generated catalogue (one epoch over its 51k pairs: a few minutes on a laptop CPU)::
 
     python examples/train_with_trainer.py --output runs/example
@@ -37,7 +44,7 @@ import rcml_st
 from rcml_st.data import generate_catalog, read_catalog
 from rcml_st.evaluation import RelationRetrievalEvaluator
 from rcml_st.losses import RCMLLoss
-from rcml_st.training import build_pairs, write_architecture
+from rcml_st.training import build_pairs, cache_frozen_trunks, freeze_backbone, write_architecture
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="1e-3 for random init, 5e-5 for pretrained")
     parser.add_argument("--max-steps", type=int, default=-1, help="stop early (for quick checks)")
+    parser.add_argument(
+        "--freeze-backbone", action="store_true", help="frozen trunks, served from the trunk cache"
+    )
     return parser.parse_args(argv)
 
 
@@ -76,6 +86,14 @@ def main(argv: list[str] | None = None) -> Path:
     # The model card's widget examples cannot be drawn from dict columns; give it some texts.
     model.model_card_data.widget = [{"text": item.text} for item in catalog.items[:3] if item.text]
 
+    # Frozen trunks (optional): compute each item's trunk output once, train the head from the cache.
+    collator = None
+    if args.freeze_backbone:
+        freeze_backbone(model)
+        collator = cache_frozen_trunks(
+            model, train_dataset, args.output / "checkpoints" / "trunk-cache", log=print
+        )
+
     # 4. A plain trainer: AdamW, warmup then cosine decay, relation-guided retrieval each epoch.
     evaluator = RelationRetrievalEvaluator(args.eval, name="heldout") if args.eval else None
     training_args = SentenceTransformerTrainingArguments(
@@ -95,7 +113,12 @@ def main(argv: list[str] | None = None) -> Path:
         seed=0,
     )
     trainer = SentenceTransformerTrainer(
-        model=model, args=training_args, train_dataset=train_dataset, loss=loss, evaluator=evaluator
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        loss=loss,
+        evaluator=evaluator,
+        data_collator=collator,  # None: the default collator
     )
     trainer.train()
     model.save_pretrained(str(args.output))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rcml_st.training.architectures import ARCHITECTURES, write_architecture
     from rcml_st.training.device import DeviceChoice, choose_device
+    from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
     from rcml_st.training.pairs import SAME_ITEM, PairSet, build_pairs
     from rcml_st.training.run import TrainConfig, TrainResult, load_training_data, train
 
@@ -24,6 +25,8 @@ _LAZY = {
     "write_architecture": "rcml_st.training.architectures",
     "DeviceChoice": "rcml_st.training.device",
     "choose_device": "rcml_st.training.device",
+    "cache_frozen_trunks": "rcml_st.training.frozen",
+    "freeze_backbone": "rcml_st.training.frozen",
     "SAME_ITEM": "rcml_st.training.pairs",
     "PairSet": "rcml_st.training.pairs",
     "build_pairs": "rcml_st.training.pairs",
@@ -55,7 +58,9 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_pairs",
+    "cache_frozen_trunks",
     "choose_device",
+    "freeze_backbone",
     "load_training_data",
     "train",
     "write_architecture",

@@ -201,3 +201,16 @@ def test_frozen_trunks_stay_in_eval_mode_and_relations_go_through_them_once(trun
     clip.load_state_dict(clip.state_dict())  # weights loaded: remembered relations are forgotten
     model(model.preprocess(items))
     assert trunk_calls["text"] == 6 + 2 + 2
+
+
+def test_the_trainer_example_trains_a_frozen_model_from_the_cache(synthetic, tmp_path, capsys, step_losses):
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "train_with_trainer.py"
+    data, output = str(synthetic.train_path), str(tmp_path / "ex")
+    argv = ["--data", data, "--output", output, "--batch-size", "16", "--max-steps", "2", "--freeze-backbone"]
+    out = runpy.run_path(str(example))["main"](argv)
+    assert "trunk cache built: 60 texts, 60 images" in capsys.readouterr().out
+    assert len(step_losses) == 2 and all(images == 0 for _, images in step_losses)
+    assert rcml_st.load(out)[0].model.visual.proj.requires_grad  # the saved model is not frozen

@@ -1,0 +1,168 @@
+"""Frozen-trunk training: epoch time of full fine-tuning, frozen trunks run every step, and the trunk cache.
+
+Three ways to train on the same pairs in the same batches, each from the same initial weights:
+
+- ``full``: full fine-tuning (every parameter trains; the default of ``rcml-st train``);
+- ``frozen``: trunks frozen, computed at every step (``--freeze-backbone`` without the cache):
+  every step still decodes and transforms the images and runs both trunks forward (no graph);
+- ``cached``: trunks frozen, outputs served by the trunk cache (``--freeze-backbone``): a step
+  runs the projections, the relation pooling and the loss only. Its first pass (computing the
+  cache) is timed apart; the epoch time is the median of ``--cached-epochs`` epochs after it, from
+  the in-memory cache and, as ``cached-mmap``, from the memory-mapped files a cache over
+  ``--trunk-cache-memory`` uses.
+
+A step is what the trainer's step does: collate the rows (``model.preprocess``, or the cache's
+collator), forward, RCML loss, backward, AdamW. No checkpoints are written. Backbones run in one
+process, one after the other, so compare the ratios inside one run.
+
+Usage::
+
+    python benchmarks/frozen_training.py                          # rcml-lite and ViT-B-32 (random init), CPU
+    python benchmarks/frozen_training.py --backbones rcml-tiny --pairs 256
+    python benchmarks/frozen_training.py --json frozen.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli/train.py: spinning threads on busy CPUs
+
+import torch
+from sentence_transformers.base.data_collator import BaseDataCollator
+
+import rcml_st
+from rcml_st.data import generate_catalog, read_catalog
+from rcml_st.losses import RCMLLoss
+from rcml_st.training import build_pairs
+from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
+from rcml_st.training.trunk_cache import TrunkCache
+from rcml_st.training.trunk_collator import TrunkCacheCollator
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbones", nargs="+", default=["rcml-lite", "ViT-B-32"])
+    parser.add_argument("--pairs", type=int, default=128, help="pairs per epoch (the same for every mode)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--items", type=int, default=200, help="size of the generated catalogue")
+    parser.add_argument("--image-size", type=int, default=224, help="side of the generated images (px)")
+    parser.add_argument("--cached-epochs", type=int, default=3, help="cached epochs timed (median)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    return parser.parse_args()
+
+
+def _columns(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k[len(p) :]: v for k, v in batch.items() if k.startswith(p)} for p in ("anchor_", "positive_")]
+
+
+def _epoch(model: Any, loss: RCMLLoss, collate: Any, batches: list[list[dict]]) -> float:
+    """Seconds for one pass over ``batches``: collate, forward, loss, backward, AdamW step."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    started = time.perf_counter()
+    for rows in batches:
+        model.train()  # as the trainer does at every step
+        batch = collate(rows)
+        terms = loss(_columns(batch), batch["label"])
+        torch.stack(list(terms.values())).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - started
+
+
+def _model(backbone: str, pairs: Any) -> tuple[Any, RCMLLoss]:
+    torch.manual_seed(0)
+    model = rcml_st.build_model(backbone, device="cpu", relations=pairs.data_relations)
+    return model, RCMLLoss(model, pairs.relations, pairs.graph())
+
+
+def _bench(backbone: str, batches: list[list[dict]], pairs: Any, dataset: Any, work: Path, args: Any) -> dict:
+    result: dict[str, Any] = {"backbone": backbone}
+    model, loss = _model(backbone, pairs)
+    plain = BaseDataCollator(preprocess_fn=model.preprocess)
+    _epoch(model, loss, plain, batches[:1])  # warm-up: allocations, kernels
+    result["full_s"] = _epoch(model, loss, plain, batches)
+
+    model, loss = _model(backbone, pairs)
+    freeze_backbone(model)
+    plain = BaseDataCollator(preprocess_fn=model.preprocess)
+    _epoch(model, loss, plain, batches[:1])
+    result["frozen_s"] = _epoch(model, loss, plain, batches)
+
+    model, loss = _model(backbone, pairs)
+    freeze_backbone(model)
+    started = time.perf_counter()
+    collator = cache_frozen_trunks(model, dataset, work / f"cache-{backbone}")
+    result["first_pass_s"] = time.perf_counter() - started
+    cache = collator.cache
+    result["cache"] = {
+        "texts": cache.text_count,
+        "images": cache.image_count,
+        "mib": cache.nbytes / 2**20,
+        "kib_per_item": cache.nbytes / 1024 / max(1, cache.text_count + cache.image_count),
+    }
+    _epoch(model, loss, collator, batches[:1])
+    result["cached_s"] = statistics.median(
+        _epoch(model, loss, collator, batches) for _ in range(args.cached_epochs)
+    )
+    mapped = TrunkCacheCollator(model[0], TrunkCache(cache.folder, memory_gb=0))
+    assert not mapped.cache.in_memory
+    result["cached_mmap_s"] = statistics.median(
+        _epoch(model, loss, mapped, batches) for _ in range(args.cached_epochs)
+    )
+    assert collator.cached_preprocess.misses == 0 and mapped.cached_preprocess.misses == 0
+    result["full_over_frozen"] = result["full_s"] / result["frozen_s"]
+    result["frozen_over_cached"] = result["frozen_s"] / result["cached_s"]
+    result["full_over_cached"] = result["full_s"] / result["cached_s"]
+    return result
+
+
+def main() -> None:
+    args = _parse()
+    work = Path(tempfile.mkdtemp(prefix="rcml-frozen-bench-"))
+    synth = generate_catalog(work / "data", n_items=args.items, seed=0, holdout=0, image_size=args.image_size)
+    pairs = build_pairs(read_catalog(synth.train_path))
+    generator = torch.Generator().manual_seed(0)
+    chosen = torch.randperm(len(pairs), generator=generator)[: args.pairs].tolist()
+    pairs.pairs = [pairs.pairs[i] for i in chosen]  # the same pairs for every mode and backbone
+    dataset = pairs.to_dataset()
+    rows = [dataset[i] for i in range(len(dataset))]
+    batches = [rows[i : i + args.batch_size] for i in range(0, len(rows), args.batch_size)]
+    print(
+        f"{len(rows)} pairs in {len(batches)} batches of {args.batch_size}, {args.image_size} px images, "
+        f"CPU, {torch.get_num_threads()} threads"
+    )
+    results = []
+    for backbone in args.backbones:
+        result = _bench(backbone, batches, pairs, dataset, work, args)
+        results.append(result)
+        c = result["cache"]
+        print(
+            f"{backbone}: epoch full {result['full_s']:.2f} s, frozen {result['frozen_s']:.2f} s, "
+            f"cached {result['cached_s']:.3f} s (memory-mapped {result['cached_mmap_s']:.3f} s; "
+            f"first pass {result['first_pass_s']:.2f} s for {c['texts']} texts + {c['images']} images, "
+            f"{c['mib']:.1f} MiB, {c['kib_per_item']:.0f} KiB per item)"
+        )
+        print(
+            f"  frozen vs cached: {result['frozen_over_cached']:.1f}x; full vs cached: "
+            f"{result['full_over_cached']:.1f}x; full vs frozen: {result['full_over_frozen']:.2f}x"
+        )
+        sys.stdout.flush()
+    lite = next((r for r in results if r["backbone"] == "rcml-lite"), None)
+    if lite is not None:
+        ratio = lite["frozen_over_cached"]
+        print(f"rcml-lite: a cached epoch is {ratio:.1f}x faster than frozen (target >= 20x)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
