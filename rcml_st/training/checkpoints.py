@@ -32,7 +32,10 @@ CHECKPOINTS_SUFFIX = ".checkpoints"
 LEGACY_CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"
 #: Options that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = frozenset({"resume", "eval_file", "device", "epochs", "workers", "skip_invalid"})
+RESUMABLE_CHANGES = frozenset(
+    {"resume", "eval_file", "device", "epochs", "workers", "skip_invalid"}
+    | {"trunk_cache", "trunk_cache_memory"}  # speed and memory only, never the results
+)
 
 
 def checkpoints_dir(output: str | os.PathLike[str]) -> Path:
