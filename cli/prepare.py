@@ -215,8 +215,9 @@ LOG_HELP = "\n\n".join(
         "grouped by --cluster K into K relation types named from what the linked items share.",
         "The log is counted out of core: rows are hash-partitioned by user into temporary files next "
         "to --output, pairs counted per partition and partitioned again by item; memory stays near "
-        "--memory-mb plus about 170 bytes per catalogue item and 16 per kept edge, whatever the log's "
-        "size. --max-items-per-user keeps one very active account from producing millions of pairs.",
+        "--memory-mb plus about 160 bytes per catalogue item, 30 per kept edge and 100 MB, whatever "
+        "the log's size. --max-items-per-user keeps one very active account from producing millions of "
+        "pairs.",
         "Examples:",
         "  rcml-st prepare log orders.csv.gz --catalog items.jsonl -o items_rel.jsonl "
         "--user-column order_id --item-column sku",

@@ -49,6 +49,7 @@ _BYTES_PER_ROW_IN_MEMORY = 96
 _BYTES_PER_PAIR_IN_MEMORY = 72
 _BYTES_PER_PARTIAL_IN_MEMORY = 96
 _BYTES_PER_EDGE = 30  # the kept edges (16 bytes) while they are put in source order at the end
+_RUNTIME_MB = 100  # Python, numpy and the modules loaded
 
 
 @dataclass
@@ -472,17 +473,17 @@ def describe_memory_bound(n_items: int, top_k: int, memory_mb: float) -> str:
     """A sentence stating the memory bound of a run (for reports and ``--help``).
 
     The item index (a dict of the ids) is counted at about 150 bytes per item, the kept edges
-    at 30 bytes (while they are put in order at the end).
+    at 30 bytes (while they are put in order at the end), Python with numpy at 100 MB.
 
     Example:
         >>> print(describe_memory_bound(1_000_000, 10, 1024))
-        about 1,463 MB: 1,024 MB per partition + 144 MB of item ids + 8 MB of item counts + 287 MB of edges
+        about 1,563 MB: 1,024 MB per partition + 144 MB of item ids + 8 MB of item counts + 287 MB of edges
     """
     mb = 1 << 20
     ids = math.ceil(n_items * 150 / mb)
     counts = math.ceil(n_items * 8 / mb)
     edges = math.ceil(n_items * max(top_k, 1) * _BYTES_PER_EDGE / mb)
-    total = math.ceil(memory_mb) + ids + counts + edges
+    total = math.ceil(memory_mb) + ids + counts + edges + _RUNTIME_MB
     return (
         f"about {total:,} MB: {memory_mb:,g} MB per partition + {ids:,} MB of item ids + "
         f"{counts:,} MB of item counts + {edges:,} MB of edges"
