@@ -114,7 +114,8 @@ class TrunkMemo:
             for j, key in enumerate(unique):
                 length = int(out.mask[j].nonzero().max()) + 1 if bool(out.mask[j].any()) else 1
                 computed[key] = (out.pooled[j], out.tokens[j, :length], out.mask[j, :length])
-            if len(self._rows) + len(computed) <= self.limit:
+            # Tensors made under inference mode (encode) cannot enter a training graph later.
+            if not torch.is_inference_mode_enabled() and len(self._rows) + len(computed) <= self.limit:
                 self._rows.update(computed)
         parts = [computed.get(key) or self._rows[key] for key in keys]
         return concat_trunks(

@@ -129,7 +129,7 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
         "dtype": dtype,
         "model_cfg": clip.model_cfg,
         "preprocess_cfg": clip.preprocess_cfg,
-        "image_transform": repr(clip.image_transform),
+        "open_clip": open_clip_version(),  # the towers' code and the image transforms
         "tokenizer": type(clip.tokenizer).__name__,
     }
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -139,6 +139,13 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
     for image in images:
         digest.update(b"i" + image.encode("utf-8", "surrogatepass") + b"\x00" + _file_stamp(image).encode())
     return digest.hexdigest()
+
+
+def open_clip_version() -> str:
+    """The installed open_clip version (its tower code and image transforms shape the outputs)."""
+    import open_clip
+
+    return str(getattr(open_clip, "__version__", "unknown"))
 
 
 def _world() -> tuple[int, int]:
