@@ -20,7 +20,7 @@ RELATIONS = ["matches in colour", "made by the same brand"]
 
 def test_peer_killed_mid_index_then_counts_are_exact_and_search_works(tmp_path, tiny_model, qdrant_binary):
     items = stream_catalog(
-        generate_catalog(tmp_path / "data", n_items=120, holdout=0, image_size=16).train_path
+        generate_catalog(tmp_path / "data", n_items=60, holdout=0, image_size=16).train_path
     )
     with QdrantCluster(qdrant_binary, tmp_path / "cluster", peers=3) as cluster:
         entry = cluster.nodes[0]
@@ -31,7 +31,7 @@ def test_peer_killed_mid_index_then_counts_are_exact_and_search_works(tmp_path, 
             )
 
         def kill_a_peer(done: int, _total: int, _points: int) -> None:
-            if done == 30:
+            if done == 20:
                 cluster.nodes[2].kill()
 
         index = connect()
@@ -41,7 +41,7 @@ def test_peer_killed_mid_index_then_counts_are_exact_and_search_works(tmp_path, 
                 items,
                 index,
                 relations=RELATIONS,
-                batch_size=15,
+                batch_size=10,
                 progress=kill_a_peer,
                 shards=3,
                 replication_factor=2,
@@ -53,7 +53,7 @@ def test_peer_killed_mid_index_then_counts_are_exact_and_search_works(tmp_path, 
         info = index.client.get_collection("c")
         assert info.config.params.shard_number == 3 and info.config.params.replication_factor == 2
         if not completed:
-            report = index_catalog(tiny_model, items, connect(), relations=RELATIONS, batch_size=15)
+            report = index_catalog(tiny_model, items, connect(), relations=RELATIONS, batch_size=10)
         total = len(items)
         assert report.counts == dict.fromkeys(RELATIONS, total)
         assert index.count() == total * len(RELATIONS) and index.relations() == dict.fromkeys(
