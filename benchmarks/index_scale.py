@@ -26,6 +26,7 @@ Examples:
     python benchmarks/index_scale.py                         # 10k and 100k, about 10 minutes on 2 cores
     python benchmarks/index_scale.py --sizes 1000000 --layouts full,compact --no-overlap-check --no-quality
     python benchmarks/index_scale.py --sizes 2000 --quality-items 300 --json out.json   # a quick look
+    python benchmarks/index_scale.py --sizes 30000 --dim 512 --no-overlap-check --no-quality  # 512-d
 """
 
 from __future__ import annotations
@@ -87,13 +88,20 @@ def write_catalog(path: Path, n: int, seed: int = 0) -> None:
             fh.write(json.dumps(record) + "\n")
 
 
-def save_tiny_model(directory: Path) -> Path:
+def save_tiny_model(directory: Path, dim: int = 32) -> Path:
+    """rcml-tiny (32-d), or the same towers projecting into ``dim`` dimensions (e.g. 512, as ViT-B-32)."""
     import torch
 
     import rcml_st
+    from rcml_st.modules.architectures import ARCHITECTURES
 
     torch.manual_seed(0)
-    model = rcml_st.build_model("rcml-tiny", device="cpu")
+    if dim == 32:
+        model = rcml_st.build_model("rcml-tiny", device="cpu")
+    else:
+        config = directory.parent / f"tiny-{dim}.json"
+        config.write_text(json.dumps({**ARCHITECTURES["rcml-tiny"], "embed_dim": dim}))
+        model = rcml_st.build_model(str(config), device="cpu")
     rcml_st.set_relation_vocabulary(model, list(RELATIONS))
     model.save_pretrained(str(directory))
     return directory
@@ -262,6 +270,9 @@ def main() -> None:
     parser.add_argument("--layouts", default="full,compact", help="comma-separated: full, compact")
     parser.add_argument("--no-overlap-check", action="store_true", help="skip overlap vs --sequential")
     parser.add_argument("--no-quality", action="store_true", help="skip the Hit@5 comparison")
+    parser.add_argument(
+        "--dim", type=int, default=32, help="vector size of the indexing model (32: rcml-tiny)"
+    )
     parser.add_argument("--quality-items", type=int, default=800, help="items of the Hit@5 catalogue")
     parser.add_argument("--model", type=Path, help="a trained model for Hit@5 (default: train a tiny one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -273,7 +284,7 @@ def main() -> None:
         sys.exit("no qdrant binary: run .ci/qdrant.sh or set QDRANT_BINARY")
     work = args.work or Path(tempfile.mkdtemp(prefix="rcml-index-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    model = save_tiny_model(work / "tiny-model")
+    model = save_tiny_model(work / "tiny-model", args.dim)
     sizes = [int(s) for s in args.sizes.split(",")]
     layouts = [name.strip() for name in args.layouts.split(",")]
     runs: list[Run] = []
