@@ -74,6 +74,8 @@ class Run:
     server_peak_rss_mb: float
     server_bytes_per_point: float
     server_anon_bytes_per_point: float
+    restarted_rss_mb: float
+    restarted_bytes_per_point: float
     storage_mb: float
 
 
@@ -119,6 +121,17 @@ def _collection_green(server: QdrantServer, name: str) -> bool:
     with urllib.request.urlopen(f"{server.url}/collections/{name}", timeout=5) as response:
         result = json.load(response)["result"]
     return result["status"] == "green" and result.get("optimizer_status") == "ok"
+
+
+def _search_a_little(server: QdrantServer, data: Path, queries: int = 50) -> None:
+    """A few searches by id through the command's own code path (what a service would do)."""
+    from rcml_st.index import RelationIndex, search_index
+
+    with open(data) as fh:
+        ids = [json.loads(next(fh))["id"] for _ in range(queries)]
+    with RelationIndex.connect(url=server.url, grpc_port=server.grpc_port, collection="bench") as index:
+        for item_id in ids:
+            search_index(None, index, RELATIONS[0], item_id=item_id, limit=10)
 
 
 def _du_mb(path: Path) -> float:
@@ -180,6 +193,15 @@ def index_once(
         sampler.join()
         rss, anon = _status_kb(pid, "VmRSS"), _status_kb(pid, "RssAnon")
         points = items * len(RELATIONS)
+        # Right after writing, pages of on-disk files are still cached and mapped; a restarted
+        # server holds what the layout keeps in RAM (plus what a few searches touch).
+        server.stop()
+        server.start(timeout=600)
+        pid = server.process.pid  # type: ignore[union-attr]
+        while not _collection_green(server, "bench"):
+            time.sleep(1.0)
+        _search_a_little(server, data)
+        restarted = _status_kb(pid, "VmRSS")
         return Run(
             items=items,
             layout=layout,
@@ -192,12 +214,53 @@ def index_once(
             server_anon_mb=round(anon / 1024, 1),
             server_peak_rss_mb=round(max(peak[0], rss) / 1024, 1),
             server_bytes_per_point=round((rss - base_rss) * 1024 / points),
+            restarted_rss_mb=round(restarted / 1024, 1),
+            restarted_bytes_per_point=round((restarted - base_rss) * 1024 / points),
             server_anon_bytes_per_point=round((anon - base_anon) * 1024 / points),
             storage_mb=round(_du_mb(storage / "storage"), 1),
         )
     finally:
         server.stop()
         shutil.rmtree(storage, ignore_errors=True)
+
+
+READER = """
+import sys, time
+from rcml_st.data import read_catalog, stream_catalog
+import torch, sentence_transformers  # the command's import floor, so the figures compare with its RSS
+path, how = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+if how == "stream":
+    items = stream_catalog(path)
+    n = sum(1 for _ in items)  # what `rcml-st index` does: one validating pass, one reading pass
+else:
+    n = len(read_catalog(path).items)  # what it did before: every item and the relation graph held
+print(n, round(time.perf_counter() - started, 1))
+"""
+
+
+def reading_memory(sizes: list[int], work: Path) -> list[dict[str, float]]:
+    """Peak RSS of a process that imports the command's stack and reads the catalogue: streamed vs held."""
+    rows = []
+    for items in sizes:
+        data = work / f"reading-{items}.jsonl"
+        write_catalog(data, items)
+        for how in ("stream", "read_catalog"):
+            proc = subprocess.Popen([sys.executable, "-c", READER, str(data), how], stdout=subprocess.PIPE)
+            _, status, usage = os.wait4(proc.pid, 0)
+            count, seconds = proc.stdout.read().decode().split()  # type: ignore[union-attr]
+            if os.waitstatus_to_exitcode(status) != 0 or int(count) != items:
+                raise RuntimeError(f"reading {data} with {how} failed")
+            row = {
+                "items": items,
+                "how": how,
+                "peak_rss_mb": round(usage.ru_maxrss / 1024),
+                "seconds": float(seconds),
+            }
+            rows.append(row)
+            print(json.dumps({"reading": row}), flush=True)
+        data.unlink()
+    return rows
 
 
 def train_quality_model(work: Path, n_items: int) -> tuple[Path, Path]:
@@ -275,6 +338,11 @@ def main() -> None:
     )
     parser.add_argument("--quality-items", type=int, default=800, help="items of the Hit@5 catalogue")
     parser.add_argument("--model", type=Path, help="a trained model for Hit@5 (default: train a tiny one)")
+    parser.add_argument(
+        "--reading-sizes",
+        default="",
+        help="also measure the client's memory for reading alone (stream vs read_catalog) at these sizes",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     args = parser.parse_args()
@@ -285,18 +353,18 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="rcml-index-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     model = save_tiny_model(work / "tiny-model", args.dim)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s] or [0]
     layouts = [name.strip() for name in args.layouts.split(",")]
     runs: list[Run] = []
     overlap: dict[str, float] = {}
-    for items in sizes:
+    for items in [n for n in sizes if n]:
         data = work / f"catalog-{items}.jsonl"
         write_catalog(data, items)
         for layout in layouts:
             run = index_once(binary, data, items, model, layout, True, work)
             runs.append(run)
             print(json.dumps(asdict(run)), flush=True)
-        if not args.no_overlap_check and items == min(sizes):
+        if not args.no_overlap_check and items == min(n for n in sizes if n):
             sequential = index_once(binary, data, items, model, "full", False, work)
             runs.append(sequential)
             print(json.dumps(asdict(sequential)), flush=True)
@@ -309,6 +377,7 @@ def main() -> None:
             }
             print(json.dumps({"overlap": overlap}), flush=True)
         data.unlink()
+    reading = reading_memory([int(n) for n in args.reading_sizes.split(",") if n], work)
     quality = {}
     if not args.no_quality:
         if args.model is not None:
@@ -323,27 +392,38 @@ def main() -> None:
 
     print(
         "\n| items | layout | points | wall time | points/s | client peak RSS | Qdrant RSS (anon) | "
-        "Qdrant RAM/point (anon) | storage |"
+        "Qdrant RAM/point (anon) | Qdrant RSS restarted, RAM/point | storage |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         mode = "" if r.overlap else " (sequential)"
         print(
             f"| {r.items:,} | {r.layout}{mode} | {r.points:,} | {r.seconds:,.1f} s | {r.points_per_s:,} | "
             f"{r.client_peak_rss_mb:,.0f} MB | {r.server_rss_mb:,.0f} MB ({r.server_anon_mb:,.0f}) | "
             f"{r.server_bytes_per_point:,.0f} B ({r.server_anon_bytes_per_point:,.0f} B) | "
-            f"{r.storage_mb:,.0f} MB |"
+            f"{r.restarted_rss_mb:,.0f} MB, {r.restarted_bytes_per_point:,.0f} B | {r.storage_mb:,.0f} MB |"
         )
     if overlap:
         print(f"\noverlap vs sequential at {overlap['items']:,} items: {overlap['speedup']}x")
     if quality:
         print(
-            f"Hit@5 full {quality['full']} vs compact {quality['compact']} over {quality['queries']} queries"
+            f"Hit@5 full {quality['full hit@5']} vs compact {quality['compact hit@5']}, precision@5 "
+            f"{quality['full precision@5']} vs {quality['compact precision@5']}, top-5 overlap "
+            f"{quality['top-5 overlap']}, over {quality['queries']} queries"
+        )
+    for row in reading:
+        print(
+            f"reading {row['items']:,} items, {row['how']}: "
+            f"peak RSS {row['peak_rss_mb']:,} MB, {row['seconds']} s"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps({"runs": [asdict(r) for r in runs], "overlap": overlap, "hit@5": quality})
-        )
+        results = {
+            "runs": [asdict(r) for r in runs],
+            "overlap": overlap,
+            "hit@5": quality,
+            "reading": reading,
+        }
+        args.json.write_text(json.dumps(results))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
