@@ -296,15 +296,17 @@ def index_catalog(
             or the final check failed (re-run to complete; see :meth:`RelationIndex.finish`).
 
     Example:
+        >>> import pathlib, tempfile
         >>> import rcml_st
-        >>> from rcml_st.data import generate_catalog, stream_catalog
+        >>> from rcml_st.data import stream_catalog
         >>> from rcml_st.index import RelationIndex, index_catalog
-        >>> model = rcml_st.build_model("rcml-tiny")  # doctest: +SKIP
-        >>> items = stream_catalog(generate_catalog("/tmp/synth", n_items=30).train_path)  # doctest: +SKIP
-        >>> with RelationIndex.connect(path="/tmp/qdrant_data") as index:  # doctest: +SKIP
-        ...     report = index_catalog(model, items, index, relations=["matches in colour"])
-        >>> report.counts  # doctest: +SKIP
-        {'matches in colour': 22}
+        >>> data = pathlib.Path(tempfile.mkdtemp()) / "data.jsonl"
+        >>> _ = data.write_text('{"id": "A", "text": "sage bib"}\\n{"id": "B", "text": "sage cup"}\\n')
+        >>> model = rcml_st.build_model("rcml-tiny", device="cpu")
+        >>> with RelationIndex.connect(path=tempfile.mkdtemp()) as index:
+        ...     report = index_catalog(model, stream_catalog(data), index, relations=["matches in colour"])
+        >>> report.counts
+        {'matches in colour': 2}
     """
     from rcml_st.encoding import encode_relations
 
