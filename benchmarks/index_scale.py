@@ -280,7 +280,9 @@ def train_quality_model(work: Path, n_items: int) -> tuple[Path, Path]:
         "--lr",
         "1e-3",
         "--epochs",
-        "3",
+        "2",
+        "--pairs-per-epoch",
+        "6400",
         "--device",
         "cpu",
     ]
