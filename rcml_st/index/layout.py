@@ -96,6 +96,17 @@ class Layout:
         return self.quantization != "none"
 
     @property
+    def tuned(self) -> bool:
+        """Whether any storage setting other than ``vectors`` differs from the default."""
+        return (
+            self.quantized
+            or self.on_disk is not None
+            or not self.on_disk_payload
+            or self.hnsw_m is not None
+            or self.hnsw_ef_construct is not None
+        )
+
+    @property
     def vectors_on_disk(self) -> bool:
         """Where the float32 vectors live: on disk when asked, or by default when quantized."""
         return self.quantized if self.on_disk is None else self.on_disk

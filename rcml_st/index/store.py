@@ -312,6 +312,11 @@ class RelationIndex:
         config = (layout or Layout()).collection_config(dims)
         if self.embedded:
             # The embedded store is exact brute force in RAM: no graph, no quantization, no mmap.
+            if layout is not None and layout.tuned and not self.exists():
+                logger.warning(
+                    "the embedded store keeps vectors in RAM and searches exactly; --quantization, "
+                    "--vectors-on-disk, --payload-in-ram and --hnsw-* are ignored (--vectors applies)"
+                )
             config = {"vectors_config": config["vectors_config"]}
             for params in config["vectors_config"].values():
                 params.on_disk = None

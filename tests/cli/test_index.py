@@ -240,6 +240,10 @@ def test_storage_options_reach_the_collection_and_bad_ones_are_exit_2(workspace,
     base = [str(data), "-m", str(root / "model"), "--qdrant-path", str(store), "-r", "goes with"]
     result = index(*base, "--vectors", "item", "--quantization", "int8", "--sequential")
     assert result.exit_code == 0, result.output
+    assert (
+        "Warning: the embedded store keeps vectors in RAM and searches exactly; --quantization"
+        in result.stderr
+    )
     with RelationIndex.connect(path=store) as opened:
         assert opened.dims() == {"item": 32}
     refused = index(*base)  # the collection holds only item vectors
