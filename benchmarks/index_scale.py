@@ -51,6 +51,8 @@ RELATIONS = ("made by the same brand", "matches in colour", "used together for t
 LAYOUTS = {
     "full": [],
     "compact": ["--vectors", "item", "--quantization", "int8"],
+    "compact-m8": ["--vectors", "item", "--quantization", "int8", "--hnsw-m", "8"],
+    "compact-binary": ["--vectors", "item", "--quantization", "binary"],
 }
 CLI = [sys.executable, "-c", "from rcml_st.cli.main import app; app()"]
 
@@ -175,7 +177,7 @@ def index_once(
             "--device",
             "cpu",
             *LAYOUTS[layout],
-            *([] if overlap else ["--sequential"]),
+            "--overlap" if overlap else "--sequential",
         ]
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -332,7 +334,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated item counts")
-    parser.add_argument("--layouts", default="full,compact", help="comma-separated: full, compact")
+    parser.add_argument(
+        "--layouts", default="full,compact", help=f"comma-separated, of: {', '.join(LAYOUTS)}"
+    )
     parser.add_argument("--no-overlap-check", action="store_true", help="skip overlap vs --sequential")
     parser.add_argument("--no-quality", action="store_true", help="skip the Hit@5 comparison")
     parser.add_argument(

@@ -311,12 +311,14 @@ def index(
         ),
     ] = False,
     overlap: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--overlap/--sequential",
-            help="Encode the next batch while the previous one is written (default), or one after the other.",
+            help="Encode the next batch while the previous one is written, or one after the other "
+            "(default: overlap when the model runs on a GPU, sequential on CPU).",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     skip_invalid: Annotated[
         bool,
@@ -381,7 +383,7 @@ def _run(
     storage: dict[str, object],
     shard: str | None,
     verify_only: bool,
-    overlap: bool,
+    overlap: bool | None,
 ) -> None:
     from rcml_st.data import Shard, stream_catalog
     from rcml_st.errors import UsageError

@@ -75,7 +75,7 @@ def test_index_catalog_reports_written_items_when_the_writer_fails(tiny_model, m
     monkeypatch.setattr(RelationIndex, "upsert", failing)
     catalog = read_catalog(mixed_catalog)
     with pytest.raises(ServiceError, match=r"\(8 of 30 items were written; re-run the same command"):
-        index_catalog(tiny_model, catalog, index, relations=["r"], batch_size=8)
+        index_catalog(tiny_model, catalog, index, relations=["r"], batch_size=8, overlap=True)
     assert len(calls) == 2  # the run stopped at the failed batch
 
 
@@ -94,9 +94,28 @@ def test_an_encoding_error_stops_the_writer(tiny_model, mixed_catalog, monkeypat
 
     monkeypatch.setattr(rcml_st.encoding, "encode_relations", broken)
     with pytest.raises(InputDataError, match=r"cannot encode items .* image file is truncated"):
-        index_catalog(tiny_model, read_catalog(mixed_catalog), index, relations=["r"], batch_size=5)
+        index_catalog(
+            tiny_model, read_catalog(mixed_catalog), index, relations=["r"], batch_size=5, overlap=True
+        )
     assert index.count() <= 10  # at most the two batches encoded before the error
     assert not any(t.name == "rcml-st-writer" for t in threading.enumerate())
+
+
+def test_overlap_is_the_default_on_a_gpu_only(tiny_model, mixed_catalog, monkeypatch):
+    import rcml_st.index.pipeline as pipeline
+
+    threaded = []
+    real = pipeline.BatchWriter
+
+    def spy(*args, **kwargs):
+        threaded.append(kwargs["threaded"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "BatchWriter", spy)
+    catalog = read_catalog(mixed_catalog).subset(range(3))
+    index_catalog(tiny_model, catalog, memory_index(), relations=["r"])  # a CPU model
+    index_catalog(tiny_model, catalog, memory_index("x"), relations=["r"], overlap=True)
+    assert threaded == [False, True]
 
 
 def test_overlapped_and_sequential_runs_write_the_same_points(tiny_model, mixed_catalog):
