@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import rcml_st
 
@@ -92,3 +93,27 @@ def test_bad_relations_are_rejected(model, bad):
 def test_unknown_modality_is_rejected(model):
     with pytest.raises(ValueError, match="unknown modalities"):
         rcml_st.encode_relations(model, ["a"], RELATIONS, modalities=("audio",))
+
+
+def test_relation_texts_are_encoded_once_per_run_and_again_after_a_weight_change(tiny_clip_config):
+    from rcml_st.encoding import encode_relations
+
+    torch.manual_seed(0)
+    model = rcml_st.build_model(tiny_clip_config, device="cpu")
+    adapter = model[0].text_adapter
+    real_trunk, rows = adapter.trunk, []
+
+    def counting_trunk(ids):
+        rows.append(ids.shape[0])
+        return real_trunk(ids)
+
+    adapter.trunk = counting_trunk
+    relations = ["matches in colour", "made by the same brand"]
+    first = encode_relations(model, ["a red pram"], relations).item
+    encode_relations(model, ["a blue rattle"], relations)
+    assert rows == [2, 1, 1]  # the two relations once, then each call's item text only
+    with torch.no_grad():
+        model[0].model.text_projection.mul_(2.0)  # an in-place weight change, as an optimizer step
+    again = encode_relations(model, ["a red pram"], relations).item
+    assert rows == [2, 1, 1, 2, 1]
+    assert first.shape == again.shape == (2, 1, 32)
