@@ -402,6 +402,16 @@ def _open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(fh, start=1)
 
 
+def no_items_error(
+    path: Path, where: str, skipped: collections.Counter, examples: dict[str, str]
+) -> InputDataError:
+    """The error for a data file without one valid item (all skipped, or empty)."""
+    if skipped:
+        summary = Catalog(path, [], skipped, 0, examples).skip_summary()
+        return InputDataError(f"no valid items ({summary})", path=where)
+    return InputDataError("no items (the file is empty)", path=where)
+
+
 def read_catalog(
     path: str | os.PathLike[str],
     *,
@@ -485,10 +495,7 @@ def read_catalog(
         raise InputDataError(f"cannot read file: {exc.strerror or exc}", path=where) from None
 
     if not records:
-        if skipped:
-            summary = Catalog(path, [], skipped, 0, skip_examples).skip_summary()
-            raise InputDataError(f"no valid items ({summary})", path=where)
-        raise InputDataError("no items (the file is empty)", path=where)
+        raise no_items_error(path, where, skipped, skip_examples)
 
     # Second pass over the (small) parsed records: keep only targets present in the file.
     dropped = 0

@@ -44,6 +44,7 @@ from rcml_st.data.catalog import (
     _parse_line,
     _RecordError,
     _validate_record,
+    no_items_error,
 )
 from rcml_st.data.shard import Shard
 from rcml_st.errors import InputDataError
@@ -185,10 +186,7 @@ def stream_catalog(
         raise InputDataError(f"cannot read file: {exc.strerror or exc}", path=where) from None
 
     if not items:
-        if skipped:
-            summary = Catalog(path, [], skipped, 0, examples).skip_summary()
-            raise InputDataError(f"no valid items ({summary})", path=where)
-        raise InputDataError("no items (the file is empty)", path=where)
+        raise no_items_error(path, where, skipped, examples)
     return CatalogStream(path, items, selected, shard, skipped, examples, frozenset(skipped_lines))
 
 
