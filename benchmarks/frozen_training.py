@@ -34,7 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli/train.py: spinning threads on busy CPUs
+if os.environ.get("OMP_WAIT_POLICY") == "UNSET":
+    del os.environ["OMP_WAIT_POLICY"]
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli/train.py: spinning threads on busy CPUs
 
 import torch
 from sentence_transformers.base.data_collator import BaseDataCollator

@@ -28,6 +28,7 @@ from torch import nn
 from rcml_st.losses.distributed import gather_no_grad, gather_sizes, gather_with_grad, union_presence, world
 from rcml_st.losses.positives import RelationGraph
 from rcml_st.model import rcml_modules
+from rcml_st.modules.columns import column_sizes, concat_columns
 
 #: Loss term -> (query modality, candidate modality).
 DIRECTIONS: dict[str, tuple[str, str]] = {
@@ -127,7 +128,10 @@ class RCMLLoss(nn.Module):
         previous = pooling.output_all_relations
         pooling.output_all_relations = True
         try:
-            yield
+            # Both columns use the same weights, and the step calls backward once on their terms:
+            # a folded attention's weight products are computed once for both.
+            with pooling.shared_products.scope():
+                yield
         finally:
             pooling.output_all_relations = previous
 
@@ -163,16 +167,7 @@ class RCMLLoss(nn.Module):
         position[used] = torch.arange(used.numel(), device=device)
         slot = position[relation]  # each pair's relation as an index into the `*_all` outputs
 
-        outputs = []
-        with self._all_relations():
-            for features in sentence_features:
-                features = dict(features)
-                features["relation_tokens"] = self.relation_tokens[used].to(device)
-                # Only the `*_all` outputs (every item under every relation) are used here; with
-                # no per-item relation the pooling skips its per-item attention pass.
-                features["relation_index"] = torch.full_like(slot, -1)
-                outputs.append(self.model(features))
-        anchor, positive = outputs
+        anchor, positive = self._encode(sentence_features, self.relation_tokens[used].to(device))
 
         rank, world_size = world() if self.gather_across_devices else (0, 1)
         sizes = gather_sizes(batch, device) if world_size > 1 else [batch]
@@ -224,6 +219,30 @@ class RCMLLoss(nn.Module):
                     anchor["sentence_embedding"].sum() + positive["sentence_embedding"].sum()
                 )
         return terms
+
+    def _encode(
+        self, columns: Sequence[dict[str, Any]], relation_tokens: torch.Tensor
+    ) -> list[dict[str, torch.Tensor]]:
+        """Every item of every column under each of ``relation_tokens`` (the ``*_all`` outputs).
+
+        The columns go through the model as one batch when their features allow it
+        (:func:`~rcml_st.modules.columns.concat_columns`), else one by one. Only the ``*_all``
+        outputs are used here; with no per-item relation the pooling skips its per-item pass.
+        """
+        merged = concat_columns(columns) if len(columns) > 1 else None
+        batches = [dict(c) for c in columns] if merged is None else [merged]
+        outputs = []
+        with self._all_relations():
+            for features in batches:
+                features["relation_tokens"] = relation_tokens
+                features["relation_index"] = torch.full_like(features["relation_index"], -1)
+                outputs.append(self.model(features))
+        if merged is None:
+            return outputs
+        sizes = column_sizes(columns)
+        keys = ("text_embedding_all", "image_embedding_all", "has_text", "has_image", "sentence_embedding")
+        parts = {key: outputs[0][key].split(sizes) for key in keys}
+        return [{key: parts[key][i] for key in keys} for i in range(len(columns))]
 
     def _scores(self, queries: torch.Tensor, candidates: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """(B, N) logits: query i against every candidate, both under query i's relation."""

@@ -150,40 +150,91 @@ class OpenCLIPInput(InputModule):
         Items whose trunk outputs the features already carry (``text_trunk_*`` / ``image_trunk_*``,
         from a trunk cache) skip the trunk: only the projections run. With frozen trunks
         (:meth:`freeze_trunks`) the trunks run without building a graph, and each relation
-        description's trunk output is computed once and remembered.
+        description's trunk output is computed once and remembered. While frozen trunks train and
+        a tower's head is one affine layer, its tokens are not projected at all: the features
+        carry ``{modality}_token_source`` (the trunk tokens) and ``{modality}_token_weight`` (and
+        ``_bias``), and :class:`~rcml_st.modules.RelationPooling` folds the projection into its
+        attention (:mod:`rcml_st.modules.folded_attention`).
         """
+        heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
+        dtype = heads[0].dtype if heads else None  # precomputed trunk outputs are cast to it
+        self._text_features(features, dtype)
+        self._image_features(features, dtype)
+        return features
+
+    def _text_features(self, features: dict[str, torch.Tensor], dtype: torch.dtype | None) -> None:
         relation_ids = features["relation_tokens"]
-        head_dtype = next(iter(self.head_parameters()), (None, None))[1]
-        dtype = None if head_dtype is None else head_dtype.dtype
         given = precomputed_trunk(features, "text", dtype)
         n_text = features["input_ids"].shape[0] if given is None else given.pooled.shape[0]
-        if n_text + relation_ids.shape[0] > 0:
-            if given is None and not self.trunks_frozen:  # item texts and relations share one pass
-                global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
-            else:
-                global_, tokens, mask = self.text_head(self._frozen_text_trunk(features, given, relation_ids))
-            if n_text:  # like images: a batch without item texts has no text features at all
-                features["text_global"] = global_[:n_text]
-                features["text_tokens"] = tokens[:n_text]
-                features["text_token_mask"] = mask[:n_text]
-            features["relation_embedding"] = global_[n_text:]
-        else:
+        if n_text + relation_ids.shape[0] == 0:
             features["relation_embedding"] = relation_ids.new_zeros(
                 (0, self.embedding_dimension), dtype=torch.float
             )
+            return
+        if given is None and not self.trunks_frozen:  # item texts and relations share one pass
+            global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
+        else:
+            trunk = self._frozen_text_trunk(features, given, relation_ids)
+            if self._fold("text"):  # the relations need only their global embedding
+                global_ = self.text_adapter.head_global(trunk.pooled)
+                self._put_folded(features, "text", global_[:n_text], trunk, n_text)
+                features["relation_embedding"] = global_[n_text:]
+                return
+            global_, tokens, mask = self.text_head(trunk)
+        if n_text:  # like images: a batch without item texts has no text features at all
+            features["text_global"] = global_[:n_text]
+            features["text_tokens"] = tokens[:n_text]
+            features["text_token_mask"] = mask[:n_text]
+        features["relation_embedding"] = global_[n_text:]
+
+    def _image_features(self, features: dict[str, torch.Tensor], dtype: torch.dtype | None) -> None:
         image = precomputed_trunk(features, "image", dtype)
         if image is None and "pixel_values" in features and self.trunks_frozen:
             with torch.no_grad():
                 image = self.image_trunk(features["pixel_values"])
-        if image is not None or "pixel_values" in features:
-            if image is not None:
-                global_, tokens, mask = self.image_head(image)
-            else:
-                global_, tokens, mask = self.encode_image(features["pixel_values"])
-            features["image_global"] = global_
-            features["image_tokens"] = tokens
-            features["image_token_mask"] = mask
-        return features
+        if image is not None and self._fold("image"):
+            self._put_folded(features, "image", self.image_adapter.head_global(image.pooled), image, None)
+            return
+        if image is None and "pixel_values" not in features:
+            return
+        if image is not None:
+            global_, tokens, mask = self.image_head(image)
+        else:
+            global_, tokens, mask = self.encode_image(features["pixel_values"])
+        features["image_global"] = global_
+        features["image_tokens"] = tokens
+        features["image_token_mask"] = mask
+
+    def _fold(self, modality: str) -> bool:
+        """Whether a modality's tokens go unprojected to the pooling, which folds the projection in.
+
+        Only while frozen trunks train (their tokens are constants, see
+        :mod:`rcml_st.modules.folded_attention`) and the head is one affine layer.
+        """
+        if not (self.trunks_frozen and torch.is_grad_enabled()):
+            return False
+        adapter = self.text_adapter if modality == "text" else self.image_adapter
+        return adapter.token_projection() is not None
+
+    def _put_folded(
+        self,
+        features: dict[str, torch.Tensor],
+        modality: str,
+        global_: torch.Tensor,
+        trunk: TrunkOutput,
+        count: int | None,
+    ) -> None:
+        if count == 0:
+            return
+        rows = slice(None) if count is None else slice(0, count)
+        adapter = self.text_adapter if modality == "text" else self.image_adapter
+        weight, bias = adapter.token_projection()  # type: ignore[misc]
+        features[f"{modality}_global"] = global_
+        features[f"{modality}_token_source"] = trunk.tokens[rows].detach()
+        features[f"{modality}_token_mask"] = trunk.mask[rows]
+        features[f"{modality}_token_weight"] = weight
+        if bias is not None:
+            features[f"{modality}_token_bias"] = bias
 
     def _frozen_text_trunk(
         self, features: dict[str, torch.Tensor], given: TrunkOutput | None, relation_ids: torch.Tensor

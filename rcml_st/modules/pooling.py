@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from sentence_transformers.base.modules import Module
 from torch import nn
 
+from rcml_st.modules.folded_attention import SharedProducts, TokenProjection, folded_attention
+
 DEFAULT_BETA = 0.5
 """Default mix of global and pooled embedding. The paper finds results stable for beta in
 [0, 0.6] and poor at 1 (plain CLIP); 0.5 keeps half of CLIP's embedding, so a freshly
@@ -72,35 +74,49 @@ class RelationPooling(Module):
         # encoded under the anchor's relation.
         self.output_all_relations = False
         self.attention = nn.MultiheadAttention(self.embedding_dimension, self.num_heads, batch_first=True)
+        # Weight products of the folded attention, shared by the columns of one training step
+        # while a loss holds its scope open (see RCMLLoss); not saved.
+        self.shared_products = SharedProducts()
 
     def get_embedding_dimension(self) -> int:
         """The output embedding width (same as the backbone's)."""
         return self.embedding_dimension
 
     def condition(
-        self, global_: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, queries: torch.Tensor
+        self,
+        global_: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        queries: torch.Tensor,
+        projection: TokenProjection | None = None,
     ) -> torch.Tensor:
         """Conditioned embeddings of N items under Q relations each.
 
         Args:
             global_: the items' global embeddings (N, D).
-            tokens: their token features (N, L, D).
+            tokens: their token features (N, L, D), or with ``projection`` the trunk tokens
+                (N, L, C) before the head's affine map into the joint space.
             mask: which tokens are real (N, L), bool.
             queries: relation embeddings (N, Q, D), or (Q, D) shared by every item.
+            projection: the head's ``(weight (D, C), bias)``; the attention then folds it in
+                (:func:`~rcml_st.modules.folded_attention.folded_attention`), same result.
 
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
         """
         if tokens.shape[0] == 0:  # attention rejects an empty batch; no items, no embeddings
-            return tokens.new_zeros((0, queries.shape[-2], tokens.shape[-1]))
-        if queries.dim() == 2:
-            queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+            return global_.new_zeros((0, queries.shape[-2], global_.shape[-1]))
         plain = F.normalize(global_, dim=-1).unsqueeze(1)
         if self.beta == 1.0:
-            return plain.expand(-1, queries.shape[1], -1)
-        pooled, _ = self.attention(
-            queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
-        )
+            return plain.expand(-1, queries.shape[-2], -1)
+        if projection is not None:
+            pooled = folded_attention(self.attention, queries, tokens, mask, projection, self.shared_products)
+        else:
+            if queries.dim() == 2:
+                queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+            pooled, _ = self.attention(
+                queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
+            )
         mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled, dim=-1)
         return F.normalize(mixed, dim=-1)
 
@@ -116,9 +132,11 @@ class RelationPooling(Module):
         global_ = features[f"{modality}_global"]
         if queries is None:
             return F.normalize(global_, dim=-1).unsqueeze(1)
-        return self.condition(
-            global_, features[f"{modality}_tokens"], features[f"{modality}_token_mask"], queries
-        )
+        mask = features[f"{modality}_token_mask"]
+        if f"{modality}_token_source" in features:  # frozen trunk tokens, not projected
+            projection = (features[f"{modality}_token_weight"], features.get(f"{modality}_token_bias"))
+            return self.condition(global_, features[f"{modality}_token_source"], mask, queries, projection)
+        return self.condition(global_, features[f"{modality}_tokens"], mask, queries)
 
     @staticmethod
     def fuse(
@@ -185,7 +203,8 @@ class RelationPooling(Module):
             for name in ("text_embedding", "image_embedding", "sentence_embedding"):
                 features[f"{name}_all"] = fused_all[name]
         # Keep the outputs (and the inputs' index features), drop the heavy token tensors.
-        for key in ("text_tokens", "text_token_mask", "image_tokens", "image_token_mask", "pixel_values"):
+        heavy = ("tokens", "token_mask", "token_source", "token_weight", "token_bias")
+        for key in [f"{m}_{name}" for m in ("text", "image") for name in heavy] + ["pixel_values"]:
             features.pop(key, None)
         features.update({name: value[:, 0] if value.dim() == 3 else value for name, value in fused.items()})
         return features

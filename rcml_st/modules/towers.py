@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rcml_st.errors import UsageError
+from rcml_st.modules.folded_attention import TokenProjection, linear_map
 
 try:
     from open_clip.transformer import text_global_pool
@@ -102,6 +103,19 @@ class Tower:
         """The projection's parameters (trained when the trunk is frozen)."""
         raise NotImplementedError
 
+    def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The global embedding of a pooled feature: the first part of :meth:`head`."""
+        raise NotImplementedError
+
+    def token_projection(self) -> TokenProjection | None:
+        """The head's map of one token when it is a single affine layer, ``(weight (D, C), bias)``.
+
+        With it, frozen-trunk training folds the projection into the relation pooling's attention
+        (:mod:`rcml_st.modules.folded_attention`) instead of projecting every token. ``None``
+        (the default, and for heads that are not one affine layer) projects tokens as usual.
+        """
+        return None
+
     def trunk_modules(self) -> list[nn.Module]:
         """The modules of the trunk (frozen, and put in eval mode, by ``--freeze-backbone``)."""
         raise NotImplementedError
@@ -135,6 +149,12 @@ class VisionTransformerTower(Tower):
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.visual.proj)
+
+    def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
+        return _apply(self.visual.proj, pooled)
+
+    def token_projection(self) -> TokenProjection | None:
+        return linear_map(self.visual.proj)
 
     def trunk_modules(self) -> list[nn.Module]:
         return list(self.visual.children())
@@ -192,6 +212,12 @@ class TimmTower(Tower):
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.visual.head, self.classifier)
+
+    def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self._project(pooled)
+
+    def token_projection(self) -> TokenProjection | None:
+        return linear_map(self.classifier, self.visual.head)
 
     def trunk_modules(self) -> list[nn.Module]:
         if self.classifier is None:
@@ -319,6 +345,12 @@ class TransformerTextTower(Tower):
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.owner.text_projection)
 
+    def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
+        return _apply(self.owner.text_projection, pooled)
+
+    def token_projection(self) -> TokenProjection | None:
+        return linear_map(self.owner.text_projection)
+
     def trunk_modules(self) -> list[nn.Module]:
         names = ("token_embedding", "transformer", "ln_final", "cls_emb")
         modules = [getattr(self.owner, name, None) for name in names]
@@ -355,6 +387,12 @@ class HFTextTower(Tower):
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.text.proj)
+
+    def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.text.proj(pooled)
+
+    def token_projection(self) -> TokenProjection | None:
+        return linear_map(self.text.proj)
 
     def trunk_modules(self) -> list[nn.Module]:
         return [self.text.transformer, self.text.pooler]
