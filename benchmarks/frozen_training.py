@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-if os.environ.get("OMP_WAIT_POLICY") == "UNSET":
-    del os.environ["OMP_WAIT_POLICY"]
-else:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli/train.py: spinning threads on busy CPUs
+from rcml_st.cli._common import choose_thread_wait_policy
+
+choose_thread_wait_policy()  # as `rcml-st train` does, before torch is imported
 
 import torch
 from sentence_transformers.base.data_collator import BaseDataCollator
@@ -58,6 +57,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--items", type=int, default=200, help="size of the generated catalogue")
     parser.add_argument("--image-size", type=int, default=224, help="side of the generated images (px)")
+    parser.add_argument(
+        "--catalog", type=Path, help="train on this rcml-st data file instead of a generated catalogue"
+    )
     parser.add_argument("--cached-epochs", type=int, default=3, help="cached epochs timed (median)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args()
@@ -69,7 +71,8 @@ def _columns(batch: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _epoch(model: Any, loss: RCMLLoss, collate: Any, batches: list[list[dict]]) -> float:
     """Seconds for one pass over ``batches``: collate, forward, loss, backward, AdamW step."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    # The trainer's optimizer (`rcml-st train` uses transformers' adamw_torch_fused).
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
     started = time.perf_counter()
     for rows in batches:
         model.train()  # as the trainer does at every step
@@ -131,8 +134,12 @@ def _bench(backbone: str, batches: list[list[dict]], pairs: Any, dataset: Any, w
 def main() -> None:
     args = _parse()
     work = Path(tempfile.mkdtemp(prefix="rcml-frozen-bench-"))
-    synth = generate_catalog(work / "data", n_items=args.items, seed=0, holdout=0, image_size=args.image_size)
-    pairs = build_pairs(read_catalog(synth.train_path))
+    if args.catalog is None:
+        synth = generate_catalog(work / "data", n_items=args.items, seed=0, holdout=0, image_size=args.image_size)
+        catalog_path, source = synth.train_path, f"generated catalogue, {args.image_size} px images"
+    else:
+        catalog_path, source = args.catalog, str(args.catalog)
+    pairs = build_pairs(read_catalog(catalog_path))
     generator = torch.Generator().manual_seed(0)
     chosen = torch.randperm(len(pairs), generator=generator)[: args.pairs].tolist()
     pairs.pairs = [pairs.pairs[i] for i in chosen]  # the same pairs for every mode and backbone
@@ -140,7 +147,7 @@ def main() -> None:
     rows = [dataset[i] for i in range(len(dataset))]
     batches = [rows[i : i + args.batch_size] for i in range(0, len(rows), args.batch_size)]
     print(
-        f"{len(rows)} pairs in {len(batches)} batches of {args.batch_size}, {args.image_size} px images, "
+        f"{len(rows)} pairs in {len(batches)} batches of {args.batch_size} ({source}), "
         f"CPU, {torch.get_num_threads()} threads"
     )
     results = []

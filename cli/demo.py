@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rcml_st.cli._common import console, err_console, quiet_transformers, run_command
+from rcml_st.cli._common import (
+    choose_thread_wait_policy,
+    console,
+    err_console,
+    quiet_transformers,
+    run_command,
+)
 
 if TYPE_CHECKING:
     from rcml_st.data import Catalog, Item
@@ -60,8 +64,7 @@ def demo(
     """Run the whole job end to end on generated data (see the full help)."""
 
     def body() -> None:
-        if "torch" not in sys.modules:  # see cli/train.py: spinning OpenMP threads hurt small CPU models
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        choose_thread_wait_policy()  # before torch is imported
         _run(workdir, items, epochs, pairs_per_epoch, seed, device)
 
     run_command(body)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rcml_st.cli._common import Device, console, err_console, fail, quiet_transformers, run_command
+from rcml_st.cli._common import (
+    Device,
+    choose_thread_wait_policy,
+    console,
+    err_console,
+    fail,
+    quiet_transformers,
+    run_command,
+)
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -262,10 +269,7 @@ train.__doc__ = TRAIN_HELP
 def _quiet_threads_and_logs() -> None:
     """Process settings for a training run, applied before torch is imported.
 
-    OpenMP threads that spin while waiting make small CPU models several times slower on a busy
-    machine (measured: 0.9 s vs 0.15 s per step of the tiny model on 2 shared cores); a passive
-    wait policy costs nothing measurable otherwise. Users can still set their own.
+    The OpenMP wait policy follows how busy the machine is (:func:`choose_thread_wait_policy`).
     """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    choose_thread_wait_policy()
     quiet_transformers()

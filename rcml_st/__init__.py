@@ -14,8 +14,9 @@ Saved models load with ``SentenceTransformer(path, trust_remote_code=True)`` (or
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rcml_st._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from rcml_st.encoding import RelationEmbeddings, encode_relations
@@ -38,18 +39,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rcml_st' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     "OpenCLIPInput",

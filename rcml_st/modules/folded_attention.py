@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -164,26 +165,91 @@ def folded_attention(
     b_q, _b_k, b_v = attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
     q = F.linear(queries.to(tokens.dtype), w_q, b_q) * head_dim**-0.5
     q = q.unflatten(-1, (heads, head_dim))  # (..., Q, H, dh)
-    n, _length, width = tokens.shape
+    width = tokens.shape[2]
+    value_map = shared.matmul(w_v, weight).view(heads, head_dim, width)  # Wv P, per head
     if q.dim() == 3:  # shared queries: one key direction per (relation, head) in the trunk's width
         directions = torch.einsum("qhd,hde->qhe", q, w_k.view(heads, head_dim, dim)) @ weight
-        scores = torch.einsum("nlc,qhc->nqhl", tokens, directions)
-    else:  # per-item queries: fold Wk P once for the batch when that is cheaper than per item
-        per_item = n * q.shape[1] * heads * dim * width
-        if per_item > dim * dim * width:
-            key_map = shared.matmul(w_k, weight).view(heads, head_dim, width)
-            directions = torch.einsum("nqhd,hdc->nqhc", q, key_map)
-        else:
-            directions = torch.einsum("nqhd,hde->nqhe", q, w_k.view(heads, head_dim, dim)) @ weight
-        scores = torch.einsum("nlc,nqhc->nqhl", tokens, directions)
-    scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
-    weights = scores.softmax(dim=-1)
-    summed = torch.einsum("nqhl,nlc->nqhc", weights, tokens)  # (N, Q, H, C)
-    value_map = shared.matmul(w_v, weight).view(heads, head_dim, width)  # Wv P, per head
-    values = torch.einsum("nqhc,hdc->nqhd", summed, value_map).flatten(-2)
+        values = _SharedQueryPool.apply(directions.flatten(0, 1), value_map, tokens, mask)
+    else:
+        values = _per_item_pool(q, w_k, weight, value_map, tokens, mask, shared)
     offset = b_v
     if bias is not None:
         offset = w_v @ bias if offset is None else offset + w_v @ bias
     if offset is not None:
         values = values + offset
     return attention.out_proj(values)
+
+
+def _per_item_pool(
+    q: torch.Tensor,
+    w_k: torch.Tensor,
+    weight: torch.Tensor,
+    value_map: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    shared: SharedProducts,
+) -> torch.Tensor:
+    """Folded pooling for per-item queries ``q`` (N, Q, H, dh): the values (N, Q, D), no biases."""
+    n, _length, width = tokens.shape
+    heads, head_dim, dim = q.shape[2], q.shape[3], w_k.shape[1]
+    # Fold Wk P once for the batch when that is cheaper than a key direction per item.
+    if n * q.shape[1] * heads * dim * width > dim * dim * width:
+        key_map = shared.matmul(w_k, weight).view(heads, head_dim, width)
+        directions = torch.einsum("nqhd,hdc->nqhc", q, key_map)
+    else:
+        directions = torch.einsum("nqhd,hde->nqhe", q, w_k.view(heads, head_dim, dim)) @ weight
+    scores = torch.einsum("nlc,nqhc->nqhl", tokens, directions)
+    scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    summed = torch.einsum("nqhl,nlc->nqhc", scores.softmax(dim=-1), tokens)  # (N, Q, H, C)
+    return torch.einsum("nqhc,hdc->nqhd", summed, value_map).flatten(-2)
+
+
+class _SharedQueryPool(torch.autograd.Function):
+    """The folded pooling of N items under the same Q·H key directions, with a hand-made backward.
+
+    Inputs: ``directions`` (Q·H, C), row ``q·H + h``; ``value_map`` (H, dh, C); ``tokens``
+    (N, L, C), constant; ``mask`` (N, L). Output: the values (N, Q, H·dh), before their bias.
+
+    The training path (a loss scores every item under every relation of the batch). Written out
+    so that every step is one matrix product over the whole batch in a layout that needs no
+    copies of the (N, Q·H, C) sums, where autograd through ``einsum`` makes several.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, directions: torch.Tensor, value_map: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        n, length, width = tokens.shape
+        heads, head_dim, _ = value_map.shape
+        rows = directions.shape[0]
+        queries = rows // heads
+        flat = tokens.reshape(n * length, width)
+        scores = torch.mm(flat, directions.t()).view(n, length, rows)
+        scores.masked_fill_(~mask[:, :, None], float("-inf"))
+        weights = torch.softmax(scores, dim=1)  # over the tokens
+        summed = torch.bmm(weights.transpose(1, 2), tokens)  # (N, Q·H, C)
+        by_head = summed.view(n * queries, heads, width)
+        values = directions.new_empty((n * queries, heads, head_dim))
+        for h in range(heads):
+            values[:, h] = torch.mm(by_head[:, h], value_map[h].t())
+        ctx.save_for_backward(value_map, tokens, weights, summed)
+        return values.view(n, queries, heads * head_dim)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        value_map, tokens, weights, summed = ctx.saved_tensors
+        n, length, width = tokens.shape
+        heads, head_dim, _ = value_map.shape
+        rows = weights.shape[2]
+        queries = rows // heads
+        grad = grad.reshape(n * queries, heads, head_dim)
+        by_head = summed.view(n * queries, heads, width)
+        grad_map = torch.empty_like(value_map)
+        grad_summed = summed.new_empty((n * queries, heads, width))
+        for h in range(heads):
+            grad_map[h] = torch.mm(grad[:, h].t(), by_head[:, h])
+            grad_summed[:, h] = torch.mm(grad[:, h], value_map[h])
+        grad_weights = torch.bmm(tokens, grad_summed.view(n, rows, width).transpose(1, 2))  # (N, L, Q·H)
+        grad_scores = weights * (grad_weights - (grad_weights * weights).sum(dim=1, keepdim=True))
+        grad_directions = torch.mm(grad_scores.view(n * length, rows).t(), tokens.reshape(n * length, width))
+        return grad_directions, grad_map, None, None

@@ -62,6 +62,20 @@ def test_folded_attention_equals_attention_over_projected_tokens(queries_shape, 
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
 
 
+def test_the_shared_query_kernel_passes_gradcheck():
+    from rcml_st.modules.folded_attention import _SharedQueryPool
+
+    torch.manual_seed(0)
+    directions = torch.randn(2 * 3, 5, dtype=torch.float64, requires_grad=True)  # Q=2, H=3
+    value_map = torch.randn(3, 2, 5, dtype=torch.float64, requires_grad=True)
+    tokens = torch.randn(4, 6, 5, dtype=torch.float64)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[0, 2:] = False
+    assert torch.autograd.gradcheck(
+        lambda d, m: _SharedQueryPool.apply(d, m, tokens, mask), (directions, value_map)
+    )
+
+
 def test_per_item_queries_fold_the_key_map_once_for_a_large_batch():
     # Many items per query set: the key projection is folded into the head once (Wk P), the
     # other branch of the per-item path; same result.
