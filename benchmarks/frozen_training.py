@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rcml_st.cli._common import choose_thread_wait_policy
+from rcml_st.cli._common import thread_wait_policy
 
-choose_thread_wait_policy()  # as `rcml-st train` does, before torch is imported
+os.environ.update(thread_wait_policy())  # as `rcml-st train` does, before torch is imported
 
 import torch
 from sentence_transformers.base.data_collator import BaseDataCollator
@@ -135,7 +135,9 @@ def main() -> None:
     args = _parse()
     work = Path(tempfile.mkdtemp(prefix="rcml-frozen-bench-"))
     if args.catalog is None:
-        synth = generate_catalog(work / "data", n_items=args.items, seed=0, holdout=0, image_size=args.image_size)
+        synth = generate_catalog(
+            work / "data", n_items=args.items, seed=0, holdout=0, image_size=args.image_size
+        )
         catalog_path, source = synth.train_path, f"generated catalogue, {args.image_size} px images"
     else:
         catalog_path, source = args.catalog, str(args.catalog)
