@@ -219,6 +219,19 @@ class _SharedQueryPool(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, directions: torch.Tensor, value_map: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
+        # One precision for the whole kernel, autocast off (mixed-precision training hands in
+        # half precision weights and float32 tokens); gradients go back in each input's own.
+        ctx.dtypes = (directions.dtype, value_map.dtype)
+        dtype = torch.promote_types(torch.promote_types(directions.dtype, value_map.dtype), tokens.dtype)
+        with torch.autocast(tokens.device.type, enabled=False):
+            return _SharedQueryPool._forward(
+                ctx, directions.to(dtype), value_map.to(dtype), tokens.to(dtype), mask
+            )
+
+    @staticmethod
+    def _forward(
+        ctx: Any, directions: torch.Tensor, value_map: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         n, length, width = tokens.shape
         heads, head_dim, _ = value_map.shape
         rows = directions.shape[0]
@@ -238,6 +251,20 @@ class _SharedQueryPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         value_map, tokens, weights, summed = ctx.saved_tensors
+        with torch.autocast(tokens.device.type, enabled=False):
+            grad_directions, grad_map = _SharedQueryPool._backward(
+                grad.to(tokens.dtype), value_map, tokens, weights, summed
+            )
+        return grad_directions.to(ctx.dtypes[0]), grad_map.to(ctx.dtypes[1]), None, None
+
+    @staticmethod
+    def _backward(
+        grad: torch.Tensor,
+        value_map: torch.Tensor,
+        tokens: torch.Tensor,
+        weights: torch.Tensor,
+        summed: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, length, width = tokens.shape
         heads, head_dim, _ = value_map.shape
         rows = weights.shape[2]
@@ -252,4 +279,4 @@ class _SharedQueryPool(torch.autograd.Function):
         grad_weights = torch.bmm(tokens, grad_summed.view(n, rows, width).transpose(1, 2))  # (N, L, Q·H)
         grad_scores = weights * (grad_weights - (grad_weights * weights).sum(dim=1, keepdim=True))
         grad_directions = torch.mm(grad_scores.view(n * length, rows).t(), tokens.reshape(n * length, width))
-        return grad_directions, grad_map, None, None
+        return grad_directions, grad_map

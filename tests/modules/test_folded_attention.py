@@ -208,3 +208,24 @@ def test_columns_of_different_kinds_are_not_merged(tiny_clip_config, images):
     texts_only, images_only = clip.preprocess([ITEMS[0]]), clip.preprocess([images[0][0]])
     both = concat_columns([texts_only, images_only])  # a modality missing from one column is fine
     assert both["text_index"].tolist() == [0] and both["image_index"].tolist() == [1]
+
+
+def test_a_frozen_step_trains_under_mixed_precision(tiny_clip_config, images):
+    # As `--bf16` training does on a GPU (accelerate wraps the model's forward in autocast):
+    # half precision weights reach the folded pooling, whose kernel computes in one precision
+    # and returns each gradient in its input's.
+    torch.manual_seed(0)
+    model = rcml_st.build_model(tiny_clip_config, device="cpu")
+    freeze_backbone(model)
+    model.train()
+    model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)
+    loss = RCMLLoss(model, ["bought together", "matches in colour"])
+    labels = torch.tensor([[0, 3, 0], [1, 0, 1], [2, 1, 0]])
+    terms = loss(_columns(model[0], images[0]), labels)
+    total = torch.stack(list(terms.values())).sum()
+    total.backward()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert torch.isfinite(total)
+    assert all(
+        p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all() for p in trained
+    )
