@@ -284,11 +284,24 @@ class OpenCLIPInput(InputModule):
         self.train(self.training)
 
     def train(self, mode: bool = True) -> OpenCLIPInput:
-        """``nn.Module.train``, keeping frozen trunks in eval mode (the trainer calls it every step)."""
-        super().train(mode)
-        if self.trunks_frozen:
-            for module in self.trunk_modules():
-                module.eval()
+        """``nn.Module.train``, keeping frozen trunks in eval mode (the trainer calls it every step).
+
+        With frozen trunks only the modules outside them are switched; a trunk is walked (put in
+        eval mode) only when its root is found in training mode, so the trainer's call at every
+        step does not visit the towers' hundreds of modules twice.
+        """
+        if not self.trunks_frozen:
+            return super().train(mode)
+        trunks = {id(module) for module in self.trunk_modules()}
+        stack: list[nn.Module] = [self]
+        while stack:
+            module = stack.pop()
+            module.training = mode
+            for child in module.children():
+                if id(child) not in trunks:
+                    stack.append(child)
+                elif child.training:
+                    child.eval()
         return self
 
     # ----------------------------------------------------------------------------------------

@@ -182,6 +182,21 @@ def test_collated_cache_features_embed_mixed_items_like_preprocessing(mixed_cata
     assert hits == 3 and misses == 1  # the unseen anchor text sent its column to preprocess
 
 
+def test_train_mode_reaches_every_module_outside_the_frozen_trunks_and_none_inside():
+    model = rcml_st.build_model("rcml-tiny", device="cpu")
+    freeze_backbone(model)
+    clip = model[0]
+    inside = {id(m) for trunk in clip.trunk_modules() for m in trunk.modules()}
+    model.train()
+    assert inside and all(not m.training for m in clip.modules() if id(m) in inside)
+    assert all(m.training for m in model.modules() if id(m) not in inside)
+    clip.trunk_modules()[0].train()  # someone switches a trunk back: the next call puts it right
+    model.train()
+    assert all(not m.training for m in clip.modules() if id(m) in inside)
+    model.eval()
+    assert not any(m.training for m in model.modules())
+
+
 def test_frozen_trunks_stay_in_eval_mode_and_relations_go_through_them_once(trunk_calls):
     model = rcml_st.build_model("rcml-tiny", device="cpu")
     freeze_backbone(model)
