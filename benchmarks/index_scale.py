@@ -268,12 +268,22 @@ def reading_memory(sizes: list[int], work: Path) -> list[dict[str, float]]:
     return rows
 
 
-def train_quality_model(work: Path, n_items: int) -> tuple[Path, Path]:
-    """A small generated catalogue with relations and a tiny model trained on it (about a minute)."""
+def train_quality_model(work: Path, n_items: int, dim: int = 32) -> tuple[Path, Path]:
+    """A small generated catalogue with relations and a tiny model trained on it (about a minute).
+
+    ``dim`` other than 32: rcml-tiny's towers projecting into that many dimensions (binary
+    quantization needs a wide space: one bit per dimension).
+    """
     from rcml_st.data import generate_catalog
+    from rcml_st.modules.architectures import ARCHITECTURES
 
     synthetic = generate_catalog(work / "quality", n_items=n_items, holdout=0, image_size=32)
     model = work / "quality-model"
+    backbone = "rcml-tiny"
+    if dim != 32:
+        config = work / f"quality-tiny-{dim}.json"
+        config.write_text(json.dumps({**ARCHITECTURES["rcml-tiny"], "embed_dim": dim}))
+        backbone = str(config)
     command = [
         *CLI,
         "train",
@@ -281,7 +291,7 @@ def train_quality_model(work: Path, n_items: int) -> tuple[Path, Path]:
         "-o",
         str(model),
         "--backbone",
-        "rcml-tiny",
+        backbone,
         "--lr",
         "1e-3",
         "--epochs",
@@ -296,7 +306,7 @@ def train_quality_model(work: Path, n_items: int) -> tuple[Path, Path]:
 
 
 def hit_at_5(binary: Path, data: Path, model_dir: Path, work: Path) -> dict[str, float]:
-    """Hit@5 of searches by id on the full and the compact layout of the same catalogue."""
+    """Hit@5 of searches by id on the full, the compact (int8) and the binary layout of one catalogue."""
     import rcml_st
     from rcml_st.data import read_catalog
     from rcml_st.index import Layout, RelationIndex, index_catalog, search_index
@@ -304,7 +314,11 @@ def hit_at_5(binary: Path, data: Path, model_dir: Path, work: Path) -> dict[str,
     catalog = read_catalog(data)
     model = rcml_st.load(model_dir, device="cpu")
     relations = rcml_st.relation_vocabulary(model)
-    layouts = {"full": Layout(), "compact": Layout(vectors=("item",), quantization="int8")}
+    layouts = {
+        "full": Layout(),
+        "compact": Layout(vectors=("item",), quantization="int8"),
+        "binary": Layout(vectors=("item",), quantization="binary"),
+    }
     result: dict[str, float] = {}
     top5: dict[str, list[list[str]]] = {}
     with QdrantServer(binary, work / "qdrant-quality") as server:
@@ -326,8 +340,11 @@ def hit_at_5(binary: Path, data: Path, model_dir: Path, work: Path) -> dict[str,
             result[f"{name} precision@5"] = round(precision / queries, 4)
             result["queries"] = queries
             index.close()
-    same = [len(set(a) & set(b)) / 5 for a, b in zip(top5["full"], top5["compact"], strict=True)]
-    result["top-5 overlap"] = round(sum(same) / len(same), 4)
+    for name in ("compact", "binary"):
+        same = [len(set(a) & set(b)) / 5 for a, b in zip(top5["full"], top5[name], strict=True)]
+        result["top-5 overlap" if name == "compact" else f"{name} top-5 overlap"] = round(
+            sum(same) / len(same), 4
+        )
     shutil.rmtree(work / "qdrant-quality", ignore_errors=True)
     return result
 
@@ -346,6 +363,9 @@ def main() -> None:
         "--dim", type=int, default=32, help="vector size of the indexing model (32: rcml-tiny)"
     )
     parser.add_argument("--quality-items", type=int, default=800, help="items of the Hit@5 catalogue")
+    parser.add_argument(
+        "--quality-dim", type=int, default=32, help="vector size of the Hit@5 model (binary needs a wide one)"
+    )
     parser.add_argument("--model", type=Path, help="a trained model for Hit@5 (default: train a tiny one)")
     parser.add_argument(
         "--reading-sizes",
@@ -395,7 +415,7 @@ def main() -> None:
             data = generate_catalog(work / "quality", n_items=args.quality_items, holdout=0).train_path
             trained = args.model
         else:
-            data, trained = train_quality_model(work, args.quality_items)
+            data, trained = train_quality_model(work, args.quality_items, args.quality_dim)
         quality = hit_at_5(binary, data, trained, work)
         print(json.dumps({"hit@5": quality}), flush=True)
 
@@ -418,7 +438,9 @@ def main() -> None:
         print(
             f"Hit@5 full {quality['full hit@5']} vs compact {quality['compact hit@5']}, precision@5 "
             f"{quality['full precision@5']} vs {quality['compact precision@5']}, top-5 overlap "
-            f"{quality['top-5 overlap']}, over {quality['queries']} queries"
+            f"{quality['top-5 overlap']}, over {quality['queries']} queries; binary Hit@5 "
+            f"{quality['binary hit@5']}, precision@5 {quality['binary precision@5']}, "
+            f"top-5 overlap with full {quality['binary top-5 overlap']}"
         )
     for row in reading:
         print(

@@ -67,6 +67,10 @@ def concat_trunks(parts: Sequence[TrunkOutput]) -> TrunkOutput:
     tokens, masks = [], []
     for p in parts:
         pad = longest - p.tokens.shape[1]
+        if pad == 0:  # no padding copy: torch.cat below makes the only one
+            tokens.append(p.tokens.to(dtype))
+            masks.append(p.mask)
+            continue
         tokens.append(torch.nn.functional.pad(p.tokens.to(dtype), (0, 0, 0, pad)))
         masks.append(torch.nn.functional.pad(p.mask, (0, pad), value=False))
     pooled = torch.cat([p.pooled.to(dtype) for p in parts])
