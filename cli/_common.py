@@ -115,8 +115,10 @@ def thread_wait_policy() -> dict[str, str]:
     operations of a training step fast (a cached frozen rcml-lite step takes 2.2x as long with
     passive waits on an idle machine) but steals cycles from other work when every CPU is already
     busy (where passive waits are 1.2-1.5x faster). So: ``OMP_WAIT_POLICY=PASSIVE`` when a short
-    probe finds at least half of the CPUs busy with other processes, nothing (the OpenMP default)
-    otherwise, and nothing when the user set a policy or torch is already imported.
+    probe finds at least half of the CPUs busy with other processes, or when a launcher starts
+    several training processes on this machine (``LOCAL_WORLD_SIZE`` > 1: they share its CPUs);
+    nothing (the OpenMP default) otherwise, and nothing when the user set a policy or torch is
+    already imported.
 
     Example:
         >>> thread_wait_policy() in ({}, {"OMP_WAIT_POLICY": "PASSIVE"})
@@ -124,6 +126,8 @@ def thread_wait_policy() -> dict[str, str]:
     """
     if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
         return {}
+    if os.environ.get("LOCAL_WORLD_SIZE", "1").strip() not in ("", "1"):
+        return {"OMP_WAIT_POLICY": "PASSIVE"}
     busy = _cpu_busy_by_others()
     if busy is None or busy < 0.5 * (os.cpu_count() or 1):
         return {}

@@ -13,6 +13,7 @@ from rcml_st.cli import _common
 def before_torch(monkeypatch):
     """As in a fresh `rcml-st train` process: no policy set, torch not imported yet."""
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.delitem(sys.modules, "torch", raising=False)  # restored after the test
 
 
@@ -23,6 +24,14 @@ def test_busy_cpus_get_passive_waits_and_idle_ones_the_default(before_torch, mon
     monkeypatch.setattr(_common, "_cpu_busy_by_others", lambda: 0.3 * cpus)
     assert _common.thread_wait_policy() == {}
     monkeypatch.setattr(_common, "_cpu_busy_by_others", lambda: None)  # no /proc/stat
+    assert _common.thread_wait_policy() == {}
+
+
+def test_several_local_training_processes_wait_passively(before_torch, monkeypatch):
+    monkeypatch.setattr(_common, "_cpu_busy_by_others", lambda: 0.0)  # they all start at once
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun sets it
+    assert _common.thread_wait_policy() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert _common.thread_wait_policy() == {}
 
 
