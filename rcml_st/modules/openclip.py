@@ -29,6 +29,7 @@ from rcml_st.modules.backbone import (
     get_tokenizer,
     save_backbone,
 )
+from rcml_st.modules.folded_attention import TokenProjection
 from rcml_st.modules.inputs import parse_batch
 from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
 from rcml_st.modules.trunk_features import TrunkMemo, concat_trunks, precomputed_trunk
@@ -175,9 +176,11 @@ class OpenCLIPInput(InputModule):
             global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
         else:
             trunk = self._frozen_text_trunk(features, given, relation_ids)
-            if self._fold("text"):  # the relations need only their global embedding
+            projection = self._folded_projection("text")
+            if projection is not None:  # the relations need only their global embedding
                 global_ = self.text_adapter.head_global(trunk.pooled)
-                self._put_folded(features, "text", global_[:n_text], trunk, n_text)
+                if n_text:
+                    self._put_folded(features, "text", global_[:n_text], trunk, n_text, projection)
                 features["relation_embedding"] = global_[n_text:]
                 return
             global_, tokens, mask = self.text_head(trunk)
@@ -192,8 +195,10 @@ class OpenCLIPInput(InputModule):
         if image is None and "pixel_values" in features and self.trunks_frozen:
             with torch.no_grad():
                 image = self.image_trunk(features["pixel_values"])
-        if image is not None and self._fold("image"):
-            self._put_folded(features, "image", self.image_adapter.head_global(image.pooled), image, None)
+        projection = self._folded_projection("image") if image is not None else None
+        if image is not None and projection is not None:
+            global_ = self.image_adapter.head_global(image.pooled)
+            self._put_folded(features, "image", global_, image, image.pooled.shape[0], projection)
             return
         if image is None and "pixel_values" not in features:
             return
@@ -205,33 +210,32 @@ class OpenCLIPInput(InputModule):
         features["image_tokens"] = tokens
         features["image_token_mask"] = mask
 
-    def _fold(self, modality: str) -> bool:
-        """Whether a modality's tokens go unprojected to the pooling, which folds the projection in.
+    def _folded_projection(self, modality: str) -> TokenProjection | None:
+        """The head's affine map when a modality's tokens go unprojected to the pooling, else ``None``.
 
         Only while frozen trunks train (their tokens are constants, see
-        :mod:`rcml_st.modules.folded_attention`) and the head is one affine layer.
+        :mod:`rcml_st.modules.folded_attention`) and the head is one affine layer; the pooling
+        then folds the map into its attention.
         """
         if not (self.trunks_frozen and torch.is_grad_enabled()):
-            return False
+            return None
         adapter = self.text_adapter if modality == "text" else self.image_adapter
-        return adapter.token_projection() is not None
+        return adapter.token_projection()
 
+    @staticmethod
     def _put_folded(
-        self,
         features: dict[str, torch.Tensor],
         modality: str,
         global_: torch.Tensor,
         trunk: TrunkOutput,
-        count: int | None,
+        count: int,
+        projection: TokenProjection,
     ) -> None:
-        if count == 0:
-            return
-        rows = slice(None) if count is None else slice(0, count)
-        adapter = self.text_adapter if modality == "text" else self.image_adapter
-        weight, bias = adapter.token_projection()  # type: ignore[misc]
+        """Features of the first ``count`` items of ``trunk``, whose tokens the pooling projects itself."""
+        weight, bias = projection
         features[f"{modality}_global"] = global_
-        features[f"{modality}_token_source"] = trunk.tokens[rows].detach()
-        features[f"{modality}_token_mask"] = trunk.mask[rows]
+        features[f"{modality}_token_source"] = trunk.tokens[:count].detach()
+        features[f"{modality}_token_mask"] = trunk.mask[:count]
         features[f"{modality}_token_weight"] = weight
         if bias is not None:
             features[f"{modality}_token_bias"] = bias

@@ -96,8 +96,11 @@ class Tower:
         raise NotImplementedError
 
     def head(self, trunk: TrunkOutput) -> Embeddings:
-        """Projects a trunk output into the joint space: ``(global, tokens, mask)``."""
-        raise NotImplementedError
+        """Projects a trunk output into the joint space: ``(global, tokens, mask)``.
+
+        By default the pooled feature and every token go through the same map, :meth:`head_global`.
+        """
+        return self.head_global(trunk.pooled), self.head_global(trunk.tokens), trunk.mask
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The projection's parameters (trained when the trunk is frozen)."""
@@ -142,10 +145,6 @@ class VisionTransformerTower(Tower):
         pooled, tokens = visual._pool(x)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return TrunkOutput(pooled, tokens, mask)
-
-    def head(self, trunk: TrunkOutput) -> Embeddings:
-        proj = self.visual.proj
-        return _apply(proj, trunk.pooled), _apply(proj, trunk.tokens), trunk.mask
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.visual.proj)
@@ -206,9 +205,6 @@ class TimmTower(Tower):
         if self.classifier is not None:
             x = self.classifier(x)
         return self.visual.head(x)
-
-    def head(self, trunk: TrunkOutput) -> Embeddings:
-        return self._project(trunk.pooled), self._project(trunk.tokens), trunk.mask
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.visual.head, self.classifier)
@@ -338,10 +334,6 @@ class TransformerTextTower(Tower):
             mask = ids != 0
         return TrunkOutput(pooled, x, mask)
 
-    def head(self, trunk: TrunkOutput) -> Embeddings:
-        proj = self.owner.text_projection
-        return _apply(proj, trunk.pooled), _apply(proj, trunk.tokens), trunk.mask
-
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.owner.text_projection)
 
@@ -380,10 +372,6 @@ class HFTextTower(Tower):
         out = text.transformer(input_ids=inputs, attention_mask=attn)
         pooled = text.pooler(out, attn)
         return TrunkOutput(pooled, out.last_hidden_state, attn.bool())
-
-    def head(self, trunk: TrunkOutput) -> Embeddings:
-        proj = self.text.proj
-        return proj(trunk.pooled), proj(trunk.tokens), trunk.mask
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.text.proj)

@@ -169,8 +169,9 @@ def test_a_frozen_training_step_folded_equals_the_projected_tokens(tiny_clip_con
     columns = _columns(model[0], images[0])
     labels = torch.tensor([[0, 3, 0], [1, 0, 1], [2, 1, 0]])
     folded = _step(model, loss, columns, labels)
-    assert model[0]._fold("text") and model[0]._fold("image")
-    monkeypatch.setattr(OpenCLIPInput, "_fold", lambda self, modality: False)
+    assert model[0]._folded_projection("text") is not None
+    assert model[0]._folded_projection("image") is not None
+    monkeypatch.setattr(OpenCLIPInput, "_folded_projection", lambda self, modality: None)
     plain = _step(model, loss, columns, labels)
     torch.testing.assert_close(folded[0], plain[0], atol=1e-5, rtol=1e-5)
     assert folded[1].keys() == plain[1].keys() and len(folded[1]) > 2  # heads and pooling train
