@@ -21,7 +21,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
@@ -37,10 +36,16 @@ DIRECTIONS: dict[str, tuple[str, str]] = {
     "ti": ("text", "image"),
     "it": ("image", "text"),
 }
+MODALITIES = ("text", "image")
 DEFAULT_TEMPERATURE = 0.05
 """Fixed softmax temperature (a logit scale of 20, as sentence-transformers' ranking losses use).
 It is not learned: a learnable scale mainly pays off in long from-scratch runs with huge batches;
 for fine-tuning on relation pairs a fixed, tunable value is simpler and reproducible."""
+
+
+def _by_side(dicts: Sequence[dict[str, torch.Tensor]], key: str) -> torch.Tensor:
+    """``dicts[s][key.format(m)]`` for every side s and modality m, stacked as (S, M, ...)."""
+    return torch.stack([torch.stack([d[key.format(m)] for m in MODALITIES]) for d in dicts])
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -83,6 +88,10 @@ class RCMLLoss(nn.Module):
         >>> loss = RCMLLoss(model, relations=["matches in colour", "the same product"])
         >>> # SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss).train()
     """
+
+    dense_scores_budget = 2**24
+    """Most multiply-adds :meth:`_scores` may waste scoring every candidate under every relation of
+    the batch in one product (then keeping each query's own); above it, it loops over relations."""
 
     def __init__(
         self,
@@ -188,36 +197,35 @@ class RCMLLoss(nn.Module):
             (anchor, source, target, candidates(positive, target)),
             (positive, target, source, candidates(anchor, source)),
         ]
-        masks = [
-            self._excluded(query_items, partners, relation, cand["items"], own)
-            for _, query_items, partners, cand in sides
-        ]
         self.last_num_candidates = int(sum(sizes))
-
+        # Every (side, query modality, query, candidate modality, candidate) at once: the four
+        # directions of both sides are slices of one tensor, so a step costs a handful of ops.
         rows = torch.arange(batch, device=device)
+        columns, pools = [side[0] for side in sides], [side[3] for side in sides]
+        # (2, 2, B, D): each query under its own relation; (2, 2, N, U, D): every candidate.
+        queries = _by_side(columns, "{}_embedding_all")[:, :, rows, slot].float()
+        logits = self._scores(queries, _by_side(pools, "{}").float(), slot)  # (2, 2, B, 2, N)
+        has_query, has_candidate = _by_side(columns, "has_{}"), _by_side(pools, "has_{}")
+        excluded = torch.stack(
+            [self._excluded(items, partners, relation, c["items"], own) for _, items, partners, c in sides]
+        )  # (2, B, N)
+        masked = excluded[:, None, :, None, :] | ~has_candidate[:, None, None, :, :]
+        masked[:, :, rows, :, own] = False  # the own positive is always a candidate: every row is finite
+        logits = logits.masked_fill(masked, float("-inf"))
+        target_logit = logits.gather(-1, own.view(1, 1, -1, 1, 1).expand(*logits.shape[:-1], 1)).squeeze(-1)
+        cross_entropy = torch.logsumexp(logits, dim=-1) - target_logit  # (2, 2, B, 2)
+        # A query takes part in a direction when it has the query modality and its own positive
+        # has the candidate modality; the others drop out of that direction's mean.
+        valid = has_query[:, :, :, None] & has_candidate[:, :, own].transpose(1, 2)[:, None]
+        sums = torch.where(valid, cross_entropy, 0.0).sum(dim=(0, 2))  # (query, candidate modality)
+        counts = valid.sum(dim=(0, 2)).tolist()
         terms: dict[str, torch.Tensor] = {}
         for name, (query_modality, candidate_modality) in DIRECTIONS.items():
-            weight = self.weights[name]
-            if weight == 0:
+            if self.weights[name] == 0:
                 continue
-            losses = []
-            for (query_out, _, _, cand), excluded in zip(sides, masks, strict=True):
-                has_candidate = cand[f"has_{candidate_modality}"]
-                valid = query_out[f"has_{query_modality}"] & has_candidate[own]
-                if not bool(valid.any()):
-                    continue
-                queries = query_out[f"{query_modality}_embedding_all"][rows, slot].float()
-                logits = self._scores(queries, cand[candidate_modality], slot)
-                masked = excluded | ~has_candidate[None, :]
-                masked[rows, own] = False
-                logits = logits.masked_fill(masked, float("-inf"))
-                losses.append(F.cross_entropy(logits[valid], own[valid], reduction="none"))
-            if losses:
-                terms[f"loss_{name}"] = weight * torch.cat(losses).mean()
-            else:  # no query has this pair of modalities in this batch: a zero still tied to the graph
-                terms[f"loss_{name}"] = 0.0 * (
-                    anchor["sentence_embedding"].sum() + positive["sentence_embedding"].sum()
-                )
+            q, c = MODALITIES.index(query_modality), MODALITIES.index(candidate_modality)
+            # No query with this pair of modalities: the sum is a zero that is still on the graph.
+            terms[f"loss_{name}"] = self.weights[name] * sums[q, c] / max(1, counts[q][c])
         return terms
 
     def _encode(
@@ -245,11 +253,31 @@ class RCMLLoss(nn.Module):
         return [{key: parts[key][i] for key in keys} for i in range(len(columns))]
 
     def _scores(self, queries: torch.Tensor, candidates: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-        """(B, N) logits: query i against every candidate, both under query i's relation."""
-        logits = queries.new_empty((queries.shape[0], candidates.shape[0]))
+        """Logits of every query against every candidate, both under the query's relation.
+
+        Args:
+            queries: (S, M, B, D), query i of side s in modality m under its relation ``slot[i]``.
+            candidates: (S, M, N, U, D), every candidate under every relation of the batch.
+            slot: (B,) each query's relation, an index into U.
+
+        Returns:
+            (S, M, B, M, N) logits: ``[s, a, i, b, j] = <query_i^a, candidate_j^b | slot_i> / T``.
+        """
+        sides, modalities, batch, dim = queries.shape
+        count, used = candidates.shape[2], candidates.shape[3]
+        useful = sides * modalities * batch * modalities * count * dim  # multiply-adds actually needed
+        if used == 1 or useful * (used - 1) <= self.dense_scores_budget:
+            # Few relations: score against all of them in one product and keep each query's own;
+            # the wasted products cost less than a loop over the relations.
+            flat = candidates.reshape(sides, modalities * count * used, dim)
+            every = torch.bmm(queries.reshape(sides, modalities * batch, dim), flat.transpose(1, 2))
+            every = every.view(sides, modalities, batch, modalities, count, used)
+            pick = slot.view(1, 1, batch, 1, 1, 1).expand(sides, modalities, batch, modalities, count, 1)
+            return every.gather(-1, pick).squeeze(-1) / self.temperature
+        logits = queries.new_empty((sides, modalities, batch, modalities, count))
         for u in torch.unique(slot).tolist():
-            rows = slot == u
-            logits[rows] = queries[rows] @ candidates[:, u].float().T
+            rows = (slot == u).nonzero().squeeze(1)
+            logits[:, :, rows] = torch.einsum("smbd,sknd->smbkn", queries[:, :, rows], candidates[:, :, :, u])
         return logits / self.temperature
 
     def _excluded(
