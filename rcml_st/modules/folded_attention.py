@@ -243,8 +243,8 @@ class _SharedQueryPool(torch.autograd.Function):
         summed = torch.bmm(weights.transpose(1, 2), tokens)  # (N, Q·H, C)
         by_head = summed.view(n * queries, heads, width)
         values = directions.new_empty((n * queries, heads, head_dim))
-        for h in range(heads):
-            values[:, h] = torch.mm(by_head[:, h], value_map[h].t())
+        for h in range(heads):  # written in place: a strided row-major output needs no copy
+            torch.mm(by_head[:, h], value_map[h].t(), out=values[:, h])
         ctx.save_for_backward(value_map, tokens, weights, summed)
         return values.view(n, queries, heads * head_dim)
 
@@ -274,8 +274,8 @@ class _SharedQueryPool(torch.autograd.Function):
         grad_map = torch.empty_like(value_map)
         grad_summed = summed.new_empty((n * queries, heads, width))
         for h in range(heads):
-            grad_map[h] = torch.mm(grad[:, h].t(), by_head[:, h])
-            grad_summed[:, h] = torch.mm(grad[:, h], value_map[h])
+            torch.mm(grad[:, h].t(), by_head[:, h], out=grad_map[h])
+            torch.mm(grad[:, h], value_map[h], out=grad_summed[:, h])
         grad_weights = torch.bmm(tokens, grad_summed.view(n, rows, width).transpose(1, 2))  # (N, L, Q·H)
         grad_scores = weights * (grad_weights - (grad_weights * weights).sum(dim=1, keepdim=True))
         grad_directions = torch.mm(grad_scores.view(n * length, rows).t(), tokens.reshape(n * length, width))
