@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rcml_st.cli._common import thread_wait_policy
+from rcml_st.cli._common import keep_freed_memory, thread_wait_policy
 
 os.environ.update(thread_wait_policy())  # as `rcml-st train` does, before torch is imported
 
@@ -56,6 +56,8 @@ from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
 from rcml_st.training.run import DEFAULT_BATCH_SIZE
 from rcml_st.training.trunk_cache import TrunkCache
 from rcml_st.training.trunk_collator import TrunkCacheCollator
+
+keep_freed_memory()  # as `rcml-st train` does
 
 
 def _parse() -> argparse.Namespace:

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
-    choose_thread_wait_policy,
     console,
     err_console,
     quiet_transformers,
     run_command,
+    tune_training_process,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def demo(
     """Run the whole job end to end on generated data (see the full help)."""
 
     def body() -> None:
-        choose_thread_wait_policy()  # before torch is imported
+        tune_training_process()  # before torch is imported
         _run(workdir, items, epochs, pairs_per_epoch, seed, device)
 
     run_command(body)

@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
-    choose_thread_wait_policy,
     console,
     err_console,
     fail,
     quiet_transformers,
     run_command,
+    tune_training_process,
 )
 
 TRAIN_HELP = "\n\n".join(
@@ -267,9 +267,6 @@ train.__doc__ = TRAIN_HELP
 
 
 def _quiet_threads_and_logs() -> None:
-    """Process settings for a training run, applied before torch is imported.
-
-    The OpenMP wait policy follows how busy the machine is (:func:`choose_thread_wait_policy`).
-    """
-    choose_thread_wait_policy()
+    """Process settings for a training run (:func:`tune_training_process`), before torch is imported."""
+    tune_training_process()
     quiet_transformers()

@@ -1,8 +1,9 @@
-"""The OpenMP wait policy of a training process follows how busy the CPUs are."""
+"""Training process settings: the OpenMP wait policy follows the CPUs' load; malloc keeps freed memory."""
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
 
 import pytest
@@ -54,3 +55,46 @@ def test_nothing_changes_once_torch_is_imported(monkeypatch):
 def test_the_probe_measures_a_share_of_the_cpus():
     busy = _common._cpu_busy_by_others(0.02)
     assert busy is not None and 0.0 <= busy <= (os.cpu_count() or 1)
+
+
+_FREED_AFTER = """
+import ctypes, sys
+from rcml_st.cli import _common
+applied = _common.keep_freed_memory() if sys.argv[1] == "keep" else None
+libc = ctypes.CDLL("libc.so.6")
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost")]
+
+
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+block = libc.malloc(64 << 20)  # a 64 MiB tensor's worth: mmap'd by default (over the 32 MiB maximum)
+mapped = libc.mallinfo2().hblkhd
+libc.free(block)
+print(applied, mapped >= 64 << 20, libc.mallinfo2().fordblks >= 64 << 20)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
+def test_freed_memory_stays_in_the_heap_for_the_next_step(monkeypatch):
+    import subprocess
+
+    for name in _common._MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    def run(mode: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", _FREED_AFTER, mode], capture_output=True, text=True, check=True
+        ).stdout.split()
+
+    # Default glibc: the block is its own mapping, unmapped when freed (nothing kept).
+    assert run("default") == ["None", "True", "False"]
+    # Kept: served from the heap, and still there, free, after it is freed.
+    assert run("keep") == ["True", "False", "True"]
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")  # the user's own setting wins
+    assert run("keep") == ["False", "True", "False"]
