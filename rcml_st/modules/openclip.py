@@ -175,15 +175,17 @@ class OpenCLIPInput(InputModule):
         if given is None and not self.trunks_frozen:  # item texts and relations share one pass
             global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
         else:
-            trunk = self._frozen_text_trunk(features, given, relation_ids)
+            items, relations = self._frozen_text_trunks(features, given, relation_ids)
+            parts = [t for t in (items, relations) if t is not None]
             projection = self._folded_projection("text")
             if projection is not None:  # the relations need only their global embedding
-                global_ = self.text_adapter.head_global(trunk.pooled)
-                if n_text:
-                    self._put_folded(features, "text", global_[:n_text], trunk, n_text, projection)
+                pooled = [t.pooled for t in parts]
+                global_ = self.text_adapter.head_global(torch.cat(pooled) if len(pooled) > 1 else pooled[0])
+                if items is not None and n_text:
+                    self._put_folded(features, "text", global_[:n_text], items, n_text, projection)
                 features["relation_embedding"] = global_[n_text:]
                 return
-            global_, tokens, mask = self.text_head(trunk)
+            global_, tokens, mask = self.text_head(concat_trunks(parts))
         if n_text:  # like images: a batch without item texts has no text features at all
             features["text_global"] = global_[:n_text]
             features["text_tokens"] = tokens[:n_text]
@@ -240,21 +242,21 @@ class OpenCLIPInput(InputModule):
         if bias is not None:
             features[f"{modality}_token_bias"] = bias
 
-    def _frozen_text_trunk(
+    def _frozen_text_trunks(
         self, features: dict[str, torch.Tensor], given: TrunkOutput | None, relation_ids: torch.Tensor
-    ) -> TrunkOutput:
-        # Item texts (precomputed, or through the frozen trunk), then the relation descriptions
-        # (remembered): the rows of one text-head pass.
-        parts = [] if given is None else [given]
+    ) -> tuple[TrunkOutput | None, TrunkOutput | None]:
+        """The trunk outputs of the item texts (precomputed, or through the frozen trunk) and of the
+        relation descriptions (remembered), ``None`` where there are none."""
+        items, relations = given, None
         with torch.no_grad() if self.trunks_frozen else contextlib.nullcontext():
             if given is None and features["input_ids"].shape[0]:
-                parts.append(self.text_trunk(features["input_ids"]))
+                items = self.text_trunk(features["input_ids"])
             if relation_ids.shape[0]:
                 if self.trunks_frozen:
-                    parts.append(self._relation_memo(relation_ids, self.text_trunk))
+                    relations = self._relation_memo(relation_ids, self.text_trunk)
                 else:
-                    parts.append(self.text_trunk(relation_ids))
-        return concat_trunks(parts)
+                    relations = self.text_trunk(relation_ids)
+        return items, relations
 
     @property
     def trunks_frozen(self) -> bool:
