@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 import torch
 
-from rcml_st.modules.trunk_features import TRUNK_KEYS, concat_trunks, precomputed_trunk
+from rcml_st.modules.trunk_features import (
+    TRUNK_INVERSE_KEYS,
+    TRUNK_KEYS,
+    TRUNK_ROW_KEYS,
+    distinct_rows,
+    precomputed_trunk,
+)
 
 _INDEX_KEYS = ("text_index", "image_index")
 _STACKED_KEYS = ("input_ids", "pixel_values")
@@ -23,11 +29,15 @@ _KNOWN = {
     "relation_tokens",
     "relation_index",
     *(key for keys in TRUNK_KEYS.values() for key in keys),
+    *TRUNK_ROW_KEYS.values(),
 }
 
 
 def concat_columns(columns: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
     """The features of ``columns`` as one batch (their items in order), or ``None`` if they can't be.
+
+    Precomputed trunk rows that carry their cache identity (a trunk cache's collator adds it) and
+    repeat are kept once: see :func:`~rcml_st.modules.trunk_features.distinct_rows`.
 
     Columns merge when they carry the same kinds of features (all token ids, or all cached trunk
     outputs, ...) of the same shapes past the batch dimension (trunk tokens are padded to the
@@ -76,10 +86,17 @@ def concat_columns(columns: Sequence[dict[str, torch.Tensor]]) -> dict[str, torc
         relations += c["relation_tokens"].shape[0]
     merged.update({key: torch.cat(parts) for key, parts in index_parts.items() if parts})
     for modality, names in TRUNK_KEYS.items():
-        trunks = [precomputed_trunk(c, modality) for c in columns if names[0] in c]
-        if trunks:
-            trunk = concat_trunks(trunks)  # type: ignore[arg-type]
-            merged.update(zip(names, (trunk.pooled, trunk.tokens, trunk.mask), strict=True))
+        given = [c for c in columns if names[0] in c]
+        if not given:
+            continue
+        trunks = [precomputed_trunk(c, modality) for c in given]
+        # Rows with a cache identity that repeat (an item in both columns, or twice in one) are
+        # kept once; the pooling computes them once and hands each row its copy.
+        rows = [c.get(TRUNK_ROW_KEYS[modality]) for c in given]
+        trunk, inverse = distinct_rows(trunks, rows if all(r is not None for r in rows) else None)  # type: ignore[arg-type]
+        merged.update(zip(names, (trunk.pooled, trunk.tokens, trunk.mask), strict=True))
+        if inverse is not None:
+            merged[TRUNK_INVERSE_KEYS[modality]] = inverse
     return merged
 
 

@@ -32,7 +32,13 @@ from rcml_st.modules.backbone import (
 from rcml_st.modules.folded_attention import TokenProjection
 from rcml_st.modules.inputs import parse_batch
 from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
-from rcml_st.modules.trunk_features import TrunkMemo, concat_trunks, precomputed_trunk
+from rcml_st.modules.trunk_features import (
+    TRUNK_INVERSE_KEYS,
+    TrunkMemo,
+    concat_trunks,
+    expand_rows,
+    precomputed_trunk,
+)
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
 """Package requirements a saved model declares in ``config_sentence_transformers.json``."""
@@ -166,7 +172,10 @@ class OpenCLIPInput(InputModule):
     def _text_features(self, features: dict[str, torch.Tensor], dtype: torch.dtype | None) -> None:
         relation_ids = features["relation_tokens"]
         given = precomputed_trunk(features, "text", dtype)
+        inverse = features.get(TRUNK_INVERSE_KEYS["text"]) if given is not None else None
         n_text = features["input_ids"].shape[0] if given is None else given.pooled.shape[0]
+        if inverse is not None:
+            n_text = inverse.shape[0]  # rows of the batch; `given` holds each distinct one once
         if n_text + relation_ids.shape[0] == 0:
             features["relation_embedding"] = relation_ids.new_zeros(
                 (0, self.embedding_dimension), dtype=torch.float
@@ -176,14 +185,17 @@ class OpenCLIPInput(InputModule):
             global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
         else:
             items, relations = self._frozen_text_trunks(features, given, relation_ids)
-            parts = [t for t in (items, relations) if t is not None]
             projection = self._folded_projection("text")
+            if projection is None and inverse is not None:
+                items = expand_rows(items, inverse)  # type: ignore[arg-type]
+            parts = [t for t in (items, relations) if t is not None]
             if projection is not None:  # the relations need only their global embedding
                 pooled = [t.pooled for t in parts]
                 global_ = self.text_adapter.head_global(torch.cat(pooled) if len(pooled) > 1 else pooled[0])
-                if items is not None and n_text:
-                    self._put_folded(features, "text", global_[:n_text], items, n_text, projection)
-                features["relation_embedding"] = global_[n_text:]
+                distinct = 0 if items is None else items.pooled.shape[0]
+                if distinct:
+                    self._put_folded(features, "text", global_[:distinct], items, projection, inverse)  # type: ignore[arg-type]
+                features["relation_embedding"] = global_[distinct:]
                 return
             global_, tokens, mask = self.text_head(concat_trunks(parts))
         if n_text:  # like images: a batch without item texts has no text features at all
@@ -194,18 +206,19 @@ class OpenCLIPInput(InputModule):
 
     def _image_features(self, features: dict[str, torch.Tensor], dtype: torch.dtype | None) -> None:
         image = precomputed_trunk(features, "image", dtype)
+        inverse = features.get(TRUNK_INVERSE_KEYS["image"]) if image is not None else None
         if image is None and "pixel_values" in features and self.trunks_frozen:
             with torch.no_grad():
                 image = self.image_trunk(features["pixel_values"])
         projection = self._folded_projection("image") if image is not None else None
         if image is not None and projection is not None:
             global_ = self.image_adapter.head_global(image.pooled)
-            self._put_folded(features, "image", global_, image, image.pooled.shape[0], projection)
+            self._put_folded(features, "image", global_, image, projection, inverse)
             return
         if image is None and "pixel_values" not in features:
             return
         if image is not None:
-            global_, tokens, mask = self.image_head(image)
+            global_, tokens, mask = self.image_head(image if inverse is None else expand_rows(image, inverse))
         else:
             global_, tokens, mask = self.encode_image(features["pixel_values"])
         features["image_global"] = global_
@@ -230,17 +243,21 @@ class OpenCLIPInput(InputModule):
         modality: str,
         global_: torch.Tensor,
         trunk: TrunkOutput,
-        count: int,
         projection: TokenProjection,
+        inverse: torch.Tensor | None = None,
     ) -> None:
-        """Features of the first ``count`` items of ``trunk``, whose tokens the pooling projects itself."""
+        """Features of the items of ``trunk`` (their ``global_`` embeddings), whose tokens the pooling
+        projects itself. With ``inverse`` the trunk holds a batch's distinct rows: the global
+        embeddings are handed out to every row, and the pooling gets the map (``_token_inverse``)."""
         weight, bias = projection
-        features[f"{modality}_global"] = global_
-        features[f"{modality}_token_source"] = trunk.tokens[:count].detach()
-        features[f"{modality}_token_mask"] = trunk.mask[:count]
+        features[f"{modality}_global"] = global_ if inverse is None else global_[inverse]
+        features[f"{modality}_token_source"] = trunk.tokens.detach()
+        features[f"{modality}_token_mask"] = trunk.mask
         features[f"{modality}_token_weight"] = weight
         if bias is not None:
             features[f"{modality}_token_bias"] = bias
+        if inverse is not None:
+            features[f"{modality}_token_inverse"] = inverse
 
     def _frozen_text_trunks(
         self, features: dict[str, torch.Tensor], given: TrunkOutput | None, relation_ids: torch.Tensor

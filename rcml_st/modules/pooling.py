@@ -89,6 +89,7 @@ class RelationPooling(Module):
         mask: torch.Tensor,
         queries: torch.Tensor,
         projection: TokenProjection | None = None,
+        inverse: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Conditioned embeddings of N items under Q relations each.
 
@@ -100,6 +101,8 @@ class RelationPooling(Module):
             queries: relation embeddings (N, Q, D), or (Q, D) shared by every item.
             projection: the head's ``(weight (D, C), bias)``; the attention then folds it in
                 (:func:`~rcml_st.modules.folded_attention.folded_attention`), same result.
+            inverse: with ``projection``, ``tokens`` may hold the distinct items only: item n's
+                tokens are then ``tokens[inverse[n]]`` (shared queries pool each once).
 
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
@@ -110,7 +113,11 @@ class RelationPooling(Module):
         if self.beta == 1.0:
             return plain.expand(-1, queries.shape[-2], -1)
         if projection is not None:
+            if inverse is not None and queries.dim() == 3:  # a query per item: each item's own tokens
+                tokens, mask, inverse = tokens[inverse], mask[inverse], None
             pooled = folded_attention(self.attention, queries, tokens, mask, projection, self.shared_products)
+            if inverse is not None:
+                pooled = pooled.index_select(0, inverse)
         else:
             if queries.dim() == 2:
                 queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
@@ -135,7 +142,8 @@ class RelationPooling(Module):
         mask = features[f"{modality}_token_mask"]
         if f"{modality}_token_source" in features:  # frozen trunk tokens, not projected
             projection = (features[f"{modality}_token_weight"], features.get(f"{modality}_token_bias"))
-            return self.condition(global_, features[f"{modality}_token_source"], mask, queries, projection)
+            source, inverse = features[f"{modality}_token_source"], features.get(f"{modality}_token_inverse")
+            return self.condition(global_, source, mask, queries, projection, inverse)
         return self.condition(global_, features[f"{modality}_tokens"], mask, queries)
 
     @staticmethod
@@ -203,7 +211,7 @@ class RelationPooling(Module):
             for name in ("text_embedding", "image_embedding", "sentence_embedding"):
                 features[f"{name}_all"] = fused_all[name]
         # Keep the outputs (and the inputs' index features), drop the heavy token tensors.
-        heavy = ("tokens", "token_mask", "token_source", "token_weight", "token_bias")
+        heavy = ("tokens", "token_mask", "token_source", "token_weight", "token_bias", "token_inverse")
         for key in [f"{m}_{name}" for m in ("text", "image") for name in heavy] + ["pixel_values"]:
             features.pop(key, None)
         features.update({name: value[:, 0] if value.dim() == 3 else value for name, value in fused.items()})

@@ -21,6 +21,12 @@ from rcml_st.modules.towers import TrunkOutput
 TRUNK_KEYS: dict[str, tuple[str, str, str]] = {
     m: (f"{m}_trunk_pooled", f"{m}_trunk_tokens", f"{m}_trunk_mask") for m in ("text", "image")
 }
+#: Feature key, per modality, of each precomputed row's identity (its row in the trunk cache):
+#: rows with the same identity are the same item's, so a merged batch computes them once.
+TRUNK_ROW_KEYS: dict[str, str] = {m: f"{m}_trunk_row" for m in ("text", "image")}
+#: Feature key, per modality, of where each of a batch's rows is among its distinct precomputed
+#: rows, when repeats were dropped (:func:`distinct_rows`): the trunk keys then hold those only.
+TRUNK_INVERSE_KEYS: dict[str, str] = {m: f"{m}_trunk_inverse" for m in ("text", "image")}
 
 
 def precomputed_trunk(
@@ -75,6 +81,53 @@ def concat_trunks(parts: Sequence[TrunkOutput]) -> TrunkOutput:
         masks.append(torch.nn.functional.pad(p.mask, (0, pad), value=False))
     pooled = torch.cat([p.pooled.to(dtype) for p in parts])
     return TrunkOutput(pooled, torch.cat(tokens), torch.cat(masks))
+
+
+def distinct_rows(
+    parts: Sequence[TrunkOutput], identities: Sequence[torch.Tensor] | None
+) -> tuple[TrunkOutput, torch.Tensor | None]:
+    """Stacks trunk outputs (:func:`concat_trunks`) keeping each distinct row once.
+
+    Args:
+        parts: the trunk outputs of several batches.
+        identities: each part's row identities (:data:`TRUNK_ROW_KEYS`); equal ones are repeats.
+            ``None``: unknown, every row is kept.
+
+    Returns:
+        The distinct rows in order of first appearance, and for every row of ``parts`` (in order)
+        its position among them; ``None`` instead when no row repeats (the rows are all kept).
+
+    Example:
+        >>> t = lambda *v: TrunkOutput(torch.tensor(v)[:, None], torch.tensor(v)[:, None, None],
+        ...                            torch.ones(len(v), 1, dtype=torch.bool))
+        >>> ids = [torch.tensor([5, 6]), torch.tensor([6, 7])]
+        >>> rows, where = distinct_rows([t(5.0, 6.0), t(6.0, 7.0)], ids)
+        >>> rows.pooled[:, 0].tolist(), where.tolist()
+        ([5.0, 6.0, 7.0], [0, 1, 1, 2])
+    """
+    if identities is None:
+        return concat_trunks(parts), None
+    ids = torch.cat(list(identities))
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    if unique.numel() == ids.numel():
+        return concat_trunks(parts), None
+    positions = torch.arange(ids.numel(), device=ids.device)
+    first = torch.full_like(unique, ids.numel()).scatter_reduce_(0, inverse, positions, reduce="amin")
+    order = first.argsort()  # distinct rows in order of first appearance
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device)
+    kept, start = [], 0
+    for part in parts:  # each part's first appearances, selected before stacking (one copy each)
+        size = part.pooled.shape[0]
+        chosen = first[order][(first[order] >= start) & (first[order] < start + size)] - start
+        kept.append(TrunkOutput(part.pooled[chosen], part.tokens[chosen], part.mask[chosen]))
+        start += size
+    return concat_trunks([k for k in kept if k.pooled.shape[0]]), rank[inverse]
+
+
+def expand_rows(trunk: TrunkOutput, inverse: torch.Tensor) -> TrunkOutput:
+    """Every row of a batch again from its distinct rows (the inverse of :func:`distinct_rows`)."""
+    return TrunkOutput(trunk.pooled[inverse], trunk.tokens[inverse], trunk.mask[inverse])
 
 
 class TrunkMemo:
