@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rcml_st.cli._common import keep_freed_memory, thread_wait_policy
+from rcml_st.cli._common import thread_wait_policy
 
 os.environ.update(thread_wait_policy())  # as `rcml-st train` does, before torch is imported
 
@@ -53,6 +53,7 @@ from rcml_st.data import generate_catalog, read_catalog
 from rcml_st.losses import RCMLLoss
 from rcml_st.training import build_pairs
 from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
+from rcml_st.training.memory import keep_freed_memory
 from rcml_st.training.run import DEFAULT_BATCH_SIZE
 from rcml_st.training.trunk_cache import TrunkCache
 from rcml_st.training.trunk_collator import TrunkCacheCollator

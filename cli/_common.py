@@ -6,9 +6,7 @@ Every command body runs inside :func:`run_command`, which turns library errors i
 
 from __future__ import annotations
 
-import ctypes
 import os
-import platform
 import sys
 import traceback
 from collections.abc import Callable
@@ -141,53 +139,14 @@ def choose_thread_wait_policy() -> None:
     os.environ.update(thread_wait_policy())
 
 
-#: Largest allocation served from malloc's heap, and most free heap memory kept, by
-#: :func:`keep_freed_memory`.
-KEEP_FREED_BYTES = 1 << 30
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
-
-
-def keep_freed_memory() -> bool:
-    """Makes glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
-
-    glibc serves each large allocation (over 128 KiB to 32 MiB, a threshold it adjusts) with a
-    fresh ``mmap`` and unmaps it when it is freed, and trims free memory off its heap. A training
-    step frees and allocates the same large tensors (activations, gradients) every step, so each
-    step faults all of them in again: an uncached frozen rcml-lite epoch on CPU took 2.7x as long
-    (10.7 vs 3.9 s, ``benchmarks/frozen_training.py``'s pairs and batches). This serves
-    allocations up to :data:`KEEP_FREED_BYTES` from the heap and keeps that much free memory in
-    it; the price is a peak RSS that stays at its high-water mark (15-30% higher in that run).
-
-    Nothing changes where the user set ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``,
-    or off glibc. Safe at any time (it affects later allocations).
-
-    Returns:
-        Whether the settings were applied.
-
-    Example:
-        >>> keep_freed_memory() in (True, False)
-        True
-    """
-    if any(name in os.environ for name in _MALLOC_ENV):
-        return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
-    )
-
-
 def tune_training_process() -> None:
     """Process settings for training, applied before torch is imported.
 
     The OpenMP wait policy follows how busy the machine is (:func:`choose_thread_wait_policy`),
     and malloc keeps freed memory for the next step (:func:`keep_freed_memory`).
     """
+    from rcml_st.training.memory import keep_freed_memory  # no torch: safe before it is imported
+
     choose_thread_wait_policy()
     keep_freed_memory()
 

@@ -125,8 +125,8 @@ class TrunkCacheCollator(BaseDataCollator):
         >>> cache = TrunkCache.build(model[0], ["a red pram"], [], tempfile.mkdtemp())
         >>> collate = TrunkCacheCollator(model[0], cache)
         >>> batch = collate([{"anchor": {"text": "a red pram", "image": None, "relation": "r"}}])
-        >>> sorted(k for k in batch if "trunk" in k)
-        ['anchor_text_trunk_mask', 'anchor_text_trunk_pooled', 'anchor_text_trunk_row', 'anchor_text_trunk_tokens']
+        >>> sorted(k.removeprefix("anchor_text_") for k in batch if "trunk" in k)
+        ['trunk_mask', 'trunk_pooled', 'trunk_row', 'trunk_tokens']
     """
 
     def __init__(self, clip: Any, cache: TrunkCache, **kwargs: Any) -> None:

@@ -59,8 +59,8 @@ def test_the_probe_measures_a_share_of_the_cpus():
 
 _FREED_AFTER = """
 import ctypes, sys
-from rcml_st.cli import _common
-applied = _common.keep_freed_memory() if sys.argv[1] == "keep" else None
+from rcml_st.training import memory
+applied = memory.keep_freed_memory() if sys.argv[1] == "keep" else None
 libc = ctypes.CDLL("libc.so.6")
 
 
@@ -84,7 +84,9 @@ print(applied, mapped >= 64 << 20, libc.mallinfo2().fordblks >= 64 << 20)
 def test_freed_memory_stays_in_the_heap_for_the_next_step(monkeypatch):
     import subprocess
 
-    for name in _common._MALLOC_ENV:
+    from rcml_st.training import memory
+
+    for name in memory._MALLOC_ENV:
         monkeypatch.delenv(name, raising=False)
 
     def run(mode: str) -> str:
