@@ -173,9 +173,11 @@ class OpenCLIPInput(InputModule):
         relation_ids = features["relation_tokens"]
         given = precomputed_trunk(features, "text", dtype)
         inverse = features.get(TRUNK_INVERSE_KEYS["text"]) if given is not None else None
-        n_text = features["input_ids"].shape[0] if given is None else given.pooled.shape[0]
+        # Rows of the batch (with `inverse`, `given` holds each distinct one once).
         if inverse is not None:
-            n_text = inverse.shape[0]  # rows of the batch; `given` holds each distinct one once
+            n_text = inverse.shape[0]
+        else:
+            n_text = features["input_ids"].shape[0] if given is None else given.pooled.shape[0]
         if n_text + relation_ids.shape[0] == 0:
             features["relation_embedding"] = relation_ids.new_zeros(
                 (0, self.embedding_dimension), dtype=torch.float

@@ -113,13 +113,13 @@ def distinct_rows(
         return concat_trunks(parts), None
     positions = torch.arange(ids.numel(), device=ids.device)
     first = torch.full_like(unique, ids.numel()).scatter_reduce_(0, inverse, positions, reduce="amin")
-    order = first.argsort()  # distinct rows in order of first appearance
+    firsts, order = first.sort()  # distinct rows in order of first appearance
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=order.device)
     kept, start = [], 0
     for part in parts:  # each part's first appearances, selected before stacking (one copy each)
         size = part.pooled.shape[0]
-        chosen = first[order][(first[order] >= start) & (first[order] < start + size)] - start
+        chosen = firsts[(firsts >= start) & (firsts < start + size)] - start
         kept.append(TrunkOutput(part.pooled[chosen], part.tokens[chosen], part.mask[chosen]))
         start += size
     return concat_trunks([k for k in kept if k.pooled.shape[0]]), rank[inverse]
