@@ -54,8 +54,17 @@ def precomputed_trunk(
     return TrunkOutput(pooled, tokens, features[mask_key].bool())
 
 
-def concat_trunks(parts: Sequence[TrunkOutput]) -> TrunkOutput:
+def concat_trunks(
+    parts: Sequence[TrunkOutput], rows: Sequence[torch.Tensor | None] | None = None
+) -> TrunkOutput:
     """Stacks trunk outputs of several batches, padding tokens to the longest (mask ``False``).
+
+    Args:
+        parts: the trunk outputs, stacked in order.
+        rows: per part, the rows to keep (a long tensor, in the order given), ``None`` for all.
+
+    Each row is copied once, straight into the result (no per-part selection copy first), unless
+    a part is on the autograd graph (then ``torch.cat``).
 
     Example:
         >>> a = TrunkOutput(torch.ones(1, 4), torch.ones(1, 2, 4), torch.ones(1, 2, dtype=torch.bool))
@@ -63,24 +72,61 @@ def concat_trunks(parts: Sequence[TrunkOutput]) -> TrunkOutput:
         >>> both = concat_trunks([a, b])
         >>> both.tokens.shape, both.mask.sum(dim=1).tolist()
         (torch.Size([3, 5, 4]), [2, 5, 5])
+        >>> concat_trunks([a, b], [None, torch.tensor([1])]).tokens.shape
+        torch.Size([2, 5, 4])
     """
-    if len(parts) == 1:
+    chosen = list(rows) if rows is not None else [None] * len(parts)
+    if len(parts) == 1 and chosen[0] is None:
         return parts[0]
-    longest = max(p.tokens.shape[1] for p in parts)
+    sizes = [p.pooled.shape[0] if r is None else r.numel() for p, r in zip(parts, chosen, strict=True)]
+    # Pad to the longest part that keeps a row (a part whose rows all go adds no padding).
+    longest = max((p.tokens.shape[1] for p, size in zip(parts, sizes, strict=True) if size), default=0)
     dtype = parts[0].tokens.dtype
     for p in parts[1:]:
         dtype = torch.promote_types(dtype, p.tokens.dtype)
-    tokens, masks = [], []
-    for p in parts:
-        pad = longest - p.tokens.shape[1]
-        if pad == 0:  # no padding copy: torch.cat below makes the only one
-            tokens.append(p.tokens.to(dtype))
-            masks.append(p.mask)
+    if any(p.pooled.requires_grad or p.tokens.requires_grad for p in parts):
+        return _cat_trunks(parts, chosen, longest, dtype)
+    first = parts[0]
+    count, width = sum(sizes), first.tokens.shape[2]
+    pooled = first.pooled.new_empty((count, first.pooled.shape[1]), dtype=dtype)
+    tokens = first.tokens.new_empty((count, longest, width), dtype=dtype)
+    mask = first.mask.new_zeros((count, longest))
+    start = 0
+    for p, r, size in zip(parts, chosen, sizes, strict=True):
+        if size == 0:
             continue
-        tokens.append(torch.nn.functional.pad(p.tokens.to(dtype), (0, 0, 0, pad)))
-        masks.append(torch.nn.functional.pad(p.mask, (0, pad), value=False))
-    pooled = torch.cat([p.pooled.to(dtype) for p in parts])
-    return TrunkOutput(pooled, torch.cat(tokens), torch.cat(masks))
+        stop, length = start + size, p.tokens.shape[1]
+        if r is None:
+            pooled[start:stop] = p.pooled
+            tokens[start:stop, :length] = p.tokens
+            mask[start:stop, :length] = p.mask
+        else:
+            torch.index_select(p.pooled.to(dtype), 0, r, out=pooled[start:stop])
+            if length == longest and p.tokens.dtype == dtype:  # one copy, into place
+                torch.index_select(p.tokens, 0, r, out=tokens[start:stop])
+            else:
+                tokens[start:stop, :length] = p.tokens[r]
+            mask[start:stop, :length] = p.mask[r]
+        if length < longest:
+            tokens[start:stop, length:] = 0
+        start = stop
+    return TrunkOutput(pooled, tokens, mask)
+
+
+def _cat_trunks(
+    parts: Sequence[TrunkOutput], rows: Sequence[torch.Tensor | None], longest: int, dtype: torch.dtype
+) -> TrunkOutput:
+    """:func:`concat_trunks` through ``torch.cat`` (differentiable)."""
+    pooled, tokens, masks = [], [], []
+    for p, r in zip(parts, rows, strict=True):
+        part = p if r is None else TrunkOutput(p.pooled[r], p.tokens[r], p.mask[r])
+        # Only a part with no rows can be longer than `longest`: cut it, pad the others.
+        part_tokens, part_mask = part.tokens[:, :longest].to(dtype), part.mask[:, :longest]
+        pad = longest - part_tokens.shape[1]
+        pooled.append(part.pooled.to(dtype))
+        tokens.append(torch.nn.functional.pad(part_tokens, (0, 0, 0, pad)) if pad else part_tokens)
+        masks.append(torch.nn.functional.pad(part_mask, (0, pad), value=False) if pad else part_mask)
+    return TrunkOutput(torch.cat(pooled), torch.cat(tokens), torch.cat(masks))
 
 
 def distinct_rows(
@@ -117,12 +163,11 @@ def distinct_rows(
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=order.device)
     kept, start = [], 0
-    for part in parts:  # each part's first appearances, selected before stacking (one copy each)
+    for part in parts:  # each part's first appearances
         size = part.pooled.shape[0]
-        chosen = firsts[(firsts >= start) & (firsts < start + size)] - start
-        kept.append(TrunkOutput(part.pooled[chosen], part.tokens[chosen], part.mask[chosen]))
+        kept.append(firsts[(firsts >= start) & (firsts < start + size)] - start)
         start += size
-    return concat_trunks([k for k in kept if k.pooled.shape[0]]), rank[inverse]
+    return concat_trunks(parts, kept), rank[inverse]
 
 
 def expand_rows(trunk: TrunkOutput, inverse: torch.Tensor) -> TrunkOutput:

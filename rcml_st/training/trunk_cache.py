@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,9 @@ MODALITIES = ("text", "image")
 class _Shard:
     """One process's part of one modality: ``n`` items, their tokens end to end."""
 
-    pooled: np.ndarray  # (n, C)
-    tokens: np.ndarray  # (T, C')
-    mask: np.ndarray  # (T,) uint8
+    pooled: torch.Tensor  # (n, C)
+    tokens: torch.Tensor  # (T, C')
+    mask: torch.Tensor  # (T,) uint8
     offsets: np.ndarray  # (n + 1,) int64: item i's tokens are tokens[offsets[i]:offsets[i + 1]]
 
     @property
@@ -208,6 +209,26 @@ class _ShardWriter:
         return info
 
 
+def _gather_rows(
+    source: torch.Tensor,
+    index: torch.Tensor,
+    out: torch.Tensor,
+    rows: torch.Tensor | None,
+    per_row: int = 1,
+) -> None:
+    """``out[rows] = source[index]`` (``rows`` of ``per_row`` consecutive entries each; ``None``:
+    all of ``out``), in ``out``'s precision, with one copy where the precisions agree."""
+    if rows is None and source.dtype == out.dtype:
+        torch.index_select(source, 0, index, out=out)
+        return
+    picked = torch.index_select(source, 0, index).to(out.dtype)
+    if rows is None:
+        out.copy_(picked)
+    else:
+        spread = (rows[:, None] * per_row + torch.arange(per_row)).reshape(-1)
+        out[spread] = picked
+
+
 class TrunkCache:
     """Per-item trunk outputs of a frozen model, by text and by image key (see the module docstring).
 
@@ -263,9 +284,12 @@ class TrunkCache:
             path = self.folder / f"{info['name']}.{part}"
             part_dtype = np.uint8 if part == "mask" else dtype
             if self.in_memory or 0 in shape:
-                arrays[part] = np.fromfile(path, dtype=part_dtype).reshape(shape)
+                arrays[part] = torch.from_numpy(np.fromfile(path, dtype=part_dtype).reshape(shape))
             else:
-                arrays[part] = np.memmap(path, dtype=part_dtype, mode="r", shape=shape)
+                mapped = np.memmap(path, dtype=part_dtype, mode="r", shape=shape)
+                with warnings.catch_warnings():  # read-only by design: the cache is never written here
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    arrays[part] = torch.from_numpy(mapped)
         return _Shard(arrays["pooled"], arrays["tokens"], arrays["mask"], offsets)
 
     # ------------------------------------------------------------------------------------------
@@ -309,28 +333,42 @@ class TrunkCache:
         from rcml_st.modules.towers import TrunkOutput
 
         index, shards = self._index[modality], self._shards[modality]
-        spots = []
-        for key in keys:
-            spot = index.get(key) if key is not None else None
-            if spot is None:
-                return None
-            spots.append(spot)
-        if not spots:
+        spots = [index.get(key) if key is not None else None for key in keys]  # type: ignore[arg-type]
+        if not spots or None in spots:
             return None
-        lengths = [int(shards[s].offsets[r + 1] - shards[s].offsets[r]) for s, r in spots]
-        longest = max(lengths)
-        width = shards[spots[0][0]].pooled.shape[1]
-        token_width = shards[spots[0][0]].tokens.shape[1]
-        pooled = np.empty((len(spots), width), dtype=np.float32)
-        tokens = np.zeros((len(spots), longest, token_width), dtype=np.float32)
-        mask = np.zeros((len(spots), longest), dtype=bool)
-        for i, ((s, r), length) in enumerate(zip(spots, lengths, strict=True)):
-            shard = shards[s]
-            start = int(shard.offsets[r])
-            pooled[i] = shard.pooled[r]
-            tokens[i, :length] = shard.tokens[start : start + length]
-            mask[i, :length] = shard.mask[start : start + length]
-        return TrunkOutput(torch.from_numpy(pooled), torch.from_numpy(tokens), torch.from_numpy(mask))
+        where = np.asarray(spots, dtype=np.int64)  # (n, 2): each key's shard and row
+        # The keys of each shard: ``None`` for all of them when there is one shard (the usual case).
+        groups = [
+            (shards[s], None if len(shards) == 1 else np.flatnonzero(where[:, 0] == s))
+            for s in np.unique(where[:, 0]).tolist()
+        ]
+        starts, ends = np.empty(len(spots), dtype=np.int64), np.empty(len(spots), dtype=np.int64)
+        for shard, rows in groups:
+            chosen = where[:, 1] if rows is None else where[rows, 1]
+            at = slice(None) if rows is None else rows
+            starts[at], ends[at] = shard.offsets[chosen], shard.offsets[chosen + 1]
+        lengths = ends - starts
+        longest = int(lengths.max())
+        # Token j of key i is stored at starts[i] + j; past a key's last token, its last one again
+        # (zeroed below), so that the batch is one gather per shard, not a Python loop over keys.
+        steps = np.arange(longest, dtype=np.int64)
+        real = torch.from_numpy(steps[None, :] < lengths[:, None])
+        flat = starts[:, None] + np.minimum(steps[None, :], lengths[:, None] - 1)
+        first = groups[0][0]
+        pooled = torch.empty((len(spots), first.pooled.shape[1]), dtype=torch.float32)
+        tokens = torch.empty((len(spots), longest, first.tokens.shape[1]), dtype=torch.float32)
+        mask = torch.empty((len(spots), longest), dtype=torch.uint8)
+        for shard, rows in groups:
+            chosen = where[:, 1] if rows is None else where[rows, 1]
+            picked = torch.from_numpy((flat if rows is None else flat[rows]).reshape(-1))
+            at = None if rows is None else torch.from_numpy(rows)
+            _gather_rows(shard.pooled, torch.from_numpy(chosen), pooled, at)
+            _gather_rows(shard.tokens, picked, tokens.view(-1, tokens.shape[2]), at, longest)
+            _gather_rows(shard.mask, picked, mask.view(-1), at, longest)
+        mask = mask.bool() & real
+        if not bool(real.all()):
+            tokens.masked_fill_(~real[:, :, None], 0.0)
+        return TrunkOutput(pooled, tokens, mask)
 
     # ------------------------------------------------------------------------------------------
     @classmethod
