@@ -203,7 +203,10 @@ class RCMLLoss(nn.Module):
         rows = torch.arange(batch, device=device)
         columns, pools = [side[0] for side in sides], [side[3] for side in sides]
         # (2, 2, B, D): each query under its own relation; (2, 2, N, U, D): every candidate.
-        queries = _by_side(columns, "{}_embedding_all")[:, :, rows, slot].float()
+        every_relation = _by_side(columns, "{}_embedding_all")  # (2, 2, B, U, D)
+        # Each query under its own relation: one index_select (its gradient is one index_add).
+        own_relation = rows * every_relation.shape[3] + slot
+        queries = every_relation.flatten(2, 3).index_select(2, own_relation).float()
         logits = self._scores(queries, _by_side(pools, "{}").float(), slot)  # (2, 2, B, 2, N)
         has_query, has_candidate = _by_side(columns, "has_{}"), _by_side(pools, "has_{}")
         excluded = torch.stack(
@@ -274,10 +277,17 @@ class RCMLLoss(nn.Module):
             every = every.view(sides, modalities, batch, modalities, count, used)
             pick = slot.view(1, 1, batch, 1, 1, 1).expand(sides, modalities, batch, modalities, count, 1)
             return every.gather(-1, pick).squeeze(-1) / self.temperature
-        logits = queries.new_empty((sides, modalities, batch, modalities, count))
-        for u in torch.unique(slot).tolist():
-            rows = (slot == u).nonzero().squeeze(1)
-            logits[:, :, rows] = torch.einsum("smbd,sknd->smbkn", queries[:, :, rows], candidates[:, :, :, u])
+        # The queries grouped by relation (one reordering), a product per relation on contiguous
+        # slices, and the original order back: no scattered writes, none in the backward either.
+        order = torch.argsort(slot, stable=True)
+        grouped = queries.index_select(2, order)
+        parts, start = [], 0
+        for u, size in enumerate(torch.bincount(slot, minlength=used).tolist()):
+            if size:
+                part = grouped[:, :, start : start + size]
+                parts.append(torch.einsum("smbd,sknd->smbkn", part, candidates[:, :, :, u]))
+                start += size
+        logits = torch.cat(parts, dim=2).index_select(2, torch.argsort(order))
         return logits / self.temperature
 
     def _excluded(
