@@ -31,10 +31,27 @@ freeze_backbone(model)
 chosen = read_catalog(data).items[:items]
 texts, images = [i.text for i in chosen], [i.image for i in chosen]
 cache = TrunkCache.build(model[0], texts, images, folder)
+features = model[0].preprocess([{"text": t, "image": p} for t, p in zip(texts, images)])
+with torch.no_grad():
+    direct_text = model[0].text_trunk(features["input_ids"])
+    direct_image = model[0].image_trunk(features["pixel_values"])
+errors = []
+# Items of both shards, interleaved and reversed, from memory and from the memory-mapped files.
+for source in (cache, TrunkCache(cache.folder, memory_gb=0)):
+    order = list(range(items))[::-1]
+    text, image = source.text_trunk([texts[i] for i in order]), source.image_trunk([images[i] for i in order])
+    length = text.tokens.shape[1]
+    want_mask = direct_text.mask[order, :length]
+    errors.append(int(not torch.equal(text.mask, want_mask)))
+    want_tokens = direct_text.tokens[order, :length] * want_mask[..., None]
+    errors.append((text.tokens - want_tokens).abs().max().item())
+    errors.append((text.pooled - direct_text.pooled[order]).abs().max().item())
+    errors.append((image.tokens - direct_image.tokens[order]).abs().max().item())
 result = {
     "counts": [cache.text_count, cache.image_count],
     "shards": sorted(p.name for p in cache.folder.glob("image-*.json")),
     "pooled": cache.image_trunk(images).pooled.sum().item(),
+    "errors": errors,
 }
 Path(out, f"rank{rank}.json").write_text(json.dumps(result))
 dist.destroy_process_group()
@@ -56,3 +73,5 @@ def test_two_processes_share_the_work_and_both_read_the_whole_cache(tmp_path, sy
     assert results[0]["counts"] == results[1]["counts"] == [ITEMS, ITEMS]
     assert results[0]["shards"] == ["image-0.json", "image-1.json"]  # one share per process
     assert results[0]["pooled"] == pytest.approx(results[1]["pooled"], abs=1e-5)
+    # Batches that mix both processes' shards serve what the trunks compute (padding zeroed).
+    assert max(max(r["errors"]) for r in results) < 1e-5, results
