@@ -252,7 +252,7 @@ class OpenCLIPInput(InputModule):
         projects itself. With ``inverse`` the trunk holds a batch's distinct rows: the global
         embeddings are handed out to every row, and the pooling gets the map (``_token_inverse``)."""
         weight, bias = projection
-        features[f"{modality}_global"] = global_ if inverse is None else global_[inverse]
+        features[f"{modality}_global"] = global_ if inverse is None else global_.index_select(0, inverse)
         features[f"{modality}_token_source"] = trunk.tokens.detach()
         features[f"{modality}_token_mask"] = trunk.mask
         features[f"{modality}_token_weight"] = weight

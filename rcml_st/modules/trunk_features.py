@@ -63,8 +63,7 @@ def concat_trunks(
         parts: the trunk outputs, stacked in order.
         rows: per part, the rows to keep (a long tensor, in the order given), ``None`` for all.
 
-    Each row is copied once, straight into the result (no per-part selection copy first), unless
-    a part is on the autograd graph (then ``torch.cat``).
+    Each row is copied once, straight into the result (no per-part selection copy first).
 
     Example:
         >>> a = TrunkOutput(torch.ones(1, 4), torch.ones(1, 2, 4), torch.ones(1, 2, dtype=torch.bool))
@@ -84,8 +83,9 @@ def concat_trunks(
     dtype = parts[0].tokens.dtype
     for p in parts[1:]:
         dtype = torch.promote_types(dtype, p.tokens.dtype)
-    if any(p.pooled.requires_grad or p.tokens.requires_grad for p in parts):
-        return _cat_trunks(parts, chosen, longest, dtype)
+    # `index_select(out=...)` skips a temporary but is not differentiable: parts on the autograd
+    # graph (trunks that train) are assigned into the result instead, which autograd tracks.
+    into_place = not any(p.pooled.requires_grad or p.tokens.requires_grad for p in parts)
     first = parts[0]
     count, width = sum(sizes), first.tokens.shape[2]
     pooled = first.pooled.new_empty((count, first.pooled.shape[1]), dtype=dtype)
@@ -101,8 +101,11 @@ def concat_trunks(
             tokens[start:stop, :length] = p.tokens
             mask[start:stop, :length] = p.mask
         else:
-            torch.index_select(p.pooled.to(dtype), 0, r, out=pooled[start:stop])
-            if length == longest and p.tokens.dtype == dtype:  # one copy, into place
+            if into_place and p.pooled.dtype == dtype:
+                torch.index_select(p.pooled, 0, r, out=pooled[start:stop])
+            else:
+                pooled[start:stop] = p.pooled[r]
+            if into_place and length == longest and p.tokens.dtype == dtype:
                 torch.index_select(p.tokens, 0, r, out=tokens[start:stop])
             else:
                 tokens[start:stop, :length] = p.tokens[r]
@@ -111,22 +114,6 @@ def concat_trunks(
             tokens[start:stop, length:] = 0
         start = stop
     return TrunkOutput(pooled, tokens, mask)
-
-
-def _cat_trunks(
-    parts: Sequence[TrunkOutput], rows: Sequence[torch.Tensor | None], longest: int, dtype: torch.dtype
-) -> TrunkOutput:
-    """:func:`concat_trunks` through ``torch.cat`` (differentiable)."""
-    pooled, tokens, masks = [], [], []
-    for p, r in zip(parts, rows, strict=True):
-        part = p if r is None else TrunkOutput(p.pooled[r], p.tokens[r], p.mask[r])
-        # Only a part with no rows can be longer than `longest`: cut it, pad the others.
-        part_tokens, part_mask = part.tokens[:, :longest].to(dtype), part.mask[:, :longest]
-        pad = longest - part_tokens.shape[1]
-        pooled.append(part.pooled.to(dtype))
-        tokens.append(torch.nn.functional.pad(part_tokens, (0, 0, 0, pad)) if pad else part_tokens)
-        masks.append(torch.nn.functional.pad(part_mask, (0, pad), value=False) if pad else part_mask)
-    return TrunkOutput(torch.cat(pooled), torch.cat(tokens), torch.cat(masks))
 
 
 def distinct_rows(

@@ -338,13 +338,12 @@ class TrunkCache:
             return None
         where = np.asarray(spots, dtype=np.int64)  # (n, 2): each key's shard and row
         # The keys of each shard: ``None`` for all of them when there is one shard (the usual case).
-        groups = [
-            (shards[s], None if len(shards) == 1 else np.flatnonzero(where[:, 0] == s))
-            for s in np.unique(where[:, 0]).tolist()
-        ]
+        groups = []
+        for s in np.unique(where[:, 0]).tolist():
+            rows = None if len(shards) == 1 else np.flatnonzero(where[:, 0] == s)
+            groups.append((shards[s], rows, where[:, 1] if rows is None else where[rows, 1]))
         starts, ends = np.empty(len(spots), dtype=np.int64), np.empty(len(spots), dtype=np.int64)
-        for shard, rows in groups:
-            chosen = where[:, 1] if rows is None else where[rows, 1]
+        for shard, rows, chosen in groups:
             at = slice(None) if rows is None else rows
             starts[at], ends[at] = shard.offsets[chosen], shard.offsets[chosen + 1]
         lengths = ends - starts
@@ -358,8 +357,7 @@ class TrunkCache:
         pooled = torch.empty((len(spots), first.pooled.shape[1]), dtype=torch.float32)
         tokens = torch.empty((len(spots), longest, first.tokens.shape[1]), dtype=torch.float32)
         mask = torch.empty((len(spots), longest), dtype=torch.uint8)
-        for shard, rows in groups:
-            chosen = where[:, 1] if rows is None else where[rows, 1]
+        for shard, rows, chosen in groups:
             picked = torch.from_numpy((flat if rows is None else flat[rows]).reshape(-1))
             at = None if rows is None else torch.from_numpy(rows)
             _gather_rows(shard.pooled, torch.from_numpy(chosen), pooled, at)
