@@ -27,9 +27,12 @@ EVALUATE_HELP = "\n\n".join(
         "Retrieval: every (source, relation, target) edge is a query; the target hides among --negatives "
         "items not related to the source under that relation (drawn with --seed); query and candidates are "
         "encoded under the relation. Hit@1/5/10 and MRR for text->text (tt), image->image (ii), "
-        "text->image (ti), image->text (it) and their average. Relation type: for each edge, rank the "
-        "data's relations by how close they bring the pair (top-1, top-3). Validity: a linear probe on "
-        "pair features decides whether a triple holds (70/30 split, accuracy).",
+        "text->image (ti), image->text (it) and their average. The same queries again with hard "
+        "negatives (retrieval_hard): up to --negatives of the source's partners under the other relations, "
+        "the items a model that ignores the relation confuses with the target; queries whose source has "
+        "none are left out, and the table shows what a random ranking scores. Relation type: for each "
+        "edge, rank the data's relations by how close they bring the pair (top-1, top-3). Validity: a "
+        "linear probe on pair features decides whether a triple holds (70/30 split, accuracy).",
         "Baselines in the same run: 'clip' (the model's backbone, relation text appended to the item "
         "text), 'product' (training-free (zA.zr)(zB.zr)), and any --compare model under its directory name.",
         "Examples:",
@@ -247,7 +250,7 @@ def _compare_names(paths: list[Path]) -> dict[str, Path]:
 
 
 def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _best(values: list[float | None]) -> float | None:
@@ -310,6 +313,10 @@ def render_tables(report: EvaluationReport) -> list[Table]:
                 end_section=k < len(methods) - 1 and direction == directions[-1],
             )
 
+    tables = [main, details]
+    if "hard_queries" in settings:
+        tables.append(_hard_table(report))
+
     pairs = settings.get("validity_pairs", {})
     tasks = Table(
         title="Relation-type prediction and relation validity",
@@ -329,4 +336,37 @@ def render_tables(report: EvaluationReport) -> list[Table]:
     column_best = [_best([row[i] for row in rows]) for i in (1, 2, 3)]
     for name, *values in rows:
         tasks.add_row(name, *(_cell(v, b) for v, b in zip(values, column_best, strict=True)))
-    return [main, details, tasks]
+    return [*tables, tasks]
+
+
+def _hard_table(report: EvaluationReport) -> Table:
+    """Hit@1 and MRR with hard negatives (the source's partners under the other relations)."""
+    from rich.table import Table
+
+    from rcml_st.evaluation.retrieval import DIRECTIONS
+
+    settings = report.settings
+    directions = [*DIRECTIONS, "avg"]
+    counts = settings["hard_queries_per_direction"]
+    mean = settings.get("hard_negatives_mean")
+    table = Table(
+        title="Retrieval Hit@1 with hard negatives (the source's partners under the other relations)",
+        title_justify="left",
+        caption=f"{settings['hard_queries']:,} of {settings['queries']:,} queries have any "
+        f"(up to {settings['negatives']}"
+        + (f", {mean:.1f} on average" if mean is not None else "")
+        + "); queries without one are left out. "
+        + ", ".join(f"{d} {counts[d]:,}" for d in DIRECTIONS)
+        + " queries",
+        caption_justify="left",
+    )
+    table.add_column("method", style="bold")
+    for direction in directions:
+        table.add_column(direction, justify="right")
+    hard = {name: r.retrieval_hard.metrics for name, r in report.methods.items() if r.retrieval_hard}
+    best = {d: _best([hard[m][d]["hit@1"] for m in hard]) for d in directions}
+    for name, metrics in hard.items():
+        table.add_row(name, *(_cell(metrics[d]["hit@1"], best[d]) for d in directions))
+    chance = settings["hard_chance"]
+    table.add_row("(random ranking)", *(_fmt(chance[d]["hit@1"]) for d in directions), style="dim")
+    return table

@@ -8,8 +8,10 @@ exists as a sentence-transformers evaluator for training runs::
     evaluator = RelationRetrievalEvaluator("test.jsonl", negatives=20, seed=0, name="test")
     metrics = evaluator(model)          # {"test_tt_hit@1": ..., "test_avg_hit@5": ..., ...}
 
-The whole evaluation (retrieval, relation type, validity; ``clip`` and ``product`` baselines;
-other models) is :func:`evaluate_catalog`; ``rcml-st evaluate`` prints and saves its report.
+The whole evaluation (retrieval with random and with hard negatives, relation type, validity;
+``clip`` and ``product`` baselines; other models) is :func:`evaluate_catalog`; ``rcml-st evaluate``
+prints and saves its report. :func:`build_hard_queries` draws the hard negatives (the source's
+partners under the other relations).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from rcml_st.evaluation.retrieval import (
     RelationRetrievalEvaluator,
     RetrievalQueries,
     RetrievalResult,
+    build_hard_queries,
     build_queries,
+    chance_metrics,
     evaluate_retrieval,
     sample_negatives,
     score_retrieval,
@@ -35,7 +39,9 @@ __all__ = [
     "RelationRetrievalEvaluator",
     "RetrievalQueries",
     "RetrievalResult",
+    "build_hard_queries",
     "build_queries",
+    "chance_metrics",
     "evaluate_catalog",
     "evaluate_retrieval",
     "sample_negatives",

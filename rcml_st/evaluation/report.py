@@ -10,6 +10,17 @@ The report's JSON (:meth:`EvaluationReport.to_dict`) is fixed by ``interface.md`
      "relation_type": {"rcml": {"top1": ..., "top3": ...}, ...},
      "validity": {"rcml": {"accuracy": ...}, ...}}
 
+``retrieval_hard`` (between ``retrieval`` and ``relation_type``, same shape as ``retrieval``): the
+same queries with hard negatives, the source's partners under the other relations
+(:func:`~rcml_st.evaluation.retrieval.build_hard_queries`). A query with fewer such partners than
+``negatives`` uses those it has; a query with none is left out (it cannot tell a model that follows
+the relation from one that ignores it). ``settings`` says how many took part: ``hard_queries`` (in
+at least one direction), ``hard_queries_per_direction``, ``hard_negatives_mean`` (negatives per
+query, averaged over the directions' queries) and ``hard_chance`` (what a random ranking scores on
+them, per direction and ``avg``: the level to read ``retrieval_hard`` against, since the number
+of candidates varies by query). With a single relation there are no hard negatives: every value of
+``retrieval_hard`` is ``null`` and ``hard_queries`` is 0.
+
 Additions that keep that shape: ``settings`` also carries ``queries_per_direction`` (queries in
 each direction; ``queries`` is the number of edges used as queries), ``incomplete_queries``
 (edges left out for lack of eligible negatives), ``items``, ``relations``, ``methods``, ``data``,
@@ -24,6 +35,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rcml_st.errors import UsageError
 from rcml_st.evaluation.methods import (
@@ -41,7 +54,9 @@ from rcml_st.evaluation.retrieval import (
     DIRECTIONS,
     RetrievalQueries,
     RetrievalResult,
+    build_hard_queries,
     build_queries,
+    chance_metrics,
     score_retrieval,
 )
 from rcml_st.evaluation.validity import (
@@ -62,11 +77,12 @@ logger = logging.getLogger("rcml_st")
 
 @dataclass
 class MethodResult:
-    """One method's results on the three tasks."""
+    """One method's results on the three tasks (and retrieval with hard negatives)."""
 
     retrieval: RetrievalResult
     relation_type: dict[str, float | None]
     validity: dict[str, float | None]
+    retrieval_hard: RetrievalResult | None = None
 
 
 @dataclass
@@ -87,12 +103,19 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``interface.md`` section 4)."""
-        return {
+        out: dict[str, Any] = {
             "settings": self.settings,
             "retrieval": {name: result.retrieval.metrics for name, result in self.methods.items()},
-            "relation_type": {name: result.relation_type for name, result in self.methods.items()},
-            "validity": {name: result.validity for name, result in self.methods.items()},
         }
+        if any(result.retrieval_hard is not None for result in self.methods.values()):
+            out["retrieval_hard"] = {
+                name: result.retrieval_hard.metrics
+                for name, result in self.methods.items()
+                if result.retrieval_hard is not None
+            }
+        out["relation_type"] = {name: result.relation_type for name, result in self.methods.items()}
+        out["validity"] = {name: result.validity for name, result in self.methods.items()}
+        return out
 
 
 def _score(
@@ -101,11 +124,13 @@ def _score(
     relations: list[str],
     queries: RetrievalQueries,
     split: ValiditySplit | None,
+    hard: RetrievalQueries | None,
 ) -> MethodResult:
     return MethodResult(
         retrieval=score_retrieval(embeddings, queries),
         relation_type=relation_type_accuracy(embeddings, catalog, relations),
         validity=validity_accuracy(embeddings, split, relations),
+        retrieval_hard=score_retrieval(embeddings, hard) if hard is not None else None,
     )
 
 
@@ -121,6 +146,7 @@ def evaluate_catalog(
     show_progress_bar: bool = False,
     probe_max_edges: int = DEFAULT_MAX_EDGES,
     keep_embeddings: bool = True,
+    hard_negatives: bool = True,
 ) -> EvaluationReport:
     """Runs retrieval, relation-type prediction and validity for the model, baselines and others.
 
@@ -140,6 +166,8 @@ def evaluate_catalog(
         show_progress_bar: progress bars while encoding.
         probe_max_edges: positives used by the validity probe at most (a seeded sample).
         keep_embeddings: keep the model's embeddings on the report (for plots).
+        hard_negatives: also score the queries with hard negatives (``retrieval_hard``: up to
+            ``negatives`` of the source's partners under the other relations, drawn with ``seed``).
 
     Returns:
         The :class:`EvaluationReport`.
@@ -164,6 +192,7 @@ def evaluate_catalog(
     relations = catalog.relations
     queries = build_queries(catalog, negatives, seed, relations)
     split = validity_split(catalog, relations, seed, probe_max_edges)
+    hard = build_hard_queries(catalog, negatives, seed, relations) if hard_negatives else None
     counts = queries.counts()
     if not any(counts.values()):
         raise UsageError(
@@ -177,27 +206,32 @@ def evaluate_catalog(
             len(queries),
             negatives,
         )
+    if hard is not None and not any(hard.counts().values()):
+        logger.warning(
+            "no query has a hard negative (a partner of its source under another relation): "
+            "retrieval_hard is empty"
+        )
 
     methods: dict[str, MethodResult] = {}
     conditioned, plain = encode_with_plain(
         model, catalog, relations, batch_size=batch_size, show_progress_bar=show_progress_bar
     )
-    methods[RCML] = _score(conditioned, catalog, relations, queries, split)
+    methods[RCML] = _score(conditioned, catalog, relations, queries, split, hard)
     if CLIP in baselines:
         clip = clip_baseline(
             model, catalog, relations, plain, batch_size=batch_size, show_progress_bar=show_progress_bar
         )
-        methods[CLIP] = _score(clip, catalog, relations, queries, split)
+        methods[CLIP] = _score(clip, catalog, relations, queries, split, hard)
         del clip
     if PRODUCT in baselines:
         methods[PRODUCT] = _score(
-            product_baseline(model, relations, plain), catalog, relations, queries, split
+            product_baseline(model, relations, plain), catalog, relations, queries, split, hard
         )
     for name, other in compare.items():
         embeddings, _ = encode_with_plain(
             other, catalog, relations, batch_size=batch_size, show_progress_bar=show_progress_bar, label=name
         )
-        methods[name] = _score(embeddings, catalog, relations, queries, split)
+        methods[name] = _score(embeddings, catalog, relations, queries, split, hard)
         del embeddings
 
     settings: dict[str, Any] = {
@@ -211,9 +245,37 @@ def evaluate_catalog(
         "methods": list(methods),
         "validity_pairs": split.sizes if split is not None else {"train": 0, "test": 0},
     }
+    if hard is not None:
+        settings.update(hard_settings(hard))
     return EvaluationReport(
         settings=settings,
         methods=methods,
         conditioned=conditioned if keep_embeddings else None,
         plain=plain if keep_embeddings else None,
     )
+
+
+def hard_settings(hard: RetrievalQueries) -> dict[str, Any]:
+    """The ``settings`` entries that describe the hard-negative queries (see the module docstring).
+
+    Example:
+        >>> import tempfile
+        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> from rcml_st.evaluation import build_hard_queries
+        >>> catalog = read_catalog(generate_catalog(tempfile.mkdtemp(), n_items=80).test_path)
+        >>> sorted(hard_settings(build_hard_queries(catalog, negatives=5)))
+        ['hard_chance', 'hard_negatives_mean', 'hard_queries', 'hard_queries_per_direction']
+    """
+    counts = hard.counts()
+    per_row = [
+        hard.negative_counts[DIRECTIONS[d][1]][hard.rows(d)]
+        for d in DIRECTIONS
+        if hard.negative_counts is not None
+    ]
+    negatives = np.concatenate(per_row) if per_row else np.zeros(0)
+    return {
+        "hard_queries": len(hard) - hard.incomplete,
+        "hard_queries_per_direction": {d: counts[d] for d in DIRECTIONS},
+        "hard_negatives_mean": float(negatives.mean()) if negatives.size else None,
+        "hard_chance": chance_metrics(hard),
+    }

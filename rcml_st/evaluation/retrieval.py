@@ -16,6 +16,13 @@ the directions that have queries.
 Ranks are pessimistic: a negative scoring *equal* to the target counts as ranked above it, so a
 model that gives every item the same vector scores 0, never 1.
 
+Hard negatives (:func:`build_hard_queries`, the report's ``retrieval_hard``): the same queries,
+but the negatives are drawn from the source's *partners under the other relations* of the
+vocabulary (items linked to the source under some relation other than the query's, and not under
+the query's). They are the items a model that ignores the relation would confuse with the target.
+A query with fewer such partners than asked uses those it has; a query with *none* cannot measure
+discrimination (its target would rank first for free) and is left out of ``retrieval_hard``.
+
 Scale: each item is encoded once per relation (:func:`rcml_st.encode_relations`, one backbone
 pass per item), then queries are scored with vectorised gathers over a (queries x candidates)
 array in chunks; the cost is linear in the number of queries.
@@ -26,7 +33,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,8 +80,11 @@ class RetrievalQueries:
         complete: candidate modality -> (E,) bool, the rows with a full set of negatives.
         has_text: (N,) which items have text.
         has_image: (N,) which items have an image.
-        negatives: negatives per query.
+        negatives: negatives per query (asked; hard queries may have fewer, see ``negative_counts``).
         seed: the seed the negatives were drawn with.
+        negative_counts: candidate modality -> (E,) negatives each row really has, when rows may
+            have fewer than ``negatives`` (hard negatives; their missing columns hold -1);
+            ``None`` when every complete row has them all.
     """
 
     relations: list[str]
@@ -87,6 +97,7 @@ class RetrievalQueries:
     has_image: np.ndarray
     negatives: int
     seed: int
+    negative_counts: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
@@ -228,6 +239,26 @@ def sample_negatives(
     return out, complete
 
 
+def _edge_arrays(
+    catalog: Catalog, negatives: int, relations: Sequence[str] | None
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The vocabulary, the queries' (source, relation, target) arrays and the modality masks."""
+    if negatives < 0:
+        raise UsageError(f"negatives must be >= 0, got {negatives}")
+    relations = list(relations if relations is not None else catalog.relations)
+    relation_of = {r: i for i, r in enumerate(relations)}
+    edges = [e for e in catalog.edges if e.relation in relation_of]
+    if not edges:
+        where = f" in {catalog.path}" if catalog.path is not None else ""
+        raise UsageError(f"no relation edges{where}: nothing to evaluate (items need 'relations')")
+    source = np.array([e.source for e in edges], dtype=np.int64)
+    relation = np.array([relation_of[e.relation] for e in edges], dtype=np.int64)
+    target = np.array([e.target for e in edges], dtype=np.int64)
+    has_text = np.array([item.text is not None for item in catalog.items], dtype=bool)
+    has_image = np.array([item.image is not None for item in catalog.items], dtype=bool)
+    return relations, source, relation, target, has_text, has_image
+
+
 def build_queries(
     catalog: Catalog,
     negatives: int = DEFAULT_NEGATIVES,
@@ -261,19 +292,7 @@ def build_queries(
         >>> queries.counts() == {d: len(queries) for d in ("tt", "ii", "ti", "it")}
         True
     """
-    if negatives < 0:
-        raise UsageError(f"negatives must be >= 0, got {negatives}")
-    relations = list(relations if relations is not None else catalog.relations)
-    relation_of = {r: i for i, r in enumerate(relations)}
-    edges = [e for e in catalog.edges if e.relation in relation_of]
-    if not edges:
-        where = f" in {catalog.path}" if catalog.path is not None else ""
-        raise UsageError(f"no relation edges{where}: nothing to evaluate (items need 'relations')")
-    source = np.array([e.source for e in edges], dtype=np.int64)
-    relation = np.array([relation_of[e.relation] for e in edges], dtype=np.int64)
-    target = np.array([e.target for e in edges], dtype=np.int64)
-    has_text = np.array([item.text is not None for item in catalog.items], dtype=bool)
-    has_image = np.array([item.image is not None for item in catalog.items], dtype=bool)
+    relations, source, relation, target, has_text, has_image = _edge_arrays(catalog, negatives, relations)
 
     candidates: dict[str, np.ndarray] = {}
     complete: dict[str, np.ndarray] = {}
@@ -303,6 +322,112 @@ def build_queries(
     )
 
 
+def hard_negative_pools(catalog: Catalog, relations: Sequence[str], source: int, relation: int) -> np.ndarray:
+    """The source's partners under the other relations, minus its partners under this one.
+
+    Args:
+        catalog: the catalogue whose (undirected) relation graph is used.
+        relations: the relation vocabulary; ``relation`` indexes it, and only its relations count.
+        source: the query's source item.
+        relation: the query's relation (index into ``relations``).
+
+    Returns:
+        Sorted item indices: linked to ``source`` under some relation of ``relations`` other than
+        ``relations[relation]``, not linked to it under that one, and not ``source`` itself.
+
+    Example:
+        >>> from rcml_st.data import Catalog, Item
+        >>> links = [{"colour": ["1"], "shape": ["2", "3"]}, {"shape": ["0"]}, {}, {}]
+        >>> items = [Item(str(i), "an item", None, rel, {}, i + 1) for i, rel in enumerate(links)]
+        >>> hard_negative_pools(Catalog(None, items), ["colour", "shape"], 0, 0).tolist()
+        [2, 3]
+    """
+    own = catalog.neighbours(relations[relation]).get(source, set())
+    others: set[int] = set()
+    for k, name in enumerate(relations):
+        if k != relation:
+            others |= catalog.neighbours(name).get(source, set())
+    pool = others - own - {source}
+    return np.array(sorted(pool), dtype=np.int64)
+
+
+def build_hard_queries(
+    catalog: Catalog,
+    negatives: int = DEFAULT_NEGATIVES,
+    seed: int = 0,
+    relations: Sequence[str] | None = None,
+) -> RetrievalQueries:
+    """The queries of :func:`build_queries` with hard negatives: partners under the other relations.
+
+    Each ``(source, relation, target)`` edge is a query, in the same order as
+    :func:`build_queries`. Its negatives are drawn, with ``seed`` (a fresh generator per candidate
+    modality, rows in order), uniformly without replacement from :func:`hard_negative_pools`
+    restricted to the items that have the candidate modality. A row with fewer eligible items than
+    ``negatives`` takes them all (``negative_counts`` says how many; the rest of the row is -1). A
+    row with none is not ``complete`` and takes part in no direction: with no negative its target
+    would rank first whatever the model does, so it cannot measure discrimination.
+
+    Args:
+        catalog: the evaluation catalogue.
+        negatives: hard negatives per query at most.
+        seed: random seed for the draw.
+        relations: the relation vocabulary (default: the catalogue's); edges under other
+            relations are left out, and only partners under its relations are hard negatives.
+
+    Returns:
+        The :class:`RetrievalQueries`, with ``negative_counts`` set.
+
+    Raises:
+        UsageError: when the catalogue has no edges or ``negatives`` is negative.
+
+    Example:
+        >>> import tempfile
+        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> catalog = read_catalog(generate_catalog(tempfile.mkdtemp(), n_items=80).test_path)
+        >>> hard = build_hard_queries(catalog, negatives=5, seed=0)
+        >>> len(hard) == len(build_queries(catalog, negatives=5, seed=0))
+        True
+        >>> int(hard.negative_counts["text"].max()) <= 5
+        True
+    """
+    relations, source, relation, target, has_text, has_image = _edge_arrays(catalog, negatives, relations)
+    rows = source.shape[0]
+    pools: dict[tuple[int, int], np.ndarray] = {}
+    candidates: dict[str, np.ndarray] = {}
+    complete: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    for modality, has in (("text", has_text), ("image", has_image)):
+        rng = np.random.default_rng(seed)
+        drawn = np.full((rows, negatives), -1, dtype=np.int64)
+        count = np.zeros(rows, dtype=np.int64)
+        for row in range(rows):
+            key = (int(source[row]), int(relation[row]))
+            pool = pools.get(key)
+            if pool is None:
+                pool = pools[key] = hard_negative_pools(catalog, relations, *key)
+            pool = pool[has[pool]]
+            if pool.size > negatives:
+                pool = rng.choice(pool, size=negatives, replace=False)
+            drawn[row, : pool.size] = pool
+            count[row] = pool.size
+        candidates[modality] = np.concatenate([target[:, None], drawn], axis=1)
+        complete[modality] = count > 0
+        counts[modality] = count
+    return RetrievalQueries(
+        relations=relations,
+        source=source,
+        relation=relation,
+        target=target,
+        candidates=candidates,
+        complete=complete,
+        has_text=has_text,
+        has_image=has_image,
+        negatives=negatives,
+        seed=seed,
+        negative_counts=counts,
+    )
+
+
 def target_ranks(
     query_vectors: np.ndarray,
     candidate_vectors: np.ndarray,
@@ -314,14 +439,15 @@ def target_ranks(
     """1-based rank of the target (column 0 of ``candidates``) among each query's candidates.
 
     Scores are dot products (cosine for unit vectors) of ``query_vectors[relation, source]`` with
-    ``candidate_vectors[relation, candidate]``; ties count against the target.
+    ``candidate_vectors[relation, candidate]``; ties count against the target. Candidates -1 (a
+    row with fewer negatives than columns) are not candidates.
 
     Args:
         query_vectors: (R, N, D) query-side embeddings per relation.
         candidate_vectors: (R, N, D) candidate-side embeddings per relation.
         relation: (Q,) relation index per query.
         source: (Q,) source item per query.
-        candidates: (Q, C) candidate items per query, the target first.
+        candidates: (Q, C) candidate items per query, the target first; -1 pads short rows.
         chunk: queries scored at once (bounds memory).
 
     Returns:
@@ -332,9 +458,10 @@ def target_ranks(
         stop = start + chunk
         rel = relation[start:stop]
         query = query_vectors[rel, source[start:stop]]  # (c, D)
-        cands = candidate_vectors[rel[:, None], candidates[start:stop]]  # (c, C, D)
+        rows = candidates[start:stop]
+        cands = candidate_vectors[rel[:, None], np.maximum(rows, 0)]  # (c, C, D)
         scores = np.einsum("cd,ckd->ck", query, cands)
-        ranks[start:stop] = 1 + (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+        ranks[start:stop] = 1 + ((scores[:, 1:] >= scores[:, :1]) & (rows[:, 1:] >= 0)).sum(axis=1)
     return ranks
 
 
@@ -366,6 +493,42 @@ def average_metrics(per_direction: dict[str, dict[str, float | None]]) -> dict[s
     return out
 
 
+def chance_metrics(queries: RetrievalQueries) -> dict[str, dict[str, float | None]]:
+    """What a random ranking scores on these queries: per direction and ``avg``, like a method.
+
+    With ``C`` candidates a random ranking puts the target at each rank with probability ``1/C``:
+    Hit@k is ``min(k, C) / C`` and MRR ``H_C / C`` (``H_C`` the harmonic number), averaged over the
+    direction's queries. With hard negatives ``C`` varies by query, so this is the level to read
+    ``retrieval_hard`` against.
+
+    Example:
+        >>> import tempfile
+        >>> from rcml_st.data import generate_catalog, read_catalog
+        >>> catalog = read_catalog(generate_catalog(tempfile.mkdtemp(), n_items=80).test_path)
+        >>> round(chance_metrics(build_queries(catalog, negatives=4))["tt"]["hit@1"], 3)
+        0.2
+    """
+    metrics: dict[str, dict[str, float | None]] = {}
+    for direction, (_, candidate_modality) in DIRECTIONS.items():
+        rows = queries.rows(direction)
+        if rows.size == 0:
+            metrics[direction] = dict.fromkeys(METRICS)
+            continue
+        if queries.negative_counts is not None:
+            sizes = 1 + queries.negative_counts[candidate_modality][rows]
+        else:
+            sizes = np.full(rows.size, 1 + queries.negatives)
+        harmonic = np.cumsum(1.0 / np.arange(1, int(sizes.max()) + 1))
+        metrics[direction] = {
+            "hit@1": float(np.mean(1.0 / sizes)),
+            "hit@5": float(np.mean(np.minimum(5, sizes) / sizes)),
+            "hit@10": float(np.mean(np.minimum(10, sizes) / sizes)),
+            "mrr": float(np.mean(harmonic[sizes - 1] / sizes)),
+        }
+    metrics["avg"] = average_metrics(metrics)
+    return metrics
+
+
 @dataclass
 class RetrievalResult:
     """Retrieval metrics of one method.
@@ -382,23 +545,37 @@ class RetrievalResult:
     ranks: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
-def score_retrieval(embeddings: RelationEmbeddings, queries: RetrievalQueries) -> RetrievalResult:
+def score_retrieval(
+    embeddings: RelationEmbeddings,
+    queries: RetrievalQueries,
+    served: Collection[str] | None = None,
+) -> RetrievalResult:
     """Scores every direction's queries with precomputed per-relation embeddings.
 
     Args:
         embeddings: ``text`` and ``image`` arrays (R', N, D) for at least the queries' relations
             (matched by name through ``embeddings.relations``); any vectors whose dot product is
             the method's similarity (unit vectors for cosine).
-        queries: from :func:`build_queries` on the same catalogue.
+        queries: from :func:`build_queries` (or :func:`build_hard_queries`) on the same catalogue.
+        served: the directions the method can serve (default: all). The others are ``None``
+            (not applicable, never 0), and so is ``avg`` when a direction that has queries is
+            not served: an average over fewer directions would not compare with the others'.
 
     Returns:
         The :class:`RetrievalResult`.
     """
+    served = set(DIRECTIONS if served is None else served)
     positions = np.array([embeddings.relation_position(r) for r in queries.relations], dtype=np.int64)
     metrics: dict[str, dict[str, float | None]] = {}
     ranks: dict[str, np.ndarray] = {}
+    missing = False
     for direction, (query_modality, candidate_modality) in DIRECTIONS.items():
         rows = queries.rows(direction)
+        if direction not in served:
+            missing = missing or rows.size > 0
+            ranks[direction] = np.zeros(0, dtype=np.int64)
+            metrics[direction] = dict.fromkeys(METRICS)
+            continue
         ranks[direction] = target_ranks(
             embeddings.get(query_modality),
             embeddings.get(candidate_modality),
@@ -407,7 +584,7 @@ def score_retrieval(embeddings: RelationEmbeddings, queries: RetrievalQueries) -
             queries.candidates[candidate_modality][rows],
         )
         metrics[direction] = metrics_from_ranks(ranks[direction])
-    metrics["avg"] = average_metrics(metrics)
+    metrics["avg"] = dict.fromkeys(METRICS) if missing else average_metrics(metrics)
     return RetrievalResult(metrics=metrics, counts={d: int(r.size) for d, r in ranks.items()}, ranks=ranks)
 
 

@@ -53,12 +53,15 @@ def test_evaluate_prints_tables_and_writes_json_and_plot(workspace):
         "Retrieval Hit@5",
         "Retrieval, all metrics",
         "Relation-type prediction",
+        "hard negatives",
         "no-cond",
         "product",
     ):
         assert text in result.stdout
     report = json.loads(out_json.read_text())
-    assert list(report) == ["settings", "retrieval", "relation_type", "validity"]
+    assert list(report) == ["settings", "retrieval", "retrieval_hard", "relation_type", "validity"]
+    assert list(report["retrieval_hard"]) == ["rcml", "clip", "product", "no-cond"]
+    assert report["settings"]["hard_queries"] > 0
     assert list(report["retrieval"]) == ["rcml", "clip", "product", "no-cond"]
     assert list(report["retrieval"]["rcml"]) == ["tt", "ii", "ti", "it", "avg"]
     assert report["settings"]["negatives"] == 5 and report["settings"]["seed"] == 0

@@ -31,16 +31,18 @@ def report(model, other_model, test_catalog):
 
 def test_report_json_has_exactly_the_documented_shape(report, test_catalog):
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert list(data) == ["settings", "retrieval", "relation_type", "validity"]
+    assert list(data) == ["settings", "retrieval", "retrieval_hard", "relation_type", "validity"]
     methods = ["rcml", "clip", "product", "no-cond"]
     assert list(data["retrieval"]) == list(data["relation_type"]) == list(data["validity"]) == methods
+    assert list(data["retrieval_hard"]) == methods
     for method in methods:
-        assert list(data["retrieval"][method]) == list(DIRECTIONS)
-        for direction in DIRECTIONS:
-            values = data["retrieval"][method][direction]
-            assert list(values) == list(METRICS)
-            assert all(0.0 <= v <= 1.0 for v in values.values())
-            assert values["hit@1"] <= values["hit@5"] <= values["hit@10"]
+        for task in ("retrieval", "retrieval_hard"):
+            assert list(data[task][method]) == list(DIRECTIONS)
+            for direction in DIRECTIONS:
+                values = data[task][method][direction]
+                assert list(values) == list(METRICS)
+                assert all(0.0 <= v <= 1.0 for v in values.values())
+                assert values["hit@1"] <= values["hit@5"] <= values["hit@10"]
         assert list(data["relation_type"][method]) == ["top1", "top3"]
         assert list(data["validity"][method]) == ["accuracy"]
     settings = data["settings"]
