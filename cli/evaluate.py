@@ -33,12 +33,18 @@ EVALUATE_HELP = "\n\n".join(
         "none are left out, and the table shows what a random ranking scores. Relation type: for each "
         "edge, rank the data's relations by how close they bring the pair (top-1, top-3). Validity: a "
         "linear probe on pair features decides whether a triple holds (70/30 split, accuracy).",
-        "Baselines in the same run: 'clip' (the model's backbone, relation text appended to the item "
-        "text), 'product' (training-free (zA.zr)(zB.zr)), and any --compare model under its directory name.",
+        "Baselines in the same run: 'clip' (the evaluated model's OWN backbone without its relation "
+        "pooling, relation text appended to the item text; for a fine-tuned model that is the fine-tuned "
+        "backbone, not a zero-shot one), 'product' (training-free (zA.zr)(zB.zr) on that backbone), and "
+        "any --compare model under its directory or Hub name: another RCML model, or any "
+        "sentence-transformers model with --prompt-template; what it cannot serve (images for a text-only "
+        "model) is n/a, never 0.",
         "Examples:",
         "  rcml-st evaluate test.jsonl --model rcml-baby",
         "  rcml-st evaluate test.jsonl -m rcml-baby --compare runs/no-conditioning --json eval.json "
         "--plot eval.png",
+        "  rcml-st evaluate test.jsonl -m rcml-baby --compare sentence-transformers/all-MiniLM-L6-v2 "
+        "--prompt-template '{relation}: {text}'",
         "  rcml-st evaluate test.jsonl -m rcml-baby --negatives 50 --seed 1 --no-baselines",
     ]
 )
@@ -68,9 +74,24 @@ def evaluate(
         list[Path] | None,
         typer.Option(
             "--compare",
-            metavar="DIR",
-            help="Another model directory to evaluate alongside, reported under its directory name "
-            "(repeatable), e.g. one trained with --no-conditioning.",
+            metavar="DIR|ID",
+            help="Another model to evaluate alongside (repeatable), reported under its directory or Hub "
+            "name: an RCML model (e.g. one trained with --no-conditioning) or any sentence-transformers "
+            "model, which gets the relation through --prompt-template (loaded without running code from "
+            "the model: trust_remote_code=False). Directions it cannot serve (images for a text-only "
+            "model) are null in the JSON and n/a in the tables, never 0.",
+            show_default=False,
+        ),
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt-template",
+            metavar="TEMPLATE",
+            help="How the non-RCML --compare models read an item text under a relation, on both sides of "
+            "a query: must contain {text}, may contain {relation}, e.g. '{relation}: {text}' (such a "
+            "model has no relation conditioning, so the relation reaches it only through the text; "
+            "images get no prompt). Default: the texts as they are (the model ignores the relation).",
             show_default=False,
         ),
     ] = None,
@@ -111,7 +132,12 @@ def evaluate(
         ),
     ] = None,
     baselines: Annotated[
-        bool, typer.Option("--baselines/--no-baselines", help="Also evaluate the clip and product baselines.")
+        bool,
+        typer.Option(
+            "--baselines/--no-baselines",
+            help="Also evaluate the clip (this model's own backbone without its relation pooling) and "
+            "product baselines.",
+        ),
     ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoding batch.")] = 32,
     device: Annotated[Device, typer.Option("--device", help="Where to run the models.")] = Device.auto,
@@ -136,6 +162,7 @@ def evaluate(
             data=data,
             model_dir=model,
             compare=list(compare or []),
+            prompt_template=prompt_template,
             negatives=negatives,
             seed=seed,
             json_file=json_file,
@@ -160,6 +187,7 @@ def _run(
     data: Path,
     model_dir: Path,
     compare: list[Path],
+    prompt_template: str | None,
     negatives: int,
     seed: int,
     json_file: Path | None,
@@ -190,18 +218,32 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
+    if prompt_template is not None:
+        from rcml_st.evaluation.prompted import check_prompt_template
+
+        check_prompt_template(prompt_template)
     # Then the model: a missing folder or Hub id fails before torch is imported too.
     check_model_dir(model_dir)
     names = _compare_names(compare)
-    for path in compare:
-        check_model_dir(path)
+    plain = {name for name, path in names.items() if not _is_rcml_dir(check_model_dir(path))}
+    if prompt_template is not None and not plain:
+        raise UsageError(
+            "--prompt-template applies to --compare models that are not RCML (plain sentence-transformers "
+            "models), and none was given"
+        )
 
     from rcml_st.evaluation.methods import BASELINES
+    from rcml_st.evaluation.prompted import PromptedModel
     from rcml_st.evaluation.report import evaluate_catalog
 
     target_device = resolve_device(device)
     main = load_model(model_dir, target_device)
-    others = {name: load_model(path, target_device) for name, path in names.items()}
+    others: dict[str, Any] = {
+        name: PromptedModel(_load_plain_model(path, target_device), prompt_template)
+        if name in plain
+        else load_model(path, target_device)
+        for name, path in names.items()
+    }
     report = evaluate_catalog(
         main,
         catalog,
@@ -230,13 +272,45 @@ def _run(
         console.print(f"Plot written to {plot}")
 
 
+def _is_rcml_dir(directory: Path) -> bool:
+    """Whether a saved model folder is an RCML one (its modules come from rcml_st)."""
+    import json
+
+    try:
+        modules = json.loads((directory / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # let the RCML loader report what is wrong with it
+    return isinstance(modules, list) and any(
+        isinstance(m, dict) and str(m.get("type", "")).startswith("rcml_st.") for m in modules
+    )
+
+
+def _load_plain_model(path: Path, device: str | None) -> Any:
+    """Loads a sentence-transformers model that is not RCML, never running code it ships."""
+    from sentence_transformers import SentenceTransformer
+
+    from rcml_st.errors import RCMLError, UsageError
+
+    directory = check_model_dir(path)
+    try:
+        return SentenceTransformer(
+            str(directory), device=device, trust_remote_code=False, local_files_only=True
+        )
+    except RCMLError:
+        raise
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
+
+
 def _compare_names(paths: list[Path]) -> dict[str, Path]:
     from rcml_st.errors import UsageError
     from rcml_st.evaluation.methods import BASELINES, RCML
 
     names: dict[str, Path] = {}
     for path in paths:
-        name = path.name or path.resolve().name
+        # A folder by its name; a Hub id (org/name, not a local folder) by the whole id.
+        name = (path.name or path.resolve().name) if path.exists() else str(path)
         if name in (RCML, *BASELINES):
             raise UsageError(
                 f"--compare {path}: its name {name!r} is taken by a method; rename the directory"
@@ -285,7 +359,8 @@ def render_tables(report: EvaluationReport) -> list[Table]:
             f"; {settings['incomplete_queries']:,} left out (too few negatives)"
             if settings["incomplete_queries"]
             else ""
-        ),
+        )
+        + _legend(report),
         caption_justify="left",
     )
     main.add_column("method", style="bold")
@@ -337,6 +412,32 @@ def render_tables(report: EvaluationReport) -> list[Table]:
     for name, *values in rows:
         tasks.add_row(name, *(_cell(v, b) for v, b in zip(values, column_best, strict=True)))
     return [*tables, tasks]
+
+
+def _legend(report: EvaluationReport) -> str:
+    """What the method names and n/a mean, for the methods this report has."""
+    from rcml_st.evaluation.methods import CLIP, PRODUCT
+
+    notes = []
+    if CLIP in report.methods:
+        notes.append(
+            "clip: this model's own backbone (fine-tuned with it, if it was) without its relation "
+            "pooling, relation text appended to the item text"
+        )
+    if PRODUCT in report.methods:
+        notes.append("product: training-free (zA.zr)(zB.zr) on that backbone")
+    templates = report.settings.get("prompt_templates") or {}
+    for name, template in templates.items():
+        notes.append(f"{name}: texts read as {template!r}" if template else f"{name}: texts as they are")
+    if any(
+        v is None
+        for r in report.methods.values()
+        for d, values in r.retrieval.metrics.items()
+        if d != "avg" and report.settings["queries_per_direction"].get(d)
+        for v in values.values()
+    ):
+        notes.append("n/a: a direction the method cannot serve (not 0)")
+    return "".join(f"\n{note}" for note in notes)
 
 
 def _hard_table(report: EvaluationReport) -> Table:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rcml_st.encoding import RelationEmbeddings, encode_relations
+from rcml_st.errors import UsageError
 from rcml_st.evaluation.retrieval import catalog_inputs
 from rcml_st.model import rcml_modules
 
@@ -37,6 +38,15 @@ if TYPE_CHECKING:
 #: Method keys of the report that are not ``--compare`` models.
 RCML, CLIP, PRODUCT = "rcml", "clip", "product"
 BASELINES: tuple[str, ...] = (CLIP, PRODUCT)
+
+
+def is_rcml(model: SentenceTransformer) -> bool:
+    """Whether a model is an RCML one (input module followed by relation pooling)."""
+    try:
+        rcml_modules(model)
+    except UsageError:
+        return False
+    return True
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

