@@ -28,7 +28,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -177,35 +177,65 @@ def encode_prompted(
         (R, N, D) unit vectors; ``has_text`` / ``has_image`` are False for a modality the model
         does not read (its vectors are zeros there).
     """
+    return encode_prompted_inputs(
+        prompted,
+        [item.text for item in catalog.items],
+        [item.image for item in catalog.items],
+        relations,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+
+
+def encode_prompted_inputs(
+    prompted: PromptedModel,
+    texts: Sequence[str | None],
+    images: Sequence[Any],
+    relations: Sequence[str],
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> RelationEmbeddings:
+    """:func:`encode_prompted` for items given as parallel lists of texts and images.
+
+    Args:
+        prompted: the model and its template.
+        texts: each item's text, or ``None``.
+        images: each item's image (a path or a PIL image), or ``None``; as long as ``texts``.
+        relations: the relations to embed under.
+        batch_size: inputs per encoding batch.
+        show_progress_bar: show sentence-transformers' progress bars.
+
+    Returns:
+        (R, N, D) unit vectors, as :func:`encode_prompted`.
+    """
+    if len(texts) != len(images):
+        raise ValueError(f"{len(texts)} texts but {len(images)} images: give one of each (or None) per item")
     relations = list(relations)
     model, template = prompted.model, prompted.template
     modalities = prompted.modalities
-    n, r = len(catalog), len(relations)
-    has_text = np.array([item.text is not None for item in catalog.items], dtype=bool) & (
-        "text" in modalities
-    )
-    has_image = np.array([item.image is not None for item in catalog.items], dtype=bool) & (
-        "image" in modalities
-    )
+    n, r = len(texts), len(relations)
+    has_text = np.array([t is not None for t in texts], dtype=bool) & ("text" in modalities)
+    has_image = np.array([i is not None for i in images], dtype=bool) & ("image" in modalities)
     text_items, image_items = np.flatnonzero(has_text), np.flatnonzero(has_image)
     parts: dict[str, np.ndarray] = {}
     if text_items.size:
-        texts = [catalog.items[i].text for i in text_items]
+        item_texts = [texts[i] for i in text_items]
         per_relation = relations if uses_relation(template) else [None]
         encoded = _encode(
             model,
-            [apply_template(template, text, rel) for rel in per_relation for text in texts],
+            [apply_template(template, text, rel) for rel in per_relation for text in item_texts],
             batch_size,
             show_progress_bar,
         ).reshape(len(per_relation), text_items.size, -1)
         parts["text"] = encoded
     if image_items.size:
-        images: list[np.ndarray] = []
+        chunks: list[np.ndarray] = []
         for start in range(0, image_items.size, batch_size):
             # As RCML sees them: RGB, EXIF rotation applied, transparency on white.
-            chunk = [load_image(catalog.items[i].image) for i in image_items[start : start + batch_size]]
-            images.append(_encode(model, chunk, batch_size, False))
-        parts["image"] = np.concatenate(images)[None]
+            chunk = [load_image(images[i]) for i in image_items[start : start + batch_size]]
+            chunks.append(_encode(model, chunk, batch_size, False))
+        parts["image"] = np.concatenate(chunks)[None]
     dim = next(iter(parts.values())).shape[-1] if parts else 1
     out = {m: np.zeros((r, n, dim), dtype=np.float32) for m in ("text", "image")}
     if "text" in parts:

