@@ -35,7 +35,9 @@ EVALUATE_HELP = "\n\n".join(
         "linear probe on pair features decides whether a triple holds (70/30 split, accuracy).",
         "Baselines in the same run: 'clip' (the evaluated model's OWN backbone without its relation "
         "pooling, relation text appended to the item text; for a fine-tuned model that is the fine-tuned "
-        "backbone, not a zero-shot one), 'product' (training-free (zA.zr)(zB.zr) on that backbone), and "
+        "backbone, not a zero-shot one), 'zero_shot' (the untrained backbone it was trained from, e.g. "
+        "rcml-lite or an open_clip pretrained tag, rebuilt offline when possible; plain embeddings), "
+        "'product' (training-free (zA.zr)(zB.zr) on the model's backbone), and "
         "any --compare model under its directory or Hub name: another RCML model, or any "
         "sentence-transformers model with --prompt-template; what it cannot serve (images for a text-only "
         "model) is n/a, never 0.",
@@ -135,8 +137,8 @@ def evaluate(
         bool,
         typer.Option(
             "--baselines/--no-baselines",
-            help="Also evaluate the clip (this model's own backbone without its relation pooling) and "
-            "product baselines.",
+            help="Also evaluate the clip (this model's own backbone without its relation pooling), "
+            "zero_shot (the untrained backbone) and product baselines.",
         ),
     ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoding batch.")] = 32,
@@ -416,16 +418,12 @@ def render_tables(report: EvaluationReport) -> list[Table]:
 
 def _legend(report: EvaluationReport) -> str:
     """What the method names and n/a mean, for the methods this report has."""
-    from rcml_st.evaluation.methods import CLIP, PRODUCT
+    from rcml_st.evaluation.methods import DESCRIPTIONS
 
-    notes = []
-    if CLIP in report.methods:
-        notes.append(
-            "clip: this model's own backbone (fine-tuned with it, if it was) without its relation "
-            "pooling, relation text appended to the item text"
-        )
-    if PRODUCT in report.methods:
-        notes.append("product: training-free (zA.zr)(zB.zr) on that backbone")
+    notes = [f"{name}: {DESCRIPTIONS[name]}" for name in report.methods if name in DESCRIPTIONS]
+    left_out = (report.settings.get("zero_shot") or {}).get("left_out")
+    if left_out:
+        notes.append(f"zero_shot left out: {left_out}")
     templates = report.settings.get("prompt_templates") or {}
     for name, template in templates.items():
         notes.append(f"{name}: texts read as {template!r}" if template else f"{name}: texts as they are")

@@ -5,12 +5,19 @@ Every method is reduced to the same thing, a :class:`~rcml_st.encoding.RelationE
 similarity of two items under a relation. The three tasks then score all methods alike.
 
 - ``rcml``: the model's relation-conditioned embeddings (unit vectors, cosine).
-- ``clip``: the model's backbone without conditioning, with the relation description appended to
+- ``clip``: the model's *own* backbone without its relation pooling (for a fine-tuned model, the
+  fine-tuned backbone: not a zero-shot one), with the relation description appended to
   the item's text (``"<text> <relation>"``), as the RCML paper's baselines get the relation; the
   image side stays the plain image embedding. When the result would not fit the text tower's
   context (77 tokens for CLIP), whole words are dropped from the end of the *item text* so that
   the relation is never the part the tokenizer cuts off (once per item, against the relation
   with the most tokens: an item's text is the same under every relation).
+- ``zero_shot``: the *untrained* backbone the model was trained from, rebuilt from the spec its
+  config records (``rcml-lite``, or an open_clip model name with a pretrained tag whose weights
+  are available offline), with its plain embeddings: what the backbone gives out of the box, the
+  same vector under every relation. Left out, with the reason, when the backbone cannot be
+  rebuilt (a custom config or weights file that is not shipped with the model) or was random
+  (``rcml-tiny``, ``--pretrained none``: an untrained random network is not a zero-shot model).
 - ``product``: the training-free score ``sim(A, B | r) = (zA . zr) (zB . zr)`` on plain backbone
   embeddings, ``zr`` the relation description's (normalised) text embedding. It factorises, so
   each item gets a 1-d "vector" ``[zX . zr]`` per relation and the dot product of two of them is
@@ -36,8 +43,15 @@ if TYPE_CHECKING:
     from rcml_st.modules import OpenCLIPInput
 
 #: Method keys of the report that are not ``--compare`` models.
-RCML, CLIP, PRODUCT = "rcml", "clip", "product"
-BASELINES: tuple[str, ...] = (CLIP, PRODUCT)
+RCML, CLIP, ZERO_SHOT, PRODUCT = "rcml", "clip", "zero_shot", "product"
+BASELINES: tuple[str, ...] = (CLIP, ZERO_SHOT, PRODUCT)
+#: What each baseline is, for tables, help texts and reports.
+DESCRIPTIONS: dict[str, str] = {
+    CLIP: "this model's own backbone (fine-tuned with it, if it was) without its relation pooling, "
+    "relation text appended to the item text",
+    ZERO_SHOT: "the untrained backbone this model was trained from, plain embeddings (no relation)",
+    PRODUCT: "training-free (zA.zr)(zB.zr) on this model's backbone",
+}
 
 
 def is_rcml(model: SentenceTransformer) -> bool:
@@ -210,4 +224,79 @@ def product_baseline(
         project(plain.image),
         plain.has_text.copy(),
         plain.has_image.copy(),
+    )
+
+
+def zero_shot_spec(model: SentenceTransformer) -> tuple[str, str | None]:
+    """The ``(backbone, pretrained)`` the model was trained from, if it can be rebuilt untrained.
+
+    Raises:
+        UsageError: saying why not (a custom config or weights file, or random initialisation).
+
+    Example:
+        >>> zero_shot_spec(rcml_st.build_model("rcml-lite"))  # doctest: +SKIP
+        ('rcml-lite', None)
+    """
+    import open_clip
+
+    from rcml_st.modules.architectures import ARCHITECTURES
+    from rcml_st.modules.lite import is_lite
+
+    clip, _ = rcml_modules(model)
+    backbone, pretrained = clip.backbone, clip.pretrained
+    if pretrained is not None and pretrained.strip().lower() in ("", "none", "random"):
+        pretrained = None
+    if is_lite(backbone):
+        return backbone, None
+    if backbone in ARCHITECTURES or (pretrained is None and open_clip.get_model_config(backbone) is not None):
+        raise UsageError(f"its backbone {backbone} started from random weights: there is no zero-shot model")
+    if open_clip.get_model_config(backbone.replace("/", "-")) is None:
+        raise UsageError(
+            f"its backbone {backbone!r} is a custom architecture that cannot be rebuilt from its name"
+        )
+    if pretrained is None or pretrained not in open_clip.list_pretrained_tags_by_model(
+        backbone.replace("/", "-")
+    ):
+        raise UsageError(
+            f"its backbone {backbone} started from weights {pretrained!r}, not an open_clip pretrained tag"
+        )
+    return backbone, pretrained
+
+
+def build_zero_shot(
+    model: SentenceTransformer, seed: int = 0, device: str | None = None
+) -> SentenceTransformer:
+    """The untrained backbone the model was trained from, as an RCML model (see :func:`zero_shot_spec`).
+
+    Parts the backbone adds fresh (``rcml-lite``'s image projection) are drawn with ``seed``,
+    without touching the global random state.
+
+    Raises:
+        UsageError: when it cannot be rebuilt (the reason).
+        RCMLError: when a pretrained tag's weights are neither cached nor downloadable.
+    """
+    import torch
+
+    from rcml_st.model import build_model
+
+    backbone, pretrained = zero_shot_spec(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(backbone, pretrained, device=str(model.device) if device is None else device)
+
+
+def plain_baseline(relations: Sequence[str], plain: RelationEmbeddings) -> RelationEmbeddings:
+    """Plain (relation-agnostic) embeddings seen under every relation: (R, N, D) views, no copy."""
+    r = len(relations)
+
+    def spread(x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(x[:1], (r, *x.shape[1:]))
+
+    return RelationEmbeddings(
+        list(relations),
+        spread(plain.item),
+        spread(plain.text),
+        spread(plain.image),
+        plain.has_text,
+        plain.has_image,
     )

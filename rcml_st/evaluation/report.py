@@ -26,6 +26,10 @@ A ``--compare`` model that is not RCML (:class:`~rcml_st.evaluation.prompted.Pro
 directions would not compare), and for relation type and validity when the catalogue has a
 modality it cannot read; ``settings.prompt_templates`` records each such model's template.
 
+``zero_shot`` (the untrained backbone, plain embeddings) appears when the model's backbone can be
+rebuilt untrained offline; ``settings.zero_shot`` names it (``backbone``, ``pretrained``) or says
+why it was left out (``left_out``).
+
 Additions that keep that shape: ``settings`` also carries ``queries_per_direction`` (queries in
 each direction; ``queries`` is the number of edges used as queries), ``incomplete_queries``
 (edges left out for lack of eligible negatives), ``items``, ``relations``, ``methods``, ``data``,
@@ -43,16 +47,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rcml_st.errors import UsageError
+from rcml_st.errors import RCMLError, UsageError
 from rcml_st.evaluation.methods import (
     BASELINES,
     CLIP,
     PRODUCT,
     RCML,
+    ZERO_SHOT,
+    build_zero_shot,
     clip_baseline,
     encode_with_plain,
     is_rcml,
+    plain_baseline,
     product_baseline,
+    zero_shot_spec,
 )
 from rcml_st.evaluation.prompted import PromptedModel, encode_prompted, served_directions
 from rcml_st.evaluation.relation_type import relation_type_accuracy
@@ -169,7 +177,9 @@ def evaluate_catalog(
     Every method sees the same queries, candidates and probe split. The model is encoded once
     (each item under every relation of the catalogue plus its plain embedding, one backbone pass);
     the ``product`` baseline reuses that pass, the ``clip`` baseline re-encodes texts with the
-    relation appended (once per item and relation), each ``compare`` model is encoded once.
+    relation appended (once per item and relation), ``zero_shot`` rebuilds the untrained backbone
+    and encodes each item once, each ``compare`` model is encoded once (a prompted one once per
+    item and relation).
 
     Args:
         model: the RCML model under test (reported as ``rcml``).
@@ -179,7 +189,9 @@ def evaluate_catalog(
             :class:`~rcml_st.evaluation.prompted.PromptedModel` (such a model with a prompt
             template that writes the relation into its texts). Directions a model cannot serve
             (images for a text-only model) are ``None``.
-        baselines: which of ``"clip"`` and ``"product"`` to run.
+        baselines: which of ``"clip"``, ``"zero_shot"`` and ``"product"`` to run (see
+            :mod:`rcml_st.evaluation.methods`; ``zero_shot`` is left out, with the reason in
+            ``settings["zero_shot"]["left_out"]``, when the untrained backbone cannot be rebuilt).
         negatives: negatives per retrieval query.
         seed: seed for negatives and the probe's split.
         batch_size: items per encoding batch.
@@ -243,6 +255,28 @@ def evaluate_catalog(
         )
         methods[CLIP] = _score(clip, catalog, relations, queries, split, hard)
         del clip
+    zero_shot: dict[str, Any] = {}
+    if ZERO_SHOT in baselines:
+        try:
+            untrained = build_zero_shot(model, seed=seed)
+        except RCMLError as exc:  # cannot be rebuilt (offline, custom, random): say why, go on
+            logger.warning("zero_shot baseline left out: %s", exc)
+            zero_shot = {"left_out": str(exc)}
+        else:
+            backbone, pretrained = zero_shot_spec(model)
+            zero_shot = {"backbone": backbone, "pretrained": pretrained}
+            _, untrained_plain = encode_with_plain(
+                untrained,
+                catalog,
+                [],
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                label=ZERO_SHOT,
+            )
+            del untrained
+            methods[ZERO_SHOT] = _score(
+                plain_baseline(relations, untrained_plain), catalog, relations, queries, split, hard
+            )
     if PRODUCT in baselines:
         methods[PRODUCT] = _score(
             product_baseline(model, relations, plain), catalog, relations, queries, split, hard
@@ -279,6 +313,8 @@ def evaluate_catalog(
         "methods": list(methods),
         "validity_pairs": split.sizes if split is not None else {"train": 0, "test": 0},
     }
+    if zero_shot:
+        settings["zero_shot"] = zero_shot
     if templates:
         settings["prompt_templates"] = templates
     if hard is not None:

@@ -112,6 +112,7 @@ def test_on_text_only_data_every_task_applies(model, minilm, test_catalog):
         baselines=(),
         negatives=5,
         hard_negatives=False,
+        probe_max_edges=60,
     )
     result = report.methods["minilm"]
     assert result.retrieval.metrics["avg"] == result.retrieval.metrics["tt"]
