@@ -1,7 +1,9 @@
 """The evaluation picture: Hit@5 per direction and method, and what conditioning does to the space.
 
 Top: grouped bars of retrieval Hit@5 per direction (``tt``, ``ii``, ``ti``, ``it``, ``avg``), one
-bar per method, with the random-ranking level. Below: for two or three relations, a 2-D PCA
+bar per method, with the random-ranking level; then, when the report has them, Hit@1 with hard
+negatives (``retrieval_hard``) and its random-ranking level. "n/a" marks a direction a method
+cannot serve. Below: for two or three relations, a 2-D PCA
 projection of the items' fused embeddings *under that relation* (upper row) and of the plain,
 relation-agnostic backbone embeddings (lower row), both coloured by the items' groups under that
 relation. Group labels come from the items' metadata when the data is the generated catalogue
@@ -87,26 +89,44 @@ def _colours(labels: Sequence[str]) -> tuple[list, list[str]]:
     return [palette[label] for label in labels], names
 
 
-def _bars(ax, report: EvaluationReport) -> None:
+def _bars(ax, report: EvaluationReport, hard: bool = False) -> None:
+    """Grouped bars per direction and method: Hit@5 with random negatives, or Hit@1 with hard ones.
+
+    A value that does not apply (``None``: a direction the method cannot serve) is a bar of height
+    0 labelled "n/a", never a bar at 0 without a label.
+    """
     directions = [*DIRECTIONS, "avg"]
-    methods = list(report.methods)
+    metric = "hit@1" if hard else "hit@5"
+    results = {
+        name: (r.retrieval_hard if hard else r.retrieval)
+        for name, r in report.methods.items()
+        if (r.retrieval_hard if hard else r.retrieval) is not None
+    }
+    methods = list(results)
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(directions))
     for k, name in enumerate(methods):
-        metrics = report.methods[name].retrieval.metrics
-        values = [metrics[d]["hit@5"] for d in directions]
+        metrics = results[name].metrics
+        values = [metrics[d][metric] for d in directions]
         heights = [v if v is not None else 0.0 for v in values]
         bars = ax.bar(x + (k - (len(methods) - 1) / 2) * width, heights, width, label=name)
         for bar, value in zip(bars, values, strict=True):
             if value is None:
                 ax.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0.01), ha="center", fontsize=7)
     negatives = report.settings["negatives"]
-    ax.axhline(min(1.0, 5 / (negatives + 1)), color="grey", linestyle="--", linewidth=1, label="random")
+    if hard:
+        chance = report.settings["hard_chance"]["avg"]["hit@1"]
+        title = f"With hard negatives (up to {negatives} partners under other relations), Hit@1"
+    else:
+        chance = min(1.0, 5 / (negatives + 1))
+        title = f"Relation-guided retrieval, Hit@5 (1 target + {negatives} negatives)"
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="random")
     ax.set_xticks(x, directions)
     ax.set_ylim(0, 1.2)  # headroom for the legend above bars that reach 1
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_ylabel("Hit@5")
-    ax.set_title(f"Relation-guided retrieval, Hit@5 (1 target + {negatives} negatives)")
+    ax.set_ylabel("Hit@1" if hard else "Hit@5")
+    ax.set_title(title)
     ax.legend(fontsize=8, ncol=min(len(methods) + 1, 6), loc="upper left")
 
 
@@ -161,23 +181,29 @@ def plot_report(
         shown = np.sort(np.random.default_rng(seed).choice(n, size=_MAX_POINTS, replace=False))
 
     columns = max(1, len(relations))
-    fig = plt.figure(figsize=(4.2 * max(columns, 2), 4.0 + 3.6 * 2 * (len(relations) > 0)))
-    grid = fig.add_gridspec(1 + 2 * (len(relations) > 0), columns)
+    hard = report.settings.get("hard_queries", 0) > 0 and any(
+        r.retrieval_hard is not None for r in report.methods.values()
+    )
+    top = 1 + hard  # bar rows
+    fig = plt.figure(figsize=(4.2 * max(columns, 2), 4.0 * top + 3.6 * 2 * (len(relations) > 0)))
+    grid = fig.add_gridspec(top + 2 * (len(relations) > 0), columns)
     _bars(fig.add_subplot(grid[0, :]), report)
+    if hard:
+        _bars(fig.add_subplot(grid[1, :]), report, hard=True)
     plain = report.plain.get("item")[0]
     for col, relation in enumerate(relations):
         labels = relation_groups(catalog, relation)
         shown_labels = [labels[i] for i in shown]
         conditioned = report.conditioned.get("item")[report.conditioned.relation_position(relation)]
         _scatter(
-            fig.add_subplot(grid[1, col]),
+            fig.add_subplot(grid[top, col]),
             pca_2d(conditioned[shown]),
             shown_labels,
             f"RCML under '{_short(relation)}'\n(PCA, coloured by its groups)",
             legend=True,
         )
         _scatter(
-            fig.add_subplot(grid[2, col]),
+            fig.add_subplot(grid[top + 1, col]),
             pca_2d(plain[shown]),
             shown_labels,
             "same items, no relation (backbone)\n(PCA, coloured as above)",

@@ -72,7 +72,7 @@ def test_texts_are_encoded_once_per_relation_with_the_template(minilm, test_cata
     np.testing.assert_array_equal(agnostic.text[0], agnostic.text[1])
 
 
-def test_text_only_model_is_null_where_it_cannot_serve(model, minilm, test_catalog):
+def test_text_only_model_is_null_where_it_cannot_serve(model, minilm, test_catalog, tmp_path):
     report = evaluate_catalog(
         model,
         test_catalog,
@@ -95,8 +95,15 @@ def test_text_only_model_is_null_where_it_cannot_serve(model, minilm, test_catal
     # The items have images it cannot see: relation type and validity do not apply either.
     assert data["relation_type"]["all-MiniLM-L6-v2"] == {"top1": None, "top3": None}
     assert data["validity"]["all-MiniLM-L6-v2"] == {"accuracy": None}
-    # A relation-agnostic model ranks every relation alike: ties count against it.
     assert report.methods["rcml"].relation_type["top1"] is not None
+    # The plot draws both bar charts (random and hard negatives) with the nulls as n/a.
+    from PIL import Image
+
+    from rcml_st.evaluation.plot import plot_report
+
+    plot_report(report, test_catalog, tmp_path / "eval.png")
+    with Image.open(tmp_path / "eval.png") as image:
+        assert image.format == "PNG" and image.height > 1000
 
 
 def test_on_text_only_data_every_task_applies(model, minilm, test_catalog):
