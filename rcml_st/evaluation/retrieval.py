@@ -661,7 +661,9 @@ class RelationRetrievalEvaluator(SentenceEvaluator):
     Queries and negatives are drawn once, at construction, so every evaluation during training
     ranks the same candidates. Returns ``{direction}_{metric}`` for the directions that have
     queries (``tt_hit@1`` ... ``avg_mrr``), prefixed with ``name`` when given; the primary metric
-    is ``avg_hit@5``.
+    is ``avg_hit@5``. With ``hard_negatives=True`` the same queries are also scored against hard
+    negatives (:func:`build_hard_queries`, from the same embeddings: no extra encoding), as
+    ``hard_{direction}_{metric}`` (``hard_avg_hit@1`` ...).
 
     Args:
         catalog: a :class:`~rcml_st.data.Catalog` or the path of a catalogue file.
@@ -671,6 +673,7 @@ class RelationRetrievalEvaluator(SentenceEvaluator):
         batch_size: items per encoding batch.
         show_progress_bar: show a progress bar while encoding.
         write_csv: append the metrics to ``<output_path>/<csv_file>`` when an output path is given.
+        hard_negatives: also report the metrics with hard negatives (``hard_`` prefix).
 
     Example:
         >>> from rcml_st.evaluation import RelationRetrievalEvaluator
@@ -689,6 +692,7 @@ class RelationRetrievalEvaluator(SentenceEvaluator):
         batch_size: int = 32,
         show_progress_bar: bool = False,
         write_csv: bool = True,
+        hard_negatives: bool = False,
     ) -> None:
         super().__init__()
         self.catalog = catalog if isinstance(catalog, Catalog) else read_catalog(Path(catalog))
@@ -699,10 +703,16 @@ class RelationRetrievalEvaluator(SentenceEvaluator):
         self.show_progress_bar = show_progress_bar
         self.write_csv = write_csv
         self.queries = build_queries(self.catalog, self.negatives, self.seed)
+        self.hard_queries = (
+            build_hard_queries(self.catalog, self.negatives, self.seed) if hard_negatives else None
+        )
         self.greater_is_better = True
         self.primary_metric = "avg_hit@5"
         self.csv_file = "relation_retrieval_evaluation" + (f"_{name}" if name else "") + "_results.csv"
-        self.csv_headers = ["epoch", "steps"] + [f"{d}_{m}" for d in (*DIRECTIONS, "avg") for m in METRICS]
+        self._columns = [f"{d}_{m}" for d in (*DIRECTIONS, "avg") for m in METRICS]
+        if self.hard_queries is not None:
+            self._columns += [f"hard_{column}" for column in self._columns]
+        self.csv_headers = ["epoch", "steps", *self._columns]
 
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -711,29 +721,43 @@ class RelationRetrievalEvaluator(SentenceEvaluator):
         where = f" after epoch {epoch}" if epoch != -1 else ""
         where += f", step {steps}" if steps != -1 else ""
         logger.info("Relation-guided retrieval on %d queries%s", len(self.queries), where)
-        result = evaluate_retrieval(
+        from rcml_st.encoding import encode_relations
+
+        embeddings = encode_relations(
             model,
-            self.catalog,
-            queries=self.queries,
+            catalog_inputs(self.catalog),
+            self.queries.relations,
             batch_size=self.batch_size,
+            modalities=("text", "image"),
             show_progress_bar=self.show_progress_bar,
+            progress_description="Encoding items under each relation",
         )
+        result = score_retrieval(embeddings, self.queries)
         metrics = flat_metrics(result)
         for direction, values in result.metrics.items():
             if values["hit@5"] is not None:
                 logger.info("  %-3s hit@5 %.4f  mrr %.4f", direction, values["hit@5"], values["mrr"])
+        hard = score_retrieval(embeddings, self.hard_queries) if self.hard_queries is not None else None
+        if hard is not None:
+            metrics.update({f"hard_{key}": value for key, value in flat_metrics(hard).items()})
+            if hard.metrics["avg"]["hit@1"] is not None:
+                logger.info("  hard negatives: avg hit@1 %.4f", hard.metrics["avg"]["hit@1"])
         if output_path is not None and self.write_csv:
-            self._write_csv(output_path, epoch, steps, result)
+            self._write_csv(output_path, epoch, steps, result, hard)
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
 
-    def _write_csv(self, output_path: str, epoch: int, steps: int, result: RetrievalResult) -> None:
+    def _write_csv(
+        self, output_path: str, epoch: int, steps: int, result: RetrievalResult, hard: RetrievalResult | None
+    ) -> None:
         os.makedirs(output_path, exist_ok=True)
         path = os.path.join(output_path, self.csv_file)
         new = not os.path.isfile(path)
         row: list[Any] = [epoch, steps]
-        row += [result.metrics[d][m] for d in (*DIRECTIONS, "avg") for m in METRICS]
+        for scored in (result, hard):
+            if scored is not None:
+                row += [scored.metrics[d][m] for d in (*DIRECTIONS, "avg") for m in METRICS]
         with open(path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             if new:
@@ -742,4 +766,7 @@ class RelationRetrievalEvaluator(SentenceEvaluator):
 
     def get_config_dict(self) -> dict[str, Any]:
         """Settings shown in the model card."""
-        return {"negatives": self.negatives, "seed": self.seed}
+        config: dict[str, Any] = {"negatives": self.negatives, "seed": self.seed}
+        if self.hard_queries is not None:
+            config["hard_negatives"] = True
+        return config

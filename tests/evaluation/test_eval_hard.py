@@ -152,3 +152,20 @@ def test_report_has_retrieval_hard_and_says_how_many_queries_had_any(model, test
     assert again.to_dict()["retrieval_hard"] == report.to_dict()["retrieval_hard"]
     off = evaluate_catalog(model, test_catalog, baselines=(), negatives=4, hard_negatives=False)
     assert "retrieval_hard" not in off.to_dict() and "hard_queries" not in off.settings
+
+
+def test_evaluator_reports_hard_metrics_from_the_same_embeddings(model, test_catalog, tmp_path):
+    from rcml_st.evaluation import RelationRetrievalEvaluator
+
+    evaluator = RelationRetrievalEvaluator(test_catalog, negatives=4, seed=0, name="dev", hard_negatives=True)
+    metrics = evaluator(model, output_path=str(tmp_path), epoch=1, steps=5)
+    report = evaluate_catalog(model, test_catalog, baselines=(), negatives=4, seed=0)
+    hard = report.to_dict()["retrieval_hard"]["rcml"]
+    assert metrics["dev_hard_avg_hit@1"] == pytest.approx(hard["avg"]["hit@1"])
+    assert metrics["dev_hard_tt_mrr"] == pytest.approx(hard["tt"]["mrr"])
+    assert metrics["dev_avg_hit@5"] == pytest.approx(report.to_dict()["retrieval"]["rcml"]["avg"]["hit@5"])
+    header = (tmp_path / evaluator.csv_file).read_text().splitlines()[0].split(",")
+    assert header[-1] == "hard_avg_mrr" and len(header) == 2 + 2 * 20
+    assert "dev_hard_avg_hit@1" not in RelationRetrievalEvaluator(test_catalog, negatives=4, name="dev")(
+        model
+    )
