@@ -275,15 +275,23 @@ def _run(
 
 
 def _is_rcml_dir(directory: Path) -> bool:
-    """Whether a saved model folder is an RCML one (its modules come from rcml_st)."""
+    """Whether a saved model folder is an RCML one: rcml_st modules, nothing from elsewhere.
+
+    A folder that also names modules from any other package goes to the plain loader, which
+    refuses to import them (``trust_remote_code=False``) with a clear error.
+    """
     import json
 
     try:
         modules = json.loads((directory / "modules.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return True  # let the RCML loader report what is wrong with it
-    return isinstance(modules, list) and any(
-        isinstance(m, dict) and str(m.get("type", "")).startswith("rcml_st.") for m in modules
+    if not isinstance(modules, list):
+        return True
+    types = [str(m.get("type", "")) if isinstance(m, dict) else "" for m in modules]
+    own = [t.startswith("rcml_st.") for t in types]
+    return any(own) and all(
+        o or t.startswith("sentence_transformers.") for o, t in zip(own, types, strict=True)
     )
 
 

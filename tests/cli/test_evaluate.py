@@ -221,3 +221,31 @@ def test_prompt_template_without_a_plain_model_is_a_usage_error(workspace):
     result = _run(*args, "--prompt-template", "{relation}: {text}")
     assert result.exit_code == 2
     assert "--prompt-template applies to --compare models that are not RCML" in result.stderr
+
+
+def test_a_folder_naming_foreign_module_code_is_refused_not_run(workspace, tmp_path):
+    root, synthetic = workspace
+    rogue = tmp_path / "rogue"
+    rogue.mkdir()
+    marker = tmp_path / "ran"
+    (rogue / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Evil: pass\n")
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "rcml_st.modules.OpenCLIPInput"},
+        {"idx": 1, "name": "1", "path": "1", "type": "evil.Evil"},
+    ]
+    (rogue / "modules.json").write_text(json.dumps(modules))
+    result = _run(str(synthetic.test_path), "-m", str(root / "rcml-model"), "--compare", str(rogue))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: cannot load the model in {rogue}")
+    assert not marker.exists()
+
+
+def test_compare_names_folders_by_name_and_hub_ids_whole(tmp_path):
+    from pathlib import Path
+
+    from rcml_st.cli.evaluate import _compare_names
+
+    folder = tmp_path / "runs" / "no-cond"
+    folder.mkdir(parents=True)
+    names = _compare_names([folder, Path("sentence-transformers/all-MiniLM-L6-v2")])
+    assert list(names) == ["no-cond", "sentence-transformers/all-MiniLM-L6-v2"]
