@@ -125,3 +125,21 @@ def test_on_text_only_data_every_task_applies(model, minilm, test_catalog):
     assert result.retrieval.metrics["avg"] == result.retrieval.metrics["tt"]
     assert result.retrieval.metrics["tt"]["hit@5"] is not None
     assert result.relation_type["top1"] is not None and result.validity["accuracy"] is not None
+
+
+def test_an_open_clip_two_tower_model_takes_the_prompt_on_its_text_side(model, test_catalog):
+    """An RCML model's backbone as a prompted model: CLIP-style, both towers, prompt on texts only."""
+    prompted = PromptedModel(model, "{relation}: {text}")
+    assert prompted.modalities == ("text", "image")
+    relations = test_catalog.relations
+    embeddings = encode_prompted(prompted, test_catalog, relations)
+    item = test_catalog.items[0]
+    for r, relation in enumerate(relations):
+        want = model.encode(
+            f"{relation}: {item.text}", normalize_embeddings=True
+        )  # no relation= : plain tower
+        np.testing.assert_allclose(embeddings.text[r, 0], want, atol=1e-5)
+    np.testing.assert_array_equal(embeddings.image[0], embeddings.image[-1])  # images: no prompt
+    report = evaluate_catalog(model, test_catalog, compare={"prompted": prompted}, baselines=(), negatives=4)
+    for direction in ("tt", "ii", "ti", "it", "avg"):
+        assert report.methods["prompted"].retrieval.metrics[direction]["hit@1"] is not None
