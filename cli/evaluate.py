@@ -36,7 +36,7 @@ EVALUATE_HELP = "\n\n".join(
         "Baselines in the same run: 'clip' (the evaluated model's OWN backbone without its relation "
         "pooling, relation text appended to the item text; for a fine-tuned model that is the fine-tuned "
         "backbone, not a zero-shot one), 'zero_shot' (the untrained backbone it was trained from, e.g. "
-        "rcml-lite or an open_clip pretrained tag, rebuilt offline when possible; plain embeddings), "
+        "rcml-lite or an open_clip pretrained tag, rebuilt offline when possible; evaluated like clip), "
         "'product' (training-free (zA.zr)(zB.zr) on the model's backbone), and "
         "any --compare model under its directory or Hub name: another RCML model, or any "
         "sentence-transformers model with --prompt-template; what it cannot serve (images for a text-only "

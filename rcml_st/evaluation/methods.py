@@ -14,10 +14,11 @@ similarity of two items under a relation. The three tasks then score all methods
   with the most tokens: an item's text is the same under every relation).
 - ``zero_shot``: the *untrained* backbone the model was trained from, rebuilt from the spec its
   config records (``rcml-lite``, or an open_clip model name with a pretrained tag whose weights
-  are available offline), with its plain embeddings: what the backbone gives out of the box, the
-  same vector under every relation. Left out, with the reason, when the backbone cannot be
-  rebuilt (a custom config or weights file that is not shipped with the model) or was random
-  (``rcml-tiny``, ``--pretrained none``: an untrained random network is not a zero-shot model).
+  are available offline), evaluated exactly like ``clip`` (relation text appended to the item
+  text), so that ``clip`` beside it shows what training did to the backbone. Left out, with the
+  reason, when the backbone cannot be rebuilt (a custom config or weights file that is not
+  shipped with the model) or was random (``rcml-tiny``, ``--pretrained none``: an untrained
+  random network is not a zero-shot model).
 - ``product``: the training-free score ``sim(A, B | r) = (zA . zr) (zB . zr)`` on plain backbone
   embeddings, ``zr`` the relation description's (normalised) text embedding. It factorises, so
   each item gets a 1-d "vector" ``[zX . zr]`` per relation and the dot product of two of them is
@@ -49,7 +50,7 @@ BASELINES: tuple[str, ...] = (CLIP, ZERO_SHOT, PRODUCT)
 DESCRIPTIONS: dict[str, str] = {
     CLIP: "this model's own backbone (fine-tuned with it, if it was) without its relation pooling, "
     "relation text appended to the item text",
-    ZERO_SHOT: "the untrained backbone this model was trained from, plain embeddings (no relation)",
+    ZERO_SHOT: "the untrained backbone this model was trained from, relation text appended like clip",
     PRODUCT: "training-free (zA.zr)(zB.zr) on this model's backbone",
 }
 
@@ -276,27 +277,19 @@ def build_zero_shot(
         RCMLError: when a pretrained tag's weights are neither cached nor downloadable.
     """
     import torch
+    from sentence_transformers import SentenceTransformer
 
-    from rcml_st.model import build_model
+    from rcml_st.modules import OpenCLIPInput
 
     backbone, pretrained = zero_shot_spec(model)
+    _, pooling = rcml_modules(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(backbone, pretrained, device=str(model.device) if device is None else device)
-
-
-def plain_baseline(relations: Sequence[str], plain: RelationEmbeddings) -> RelationEmbeddings:
-    """Plain (relation-agnostic) embeddings seen under every relation: (R, N, D) views, no copy."""
-    r = len(relations)
-
-    def spread(x: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(x[:1], (r, *x.shape[1:]))
-
-    return RelationEmbeddings(
-        list(relations),
-        spread(plain.item),
-        spread(plain.text),
-        spread(plain.image),
-        plain.has_text,
-        plain.has_image,
+        clip = OpenCLIPInput(backbone, pretrained)
+        # Same pooling settings, fresh weights: only the plain (relation-agnostic) output is used.
+        fresh = type(pooling)(**pooling.get_config_dict())
+    return SentenceTransformer(
+        modules=[clip, fresh],
+        device=str(model.device) if device is None else device,
+        similarity_fn_name="cosine",
     )

@@ -26,7 +26,7 @@ A ``--compare`` model that is not RCML (:class:`~rcml_st.evaluation.prompted.Pro
 directions would not compare), and for relation type and validity when the catalogue has a
 modality it cannot read; ``settings.prompt_templates`` records each such model's template.
 
-``zero_shot`` (the untrained backbone, plain embeddings) appears when the model's backbone can be
+``zero_shot`` (the untrained backbone, evaluated like ``clip``) appears when the model's backbone can be
 rebuilt untrained offline; ``settings.zero_shot`` names it (``backbone``, ``pretrained``) or says
 why it was left out (``left_out``).
 
@@ -58,7 +58,6 @@ from rcml_st.evaluation.methods import (
     clip_baseline,
     encode_with_plain,
     is_rcml,
-    plain_baseline,
     product_baseline,
     zero_shot_spec,
 )
@@ -178,7 +177,7 @@ def evaluate_catalog(
     (each item under every relation of the catalogue plus its plain embedding, one backbone pass);
     the ``product`` baseline reuses that pass, the ``clip`` baseline re-encodes texts with the
     relation appended (once per item and relation), ``zero_shot`` rebuilds the untrained backbone
-    and encodes each item once, each ``compare`` model is encoded once (a prompted one once per
+    and does the same, each ``compare`` model is encoded once (a prompted one once per
     item and relation).
 
     Args:
@@ -265,6 +264,8 @@ def evaluate_catalog(
         else:
             backbone, pretrained = zero_shot_spec(model)
             zero_shot = {"backbone": backbone, "pretrained": pretrained}
+            # The clip protocol on the untrained backbone: beside ``clip``, the row shows what
+            # training the backbone did.
             _, untrained_plain = encode_with_plain(
                 untrained,
                 catalog,
@@ -273,10 +274,17 @@ def evaluate_catalog(
                 show_progress_bar=show_progress_bar,
                 label=ZERO_SHOT,
             )
-            del untrained
-            methods[ZERO_SHOT] = _score(
-                plain_baseline(relations, untrained_plain), catalog, relations, queries, split, hard
+            untrained_clip = clip_baseline(
+                untrained,
+                catalog,
+                relations,
+                untrained_plain,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
             )
+            del untrained, untrained_plain
+            methods[ZERO_SHOT] = _score(untrained_clip, catalog, relations, queries, split, hard)
+            del untrained_clip
     if PRODUCT in baselines:
         methods[PRODUCT] = _score(
             product_baseline(model, relations, plain), catalog, relations, queries, split, hard
