@@ -207,7 +207,11 @@ def _run(
     from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
 
-    # Data first: a bad record fails in a second, before torch or any model is loaded.
+    # Options, then data: a bad template or record fails in a second, before torch or any model.
+    if prompt_template is not None:
+        from rcml_st.evaluation.prompted import check_prompt_template
+
+        check_prompt_template(prompt_template)
     catalog = read_catalog(
         data, skip_invalid=skip_invalid, on_warning=lambda m: err_console.print(f"Warning: {m}")
     )
@@ -220,10 +224,6 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
-    if prompt_template is not None:
-        from rcml_st.evaluation.prompted import check_prompt_template
-
-        check_prompt_template(prompt_template)
     # Then the model: a missing folder or Hub id fails before torch is imported too.
     check_model_dir(model_dir)
     names = _compare_names(compare)
