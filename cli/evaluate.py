@@ -118,8 +118,8 @@ def evaluate(
         typer.Option(
             "--plot",
             metavar="FILE.png",
-            help="Write a PNG: Hit@5 per direction and method, and PCA views of the items under "
-            "2-3 relations.",
+            help="Write a PNG: Hit@5 per direction and method, Hit@1 with hard negatives, and PCA views "
+            "of the items under 2-3 relations (n/a where a method cannot serve a direction).",
             show_default=False,
         ),
     ] = None,
