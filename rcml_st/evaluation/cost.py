@@ -9,7 +9,9 @@ model's first (input) module adds up the rows of ``input_ids`` (texts) and ``pix
 (images) of every batch, so the pass counts are observed, not computed from N and R.
 
 RCML also embeds the R relation descriptions once per run (R short texts through the text tower,
-outside the item batches); ``relation_texts`` reports them.
+outside the item batches); ``relation_texts`` reports them. RCML remembers those embeddings for
+the same relations and weights, so with the warm-up (on by default) their time falls in the
+warm-up, not in ``seconds``: R short texts, next to N items.
 
 Example:
     >>> import rcml_st
