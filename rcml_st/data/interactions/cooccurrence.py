@@ -69,7 +69,9 @@ class CooccurrenceEdges:
 
     def partners(self) -> dict[int, np.ndarray]:
         """Source item number -> its partners (target item numbers), strongest first."""
-        starts = np.flatnonzero(np.r_[True, self.sources[1:] != self.sources[:-1]])[: len(self.sources)]
+        if not len(self.sources):
+            return {}
+        starts = np.flatnonzero(np.r_[True, self.sources[1:] != self.sources[:-1]])
         ends = np.r_[starts[1:], len(self.sources)]
         return {int(self.sources[s]): self.targets[s:e] for s, e in zip(starts, ends, strict=True)}
 
@@ -84,6 +86,7 @@ def cooccurrence_edges(
     min_count: int = 1,
     window: float | None = None,
     max_items_per_user: int = 100,
+    significance: float = 0.0,
 ) -> CooccurrenceEdges:
     """The ``top_k`` partners of every item: items the same users touched.
 
@@ -99,11 +102,16 @@ def cooccurrence_edges(
         window: when given, two items pair up only if the same user touched them at most this
             many seconds apart.
         max_items_per_user: a user with more keeps only the most recent ones.
+        significance: when above 0, a pair is kept only if its count is this many standard
+            deviations above the count users touching items independently would give:
+            ``count - e >= significance * sqrt(e)``, ``e = users of a x users of b / users``
+            (a Poisson z-score). Unlike ``min_count`` it adapts to how active the users are.
 
     Example:
         >>> con = duckdb.connect()
-        >>> _ = con.execute("CREATE TABLE ev AS SELECT * FROM (VALUES ('u1', 0, 0.0), ('u1', 1, 0.0),"
-        ...                 " ('u2', 0, 0.0), ('u2', 1, 0.0), ('u2', 2, 0.0), ('u3', 2, 0.0)) t(u, item, time)")
+        >>> rows = [("u1", 0), ("u1", 1), ("u2", 0), ("u2", 1), ("u2", 2), ("u3", 2)]
+        >>> values = ", ".join(f"('{u}', {i}, 0.0)" for u, i in rows)
+        >>> _ = con.execute(f"CREATE TABLE ev AS SELECT * FROM (VALUES {values}) t(u, item, time)")
         >>> edges = cooccurrence_edges(con, "ev", 3)
         >>> edges.partners()[0].tolist(), edges.counts[:2].tolist(), edges.stats.pairs
         ([1, 2], [2, 1], 6)
@@ -133,17 +141,21 @@ def cooccurrence_edges(
         WHERE a.n > 1 AND b.n > 1 GROUP BY a.item, b.item""")
     stats = CooccurrenceStats(users=users, capped_users=capped)
     stats.pairs = 2 * con.execute("SELECT count(*) FROM pairs").fetchone()[0]
-    joins, value = "", "c::DOUBLE"
-    if score != "count":
+    joins, value, keep = "", "c::DOUBLE", f"c >= {min_count}"
+    if score != "count" or significance > 0:
         con.execute("""
             CREATE OR REPLACE TEMP TABLE item_users AS SELECT item, count(DISTINCT u)::DOUBLE AS n
             FROM kept GROUP BY item""")
         joins = "JOIN item_users ua ON ua.item = s JOIN item_users ub ON ub.item = t"
         jaccard, pmi = "c / (ua.n + ub.n - c)", f"ln(c * {float(users)!r} / (ua.n * ub.n))"
-        value = jaccard if score == "jaccard" else pmi
+        value = {"count": value, "jaccard": jaccard, "pmi": pmi}[score]
+        expected = f"(ua.n * ub.n / {float(users)!r})"
+        keep += (
+            f" AND c - {expected} >= {float(significance)!r} * sqrt({expected})" if significance > 0 else ""
+        )
     # Both directions of each kept pair, the score computed once per pair (all three are symmetric).
     both = f"""
-        WITH scored AS (SELECT s, t, c, {value} AS v FROM pairs {joins} WHERE c >= {min_count})
+        WITH scored AS (SELECT s, t, c, {value} AS v FROM pairs {joins} WHERE {keep})
         SELECT s AS src, t AS dst, c, v, c * 4294967296 + ({_LOW} - t) AS k FROM scored
         UNION ALL SELECT t, s, c, v, c * 4294967296 + ({_LOW} - s) FROM scored"""
     # k packs (count, partner): the larger k, the higher the count, then the lower the partner.

@@ -18,6 +18,7 @@ import csv
 import glob
 import gzip
 import io
+import json
 import math
 import os
 import re
@@ -149,7 +150,7 @@ def scan_sql(files: list[Path], fmt: str, columns: list[str]) -> str:
         return f"read_parquet({names})"
     types = "{" + ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in columns) + "}"
     if fmt == "jsonl":
-        return f"read_json({names}, format='newline_delimited', columns={types}, maximum_object_size=1e9)"
+        return f"read_json({names}, format='newline_delimited', columns={types})"
     header = _csv_header(files[0], fmt)
     missing = [c for c in columns if c not in header]
     if missing:
@@ -195,7 +196,7 @@ def check_rows(
     con.execute("SET preserve_insertion_order = true")
     rows: collections.Counter[str] = collections.Counter()
     found: dict[str, str] = {}
-    for batch in con.execute(f"SELECT filename, reason, problem FROM {scan}").fetch_record_batch(1 << 16):
+    for batch in con.sql(f"SELECT filename, reason, problem FROM {scan}").to_arrow_reader(1 << 16):
         for name, reason, problem in zip(*(c.to_pylist() for c in batch.columns), strict=True):
             rows[name] += 1
             if reason in bad and reason not in found:
@@ -224,23 +225,31 @@ def _row_error(path: Path, fmt: str, row: int, problem: str) -> InputDataError:
         return InputDataError(problem, path=str(path), line=next(n for i, n in enumerate(data) if i == row))
 
 
-_LINE = re.compile(r'(?:CSV Error on Line: (\d+)|Malformed JSON in file "(.*?)", at byte \d+ in line (\d+))')
-
-
 def input_error(exc: duckdb.Error, files: list[Path]) -> InputDataError:
-    """A DuckDB reading error as ``file:line: problem`` (its first line, the line it names)."""
-    text = str(exc).split(": ", 1)[-1].strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    match = _LINE.search(str(exc))
-    file_match = re.search(r"\n\s*file = (.*)\n", str(exc))
-    path = (match and match.group(2)) or (file_match and file_match.group(1)) or str(files[0])
-    line = int(match.group(1) or match.group(3)) if match else None
-    detail = re.search(r"\nExpected Number of Columns: (\d+) Found: (\d+)", str(exc))
-    if detail:
-        first = f"{detail.group(2)} fields, the header has {detail.group(1)}"
-    elif match:
-        first = re.sub(r"^.*?in line \d+: ", "bad JSON: ", first)
-    return InputDataError(first, path=path, line=line)
+    """A DuckDB reading error as ``file:line: problem``.
+
+    A CSV error names its line; for a JSON error, the first line of the file that is not JSON is
+    found again here (DuckDB's own line number is off by one in some versions).
+    """
+    message = str(exc)
+    first = message.split(": ", 1)[-1].strip().splitlines()[0]
+    json_error = re.search(r'Malformed JSON in file "(.*?)", at byte \d+ in line \d+: (.*)', message)
+    if json_error:
+        path = Path(json_error.group(1))
+        with _open_text(path) as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    json.loads(raw) if raw.strip() else None
+                except ValueError as bad:
+                    return InputDataError(f"bad JSON: {bad}", path=str(path), line=number)
+        return InputDataError(f"bad JSON: {json_error.group(2).strip()}", path=str(path))
+    csv_line = re.search(r"CSV Error on Line: (\d+)", message)
+    where = re.search(r"\n\s*file = (.*)\n", message)
+    path = where.group(1) if where else str(files[0])
+    columns = re.search(r"\nExpected Number of Columns: (\d+) Found: (\d+)", message)
+    if columns:
+        first = f"{columns.group(2)} fields, the header has {columns.group(1)}"
+    return InputDataError(first, path=path, line=int(csv_line.group(1)) if csv_line else None)
 
 
 def connect(
@@ -320,15 +329,18 @@ def read_log(
     else:
         tm, raw = time_sql(ident(columns.time), time_type), f"CAST({ident(columns.time)} AS VARCHAR)"
         time_reason = "WHEN tm IS NULL THEN 'bad time'"
+    not_a_time = sql_string(f"{columns.time!r}: not a time (a number or ISO 8601): ")
     problem = (
         f"CASE WHEN u IS NULL THEN {sql_string(f'empty or missing {columns.user!r}')} "
         f"WHEN it IS NULL THEN {sql_string(f'empty or missing {columns.item!r}')} "
-        f"ELSE {sql_string(f'{columns.time!r}: not a time (a number or ISO 8601): ')} || coalesce(raw, 'none') END"
+        f"ELSE {not_a_time} || coalesce(raw, 'none') END"
     )
+    missing_user, missing_item = (sql_string(f"missing {c}") for c in (columns.user, columns.item))
     parsed = f"""
-        SELECT filename, u, it, tm, reason, TRUE AS bad, CASE WHEN reason IS NOT NULL THEN {problem} END AS problem
-        FROM (SELECT *, CASE WHEN u IS NULL THEN {sql_string(f"missing {columns.user}")}
-                             WHEN it IS NULL THEN {sql_string(f"missing {columns.item}")} {time_reason} END AS reason
+        SELECT filename, u, it, tm, reason, TRUE AS bad,
+               CASE WHEN reason IS NOT NULL THEN {problem} END AS problem
+        FROM (SELECT *, CASE WHEN u IS NULL THEN {missing_user}
+                             WHEN it IS NULL THEN {missing_item} {time_reason} END AS reason
               FROM (SELECT filename, {user} AS u, {item} AS it, {tm} AS tm, {raw} AS raw FROM {scan}))"""
     try:
         load_events(con, parsed, fmt, skip_invalid, stats)

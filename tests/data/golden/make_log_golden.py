@@ -80,8 +80,11 @@ def main() -> None:
             out = Path(tmp) / f"{name}.jsonl"
             time_column = None if name in UNTIMED_CASES else "ts"
             summary = add_log_relations(
-                HERE / "items.jsonl", HERE / "log.csv", out,
-                columns=LogColumns("customer", "sku", time_column), **options,
+                HERE / "items.jsonl",
+                HERE / "log.csv",
+                out,
+                columns=LogColumns("customer", "sku", time_column),
+                **options,
             )
             relations = {
                 r["id"]: r["relations"]["bought by the same customers"]
@@ -93,8 +96,12 @@ def main() -> None:
                 "options": options,
                 "time_column": time_column,
                 "stats": {
-                    "rows": c.rows, "unknown_items": c.unknown_items, "users": c.users,
-                    "capped_users": c.capped_users, "pairs": c.pairs, "edges": c.edges,
+                    "rows": c.rows,
+                    "unknown_items": c.unknown_items,
+                    "users": c.users,
+                    "capped_users": c.capped_users,
+                    "pairs": c.pairs,
+                    "edges": c.edges,
                 },
                 "relations": relations,
             }
