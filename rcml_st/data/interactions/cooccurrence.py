@@ -136,9 +136,9 @@ def cooccurrence_edges(
     counted = "count(DISTINCT a.u)" if window is not None else "count(*)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE pairs AS
-        SELECT a.item AS s, b.item AS t, {counted} AS c
+        SELECT a.item::BIGINT * 4294967296 + b.item AS pair, {counted} AS c
         FROM kept a JOIN kept b ON a.u = b.u AND a.item < b.item {near}
-        WHERE a.n > 1 AND b.n > 1 GROUP BY a.item, b.item""")
+        WHERE a.n > 1 AND b.n > 1 GROUP BY pair""")
     stats = CooccurrenceStats(users=users, capped_users=capped)
     stats.pairs = 2 * con.execute("SELECT count(*) FROM pairs").fetchone()[0]
     joins, value, keep = "", "c::DOUBLE", f"c >= {min_count}"
@@ -155,7 +155,10 @@ def cooccurrence_edges(
         )
     # Both directions of each kept pair, the score computed once per pair (all three are symmetric).
     both = f"""
-        WITH scored AS (SELECT s, t, c, {value} AS v FROM pairs {joins} WHERE {keep})
+        WITH scored AS (
+            SELECT s, t, c, {value} AS v
+            FROM (SELECT (pair >> 32)::INTEGER AS s, (pair & {_LOW})::INTEGER AS t, c FROM pairs) {joins}
+            WHERE {keep})
         SELECT s AS src, t AS dst, c, v, c * 4294967296 + ({_LOW} - t) AS k FROM scored
         UNION ALL SELECT t, s, c, v, c * 4294967296 + ({_LOW} - s) FROM scored"""
     # k packs (count, partner): the larger k, the higher the count, then the lower the partner.
