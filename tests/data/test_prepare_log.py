@@ -145,6 +145,10 @@ def test_a_glob_of_parquet_files_and_threads(catalog: Path, tmp_path: Path) -> N
     extra = ["--time-column", "ts", "--window", "1m", "--top-k", "1"]
     assert _prepare(tmp_path / "logs" / "*.parquet", catalog, out, *extra).exit_code == 0
     assert _relations(out)["tent"] == {"bought by the same customers": ["stove"]}
+    bad = tmp_path / "logs" / "part2.parquet"  # Parquet has rows, not lines: "file: row N"
+    pq.write_table(pa.table({"order": ["o7", None], "sku": ["tent", "mug"], "ts": [1, 2]}), bad)
+    result = _prepare(tmp_path / "logs" / "*.parquet", catalog, out)
+    assert result.exit_code == 2 and result.stderr == f"Error: {bad}: row 2: empty or missing 'order'\n"
     result = _prepare(tmp_path / "logs" / "*.none.parquet", catalog, out)
     assert result.exit_code == 2 and "no file matches this pattern" in result.stderr
 
