@@ -240,7 +240,7 @@ LOG_HELP = "\n\n".join(
         "DuckDB reads the log, counts the pairs and keeps the top k, on --threads cores; it stays within "
         "--memory-mb and spills to a temporary folder next to --output past it, so the log's size is "
         "bounded by disk (the summary states the whole run's memory: --memory-mb plus about 300 bytes "
-        "per catalogue item, 12 per kept edge and 150 MB). Ties in the top k go to the higher count, "
+        "per catalogue item, 12 per kept edge and 250 MB). Ties in the top k go to the higher count, "
         "then the item earlier in the catalogue. --max-items-per-user keeps one very active account "
         "from producing millions of pairs.",
         "Examples:",
