@@ -1,30 +1,31 @@
-"""Relations from an interaction log at scale: out-of-core counting vs a plain in-memory baseline.
+"""Relations from an interaction log at scale: DuckDB (this package) vs the old out-of-core counter.
 
 Generates orders logs (CSV, gzip) with a long-tailed item popularity and customer activity
 (about 20 items per customer, a few accounts with thousands), plus a catalogue of the items, and
-runs ``add_log_relations`` (what ``rcml-st prepare log`` runs: read the catalogue, stream the log,
-count pairs on disk, keep the top 10 partners per item, write the catalogue) at 1M and 10M rows.
-The baseline reads the same log into a dict of customer -> items and counts pairs in a
-``collections.Counter`` (the obvious way, all in memory, with the same cap per customer), at
-1M rows, where it fits. Each run is its own process, so its peak RSS is its own.
+runs ``rcml-st prepare log`` (read the catalogue, read the log, count pairs, keep the top 10
+partners per item, write the catalogue) at 1M and 10M rows, each run its own process (peak RSS
+from wait4), both paths back to back at each size so that they share the machine's load:
 
-    .venv/bin/python benchmarks/log_relations.py                 # 1M and 10M rows, baseline at 1M
-    .venv/bin/python benchmarks/log_relations.py --sizes 1000000 --baseline-sizes 1000000
+- ``duckdb``: this checkout's ``rcml-st`` on the gzip CSV, and on the same log as Parquet;
+- ``old``: the hand-written counter DuckDB replaced, from a checkout of commit 0f2717b
+  (``--old-rcml-st``, default ``/work/main/.venv/bin/rcml-st`` while that still has it).
+
+"same edges" compares the relation lists (members and order) of the two outputs, item by item.
+
+    .venv/bin/python benchmarks/log_relations.py                          # 1M and 10M rows
+    .venv/bin/python benchmarks/log_relations.py --sizes 1000000 --no-old
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import heapq
-import itertools
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -79,141 +80,96 @@ def generate(folder: Path, rows: int, seed: int = 0) -> tuple[Path, Path]:
     return log, catalog
 
 
-def run_engine(log: Path, catalog: Path, out: Path, memory_mb: int) -> dict:
-    from rcml_st.data.interactions import LogColumns, add_log_relations
+def to_parquet(log: Path) -> Path:
+    out = log.with_name(log.name.replace(".csv.gz", ".parquet"))
+    if not out.exists():
+        import duckdb
 
-    summary = add_log_relations(
-        catalog,
-        log,
-        out,
-        columns=LogColumns("customer_id", "item_id", "ts"),
-        top_k=TOP_K,
-        max_items_per_user=CAP,
-        memory_mb=memory_mb,
-    )
-    c = summary.counting
+        duckdb.connect().execute(
+            f"COPY (SELECT * FROM read_csv('{log}', all_varchar=true)) TO '{out}' (FORMAT parquet)"
+        )
+    return out
+
+
+def run(command: list[str]) -> dict:
+    """Runs one ``prepare log``; its wall time and peak RSS (its own, from wait4)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = process.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"error": (stderr.strip().splitlines() or ["failed"])[-1]}
     return {
-        "edges": c.edges,
-        "pairs": c.pairs,
-        "users": c.users,
-        "capped": c.capped_users,
-        "bound": summary.memory_bound,
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
     }
 
 
-def run_naive(log: Path, catalog: Path, out: Path) -> dict:
-    """All in memory: customer -> {item: time}, a Counter of pairs, a heap per item."""
-    from rcml_st.data.interactions import LogColumns, iter_log
-
-    with open(catalog, encoding="utf-8") as fh:
-        ids = [json.loads(line)["id"] for line in fh]
-    known = set(ids)
-    baskets: dict[str, dict[str, float]] = defaultdict(dict)
-    for user, item, t in iter_log(log, LogColumns("customer_id", "item_id", "ts")):
-        if item in known:
-            basket = baskets[user]
-            basket[item] = max(basket.get(item, t), t)
-    pairs: Counter = Counter()
-    for basket in baskets.values():
-        chosen = sorted(basket, key=lambda i: -basket[i])[:CAP]
-        for a, b in itertools.combinations(chosen, 2):
-            pairs[(a, b)] += 1
-            pairs[(b, a)] += 1
-    partners: dict[str, list] = defaultdict(list)
-    for (a, b), count in pairs.items():
-        heap = partners[a]
-        if len(heap) < TOP_K:
-            heapq.heappush(heap, (count, b))
-        else:
-            heapq.heappushpop(heap, (count, b))
-    with open(out, "w", encoding="utf-8") as fh:
-        for item in ids:
-            ranked = [b for _, b in sorted(partners.get(item, []), reverse=True)]
-            record = {"id": item, "text": "x"}
-            if ranked:
-                record["relations"] = {"bought by the same customers": ranked}
-            fh.write(json.dumps(record) + "\n")
-    return {"edges": sum(len(h) for h in partners.values()), "pairs": len(pairs), "users": len(baskets)}
-
-
-def child(kind: str, rows: int, folder: Path, memory_mb: int) -> None:
-    log, catalog = generate(folder, rows)
-    out = folder / f"out_{kind}_{rows}.jsonl"
-    start = time.perf_counter()
-    result = run_engine(log, catalog, out, memory_mb) if kind == "engine" else run_naive(log, catalog, out)
-    result["seconds"] = time.perf_counter() - start
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result))
-
-
-def measure(kind: str, rows: int, folder: Path, memory_mb: int) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--rows", str(rows), "--folder", str(folder)]
-    command += ["--memory-mb", str(memory_mb)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def relations(path: Path) -> dict[str, list[str]]:
+    with open(path, encoding="utf-8") as fh:
+        return {
+            r["id"]: r["relations"]["bought by the same customers"]
+            for r in map(json.loads, fh)
+            if "relations" in r
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--baseline-sizes", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--memory-mb", type=int, default=1024)
-    parser.add_argument(
-        "--folder", type=Path, default=None, help="where logs are generated (kept for reruns)"
-    )
-    parser.add_argument("--child", choices=["engine", "naive"], help=argparse.SUPPRESS)
-    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--old-rcml-st", default="/work/main/.venv/bin/rcml-st")
+    parser.add_argument("--no-old", action="store_true", help="run only this checkout's path")
+    parser.add_argument("--no-parquet", action="store_true")
+    parser.add_argument("--folder", type=Path, default=None, help="where logs are generated (kept)")
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.gettempdir()) / "rcml-log-bench"
     folder.mkdir(parents=True, exist_ok=True)
-    if args.child:
-        child(args.child, args.rows, folder, args.memory_mb)
-        return
-
-    for rows in sorted(set(args.sizes) | set(args.baseline_sizes)):
-        start = time.perf_counter()
-        generate(folder, rows)
-        n_items, n_users = shape(rows)
-        took = time.perf_counter() - start
-        print(f"log of {rows:,} rows ({n_items:,} items, {n_users:,} customers): {took:.0f} s")
-    print(f"{'rows':>12} {'method':<22} {'time':>8} {'peak RSS':>10} {'edges':>12} {'pairs':>13}")
-    results: dict[tuple[str, int], dict] = {}
-    for rows in sorted(set(args.sizes) | set(args.baseline_sizes)):
-        kinds = (["engine"] if rows in args.sizes else []) + (
-            ["naive"] if rows in args.baseline_sizes else []
-        )
-        for kind in kinds:
-            r = results[(kind, rows)] = measure(kind, rows, folder, args.memory_mb)
-            name = "out of core (package)" if kind == "engine" else "in memory (Counter)"
+    new = str(Path(sys.executable).with_name("rcml-st"))
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    print(f"{'rows':>12} {'path':<16} {'time':>8} {'CPU':>8} {'peak RSS':>10}  same edges")
+    for rows in args.sizes:
+        log, catalog = generate(folder, rows)
+        inputs = [("duckdb csv.gz", new, log)]
+        if not args.no_parquet:
+            inputs.append(("duckdb parquet", new, to_parquet(log)))
+        if not args.no_old:
+            inputs.append(("old csv.gz", args.old_rcml_st, log))
+        outputs: dict[str, dict[str, list[str]]] = {}
+        times: dict[str, float] = {}
+        for name, program, source in inputs:
+            out = folder / f"out_{name.replace(' ', '_')}_{rows}.jsonl"
+            command = [program, "prepare", "log", str(source), "-c", str(catalog), "-o", str(out)]
+            command += ["--user-column", "customer_id", "--item-column", "item_id", "--time-column", "ts"]
+            command += [
+                "--top-k",
+                str(TOP_K),
+                "--max-items-per-user",
+                str(CAP),
+                "--memory-mb",
+                str(args.memory_mb),
+            ]
+            if args.threads and program == new:
+                command += ["--threads", str(args.threads)]
+            r = run(command)
             if "error" in r:
-                print(f"{rows:>12,} {name:<22} failed: {r['error']}")
+                print(f"{rows:>12,} {name:<16} failed: {r['error']}")
                 continue
+            outputs[name] = relations(out)
+            same = outputs[name] == outputs["duckdb csv.gz"] if "duckdb csv.gz" in outputs else "-"
             print(
-                f"{rows:>12,} {name:<22} {r['seconds']:>7.1f}s {r['peak_rss_mb']:>8,.0f}MB "
-                f"{r['edges']:>12,} {r['pairs']:>13,}"
+                f"{rows:>12,} {name:<16} {r['seconds']:>7.1f}s {r['cpu_s']:>7.1f}s "
+                f"{r['peak_rss_mb']:>8,.0f}MB  {same} ({sum(map(len, outputs[name].values())):,} edges)",
+                flush=True,
             )
-            if kind == "engine":
-                print(f"{'':>12} stated bound: {r['bound']}")
-    engine_sizes = sorted(
-        rows for kind, rows in results if kind == "engine" and "error" not in results[(kind, rows)]
-    )
-    if len(engine_sizes) >= 2:
-        small, large = results[("engine", engine_sizes[0])], results[("engine", engine_sizes[-1])]
-        print(
-            f"growth {engine_sizes[0]:,} -> {engine_sizes[-1]:,} rows: "
-            f"time x{large['seconds'] / small['seconds']:.1f}, "
-            f"peak RSS x{large['peak_rss_mb'] / small['peak_rss_mb']:.1f}"
-        )
-    for rows in args.baseline_sizes:
-        engine, naive = results.get(("engine", rows)), results.get(("naive", rows))
-        if engine and naive and "error" not in engine and "error" not in naive:
-            same = engine["edges"] == naive["edges"] and engine["pairs"] == naive["pairs"]
+            times[name] = r["seconds"]
+        if "old csv.gz" in times and "duckdb csv.gz" in times:
+            ratio = times["old csv.gz"] / times["duckdb csv.gz"]
             print(
-                f"at {rows:,} rows: time x{naive['seconds'] / engine['seconds']:.2f} (naive/package), "
-                f"peak RSS x{naive['peak_rss_mb'] / engine['peak_rss_mb']:.2f}; "
-                f"same edge and pair counts: {same}"
+                f"{rows:>12,} old / duckdb (csv.gz): x{ratio:.1f}; load average now {os.getloadavg()[0]:.1f}"
             )
 
 

@@ -47,7 +47,9 @@ AMAZON_HELP = "\n\n".join(
         "The 2023 release has no co-purchase lists (bought_together is null): --reviews adds "
         "'reviewed by the same customers' from its review file (2014 and 2018 review files work too), "
         "verified purchases only unless --all-reviews, each product keeping the --max-targets products "
-        "reviewed together with it most often, counted out of core as in 'rcml-st prepare log'.",
+        "reviewed together with it most often by at least --min-co-reviews customers (2: one customer's "
+        "two reviews are mostly noise) and --co-review-significance standard deviations more often than "
+        "by chance (3), counted by DuckDB as in 'rcml-st prepare log'.",
     ]
 )
 
@@ -141,6 +143,24 @@ def amazon(
             help="With --reviews: a customer with more keeps the most recent ones.",
         ),
     ] = 100,
+    min_co_reviews: Annotated[
+        int,
+        typer.Option(
+            "--min-co-reviews",
+            min=1,
+            help="With --reviews: relate two products only when at least N customers reviewed both.",
+        ),
+    ] = 2,
+    co_review_significance: Annotated[
+        float,
+        typer.Option(
+            "--co-review-significance",
+            min=0,
+            metavar="Z",
+            help="With --reviews: relate two products only when reviewed together Z standard deviations "
+            "more often than customers reviewing at random would (0: off).",
+        ),
+    ] = 3.0,
     boilerplate_min_brands: Annotated[
         int | None,
         typer.Option(
@@ -176,6 +196,8 @@ def amazon(
                 min_rating=min_rating,
                 review_relation=review_relation,
                 max_items_per_user=max_items_per_user,
+                min_co_reviews=min_co_reviews,
+                co_review_significance=co_review_significance,
                 on_progress=on_progress,
             )
         _print_summary(summary, cluster)
@@ -190,6 +212,7 @@ class LogFormat(str, Enum):
     csv = "csv"
     tsv = "tsv"
     jsonl = "jsonl"
+    parquet = "parquet"
 
 
 class Score(str, Enum):
@@ -204,8 +227,9 @@ LOG_HELP = "\n\n".join(
     [
         "Add relations from an interaction log to a catalogue: items the same customer, order or "
         "session touched become related.",
-        "LOG has one (who, item, when) row per interaction: CSV or TSV with a header, or JSON Lines; "
-        "gzip or not. Name its columns with --user-column (a customer, order or session id), "
+        "LOG has one (who, item, when) row per interaction: CSV or TSV with a header, or JSON Lines, "
+        "gzip or not, or Parquet; one file or a quoted glob ('orders/*.parquet'). Name its columns with "
+        "--user-column (a customer, order or session id), "
         "--item-column (ids of the --catalog items; other items are dropped and counted) and, for "
         "--window or to keep a capped user's most recent items, --time-column (Unix seconds or ms, "
         "or ISO 8601).",
@@ -213,16 +237,19 @@ LOG_HELP = "\n\n".join(
         "jaccard (count / customers who touched either) or pmi; pairs below --min-count are dropped. "
         "The edges are written under --relation (merged with the catalogue's own relations), or "
         "grouped by --cluster K into K relation types named from what the linked items share.",
-        "The log is counted out of core: rows are hash-partitioned by user into temporary files next "
-        "to --output, pairs counted per partition and partitioned again by item; memory stays near "
-        "--memory-mb plus about 160 bytes per catalogue item, 30 per kept edge and 100 MB, whatever "
-        "the log's size. --max-items-per-user keeps one very active account from producing millions of "
-        "pairs.",
+        "DuckDB reads the log, counts the pairs and keeps the top k, on --threads cores; it stays within "
+        "--memory-mb and spills to a temporary folder next to --output past it, so the log's size is "
+        "bounded by disk (the summary states the whole run's memory: --memory-mb plus about 300 bytes "
+        "per catalogue item, 12 per kept edge and 250 MB). Ties in the top k go to the higher count, "
+        "then the item earlier in the catalogue. --max-items-per-user keeps one very active account "
+        "from producing millions of pairs.",
         "Examples:",
         "  rcml-st prepare log orders.csv.gz --catalog items.jsonl -o items_rel.jsonl "
         "--user-column order_id --item-column sku",
         "  rcml-st prepare log sessions.jsonl --catalog items.jsonl -o out.jsonl --user-column session "
         "--item-column product --time-column ts --window 30m --relation 'viewed in the same session'",
+        "  rcml-st prepare log 'orders/*.parquet' -c items.jsonl -o out.jsonl --user-column customer "
+        "--item-column sku --memory-mb 4096 --threads 8",
         "  rcml-st prepare log purchases.tsv --catalog items.jsonl -o out.jsonl --score jaccard "
         "--min-count 2 --top-k 20 --cluster 8",
     ]
@@ -233,7 +260,10 @@ LOG_HELP = "\n\n".join(
 def log(
     log_file: Annotated[
         Path,
-        typer.Argument(help="Interaction log: .csv, .tsv or .jsonl, gzip or not.", show_default=False),
+        typer.Argument(
+            help="Interaction log: .csv, .tsv or .jsonl (gzip or not) or .parquet; a file or a quoted glob.",
+            show_default=False,
+        ),
     ],
     catalog: Annotated[
         Path,
@@ -281,8 +311,14 @@ def log(
         ),
     ] = 100,
     memory_mb: Annotated[
-        int, typer.Option("--memory-mb", min=16, help="Memory budget of one partition of the pair counting.")
+        int, typer.Option("--memory-mb", min=64, help="DuckDB's memory limit; past it, it spills to disk.")
     ] = 1024,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, help="DuckDB's threads (default: one per CPU core).", show_default=False
+        ),
+    ] = None,
     cluster: Annotated[
         int | None,
         typer.Option(
@@ -319,6 +355,7 @@ def log(
             window=seconds,
             max_items_per_user=max_items_per_user,
             memory_mb=memory_mb,
+            threads=threads,
             cluster=cluster,
             seed=seed,
             skip_invalid=skip_invalid,
@@ -343,7 +380,8 @@ def _print_log_summary(summary: LogRelationsSummary) -> None:
         table.add_row(
             "rows skipped", f"{count:,}", f"{reason} (first: {stats.skip_examples.get(reason, '')})"
         )
-    table.add_row("rows dropped", f"{counting.unknown_items:,}", "item not in the catalogue")
+    unknown = f" (e.g. {stats.unknown_example!r})" if stats.unknown_example else ""
+    table.add_row("rows dropped", f"{stats.unknown_items:,}", f"item not in the catalogue{unknown}")
     table.add_row(
         "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
     )
@@ -353,6 +391,12 @@ def _print_log_summary(summary: LogRelationsSummary) -> None:
     table.add_row("items written", f"{summary.items:,}", "")
     table.add_row("memory bound", "", summary.memory_bound)
     console.print(table)
+    if stats.unknown_items * 2 > stats.rows:
+        err_console.print(
+            f"Warning: {stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
+            f"{unknown}: check --item-column and --catalog.",
+            soft_wrap=True,
+        )
 
 
 class _progress:
@@ -430,7 +474,7 @@ def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
         table.add_row("reviews read", f"{stats.rows:,}", summary.reviews.name)
         for reason, count in stats.skipped.most_common():
             table.add_row("reviews left out", f"{count:,}", reason)
-        table.add_row("reviews dropped", f"{counting.unknown_items:,}", "product not in the catalogue")
+        table.add_row("reviews dropped", f"{stats.unknown_items:,}", "product not in the catalogue")
         table.add_row(
             "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
         )

@@ -98,16 +98,25 @@ def test_reviews_give_relations_to_2023_metadata_without_co_purchase_lists(amazo
     meta, reviews = amazon_2023
     without = convert_amazon(meta, tmp_path / "plain.jsonl")
     assert without.format == "2023" and not without.edges  # bought_together is null everywhere
-    summary = convert_amazon(meta, tmp_path / "baby.jsonl", reviews=reviews)
+    # Ten products in two kinds: each customer reviews a third of the catalogue, so co-reviews
+    # within a kind are under 2x chance and the default significance (3 SD) would keep nothing.
+    summary = convert_amazon(meta, tmp_path / "baby.jsonl", reviews=reviews, co_review_significance=0)
     relations = _relations(tmp_path / "baby.jsonl")
     reviewed = {a: r.get("reviewed by the same customers", []) for a, r in relations.items()}
     assert all(reviewed.values())  # every product has partners now
-    # Partners are of the same kind: customers reviewed within one kind, except the 1-star
-    # customer (kept without --min-rating) and the unverified one (left out).
+    # Partners are of the same kind: customers reviewed within one kind. The 1-star customer's
+    # pair across kinds is one customer's (under the default 2 co-reviews); the unverified one's
+    # is left out.
     across = {(a, t) for a, targets in reviewed.items() for t in targets if t[2] != a[2]}
-    assert across == {("B001", "B014"), ("B014", "B001")}
+    assert across == set()
     assert summary.review_stats.skipped["not a verified purchase"] == 2
-    assert summary.review_counting.unknown_items == 1
+    assert summary.review_stats.unknown_items == 1
+    convert_amazon(
+        meta, tmp_path / "every.jsonl", reviews=reviews, min_co_reviews=1, co_review_significance=0
+    )
+    every = _relations(tmp_path / "every.jsonl")
+    across = {(a, t) for a, r in every.items() for t in r["reviewed by the same customers"] if t[2] != a[2]}
+    assert across == {("B001", "B014"), ("B014", "B001")}
     assert summary.edges["reviewed by the same customers"] == sum(map(len, reviewed.values()))
     catalog = read_catalog(tmp_path / "baby.jsonl")
     assert catalog.relations == ["reviewed by the same customers"] and len(catalog) == 10
@@ -115,12 +124,26 @@ def test_reviews_give_relations_to_2023_metadata_without_co_purchase_lists(amazo
 
 def test_all_reviews_and_min_rating(amazon_2023, tmp_path) -> None:
     meta, reviews = amazon_2023
-    convert_amazon(meta, tmp_path / "all.jsonl", reviews=reviews, verified_only=False)
+    convert_amazon(
+        meta,
+        tmp_path / "all.jsonl",
+        reviews=reviews,
+        verified_only=False,
+        min_co_reviews=1,
+        co_review_significance=0,
+    )
     assert "B010" in _relations(tmp_path / "all.jsonl")["B000"]["reviewed by the same customers"]
-    convert_amazon(meta, tmp_path / "good.jsonl", reviews=reviews, min_rating=4)
+    convert_amazon(
+        meta,
+        tmp_path / "good.jsonl",
+        reviews=reviews,
+        min_rating=4,
+        min_co_reviews=1,
+        co_review_significance=0,
+    )
     good = _relations(tmp_path / "good.jsonl")
     assert "B014" not in good["B001"]["reviewed by the same customers"]
-    convert_amazon(meta, tmp_path / "any.jsonl", reviews=reviews)
+    convert_amazon(meta, tmp_path / "any.jsonl", reviews=reviews, min_co_reviews=1, co_review_significance=0)
     assert "B014" in _relations(tmp_path / "any.jsonl")["B001"]["reviewed by the same customers"]
 
 
@@ -149,7 +172,14 @@ def test_2018_reviews_merge_with_the_metadata_lists(tmp_path) -> None:
         {"overall": 4.0, "verified": True, "reviewerID": "R1", "asin": "A3", "unixReviewTime": 1500000100},
     ]
     reviews.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    summary = convert_amazon(meta, tmp_path / "out.jsonl", reviews=reviews, review_relation="used together")
+    summary = convert_amazon(
+        meta,
+        tmp_path / "out.jsonl",
+        reviews=reviews,
+        review_relation="used together",
+        min_co_reviews=1,
+        co_review_significance=0,
+    )
     relations = _relations(tmp_path / "out.jsonl")
     assert relations["A1"] == {"also bought by the same customers": ["A2"], "used together": ["A3"]}
     assert relations["A3"] == {"used together": ["A1"]}
@@ -178,7 +208,8 @@ def test_a_bad_review_line_is_one_error_line_with_exit_2(amazon_2023, tmp_path) 
 def test_meta_and_reviews_to_a_trained_model_end_to_end(amazon_2023, tmp_path) -> None:
     meta, reviews = amazon_2023
     data = tmp_path / "baby.jsonl"
-    result = runner.invoke(app, ["prepare", "amazon", str(meta), "--reviews", str(reviews), "-o", str(data)])
+    args = ["prepare", "amazon", str(meta), "--reviews", str(reviews), "-o", str(data)]
+    result = runner.invoke(app, [*args, "--co-review-significance", "0"])
     assert result.exit_code == 0, result.output
     assert "reviewed by the same customers" in result.stdout
     model = tmp_path / "model"
@@ -209,10 +240,61 @@ def test_meta_and_reviews_to_a_trained_model_end_to_end(amazon_2023, tmp_path) -
 
 def test_cluster_groups_the_review_edges_into_named_types(amazon_2023, tmp_path) -> None:
     meta, reviews = amazon_2023
-    summary = convert_amazon(meta, tmp_path / "typed.jsonl", reviews=reviews, cluster=2, min_rating=4)
+    summary = convert_amazon(
+        meta, tmp_path / "typed.jsonl", reviews=reviews, cluster=2, min_rating=4, co_review_significance=0
+    )
     names = [name for name, _ in summary.relation_types]
     assert sorted(names) == ["bought together: bathing", "bought together: feeding"]
     kind = {"0": "feeding", "1": "bathing"}
     for asin, relations in _relations(tmp_path / "typed.jsonl").items():
         # Every edge sits under the type named after the kind both products share.
         assert list(relations) == [f"bought together: {kind[asin[2]]}"], (asin, relations)
+
+
+def _themed_2023(folder: Path, customers: int, seed: int = 7) -> tuple[Path, Path]:
+    """200 products in 20 themes; customers review 2-6 products of one theme, plus 20% stray reviews.
+
+    A stray review is of any product (a gift, another household's purchase): a fifth of all
+    reviews, so most customers who review 4 or more products have at least one stray.
+    """
+    rng = random.Random(seed)
+    meta = [
+        _meta_2023(f"B{t:02d}{j:02d}", f"Product {t}-{j}", f"theme {t}") for t in range(20) for j in range(10)
+    ]
+    reviews, t = [], 0
+    for u in range(customers):
+        theme = rng.randrange(20)
+        on_theme = rng.sample(range(10), rng.randint(2, 6))
+        products = [f"B{theme:02d}{j:02d}" for j in on_theme]
+        strays = sum(rng.random() < 0.25 for _ in products)  # 25% of on-theme = 20% of all reviews
+        products += [f"B{rng.randrange(20):02d}{rng.randrange(10):02d}" for _ in range(strays)]
+        for asin in products:
+            t += 1
+            reviews.append({**_review_2023(f"AU{u:05d}", asin, t), "text": "Fine."})
+    meta_path, reviews_path = folder / "meta_Themes.jsonl", folder / "Themes.jsonl"
+    meta_path.write_text("".join(json.dumps(r) + "\n" for r in meta))
+    reviews_path.write_text("".join(json.dumps(r) + "\n" for r in reviews))
+    return meta_path, reviews_path
+
+
+def _same_theme_share(path: Path) -> tuple[float, float]:
+    relations = _relations(path)
+    edges = [(a, b) for a, r in relations.items() for b in r.get("reviewed by the same customers", [])]
+    return sum(a[1:3] == b[1:3] for a, b in edges) / max(len(edges), 1), len(edges) / len(relations)
+
+
+@pytest.mark.parametrize("customers", [300, 1000])
+def test_default_review_relations_stay_within_a_theme_despite_stray_reviews(tmp_path, customers) -> None:
+    """Sparse (300 customers, ~4 per product and theme) and dense (1000): the defaults (2 co-reviews,
+    3 standard deviations above chance) keep over 85% of edges inside a theme at both densities;
+    a fixed minimum alone would not (2 co-reviews keep 65% at 1000 customers)."""
+    meta, reviews = _themed_2023(tmp_path, customers)
+    convert_amazon(meta, tmp_path / "default.jsonl", reviews=reviews)
+    share, per_product = _same_theme_share(tmp_path / "default.jsonl")
+    assert share >= 0.85 and per_product >= 5, (share, per_product)
+    # Every co-review kept (the behaviour before the default minimum): mostly noise.
+    convert_amazon(
+        meta, tmp_path / "every.jsonl", reviews=reviews, min_co_reviews=1, co_review_significance=0
+    )
+    noisy_share, noisy_per_product = _same_theme_share(tmp_path / "every.jsonl")
+    assert noisy_share < 0.7 and noisy_per_product > per_product, (noisy_share, noisy_per_product)

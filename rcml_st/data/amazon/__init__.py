@@ -30,13 +30,14 @@ from rcml_st.data.amazon.relations import (
     load_relation_names,
     relation_names,
 )
-from rcml_st.data.amazon.reviews import REVIEW_RELATION, iter_reviews
+from rcml_st.data.amazon.reviews import MIN_CO_REVIEWS, REVIEW_RELATION, review_edges
 
 __all__ = [
     "CO_PURCHASE",
     "DEFAULT_RELATION_NAMES",
     "FORMATS",
     "IMAGE_EXTENSIONS",
+    "MIN_CO_REVIEWS",
     "REVIEW_RELATION",
     "AmazonRecord",
     "BoilerplateCounter",
@@ -46,10 +47,10 @@ __all__ = [
     "convert_amazon",
     "detect_format",
     "index_images",
-    "iter_reviews",
     "load_relation_names",
     "normalise",
     "parse_line",
     "relation_names",
+    "review_edges",
     "strip_markup",
 ]

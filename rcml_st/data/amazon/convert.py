@@ -39,10 +39,10 @@ from rcml_st.data.amazon.formats import (
 from rcml_st.data.amazon.images import index_images, relative_image_path
 from rcml_st.data.amazon.reader import check_input, iter_lines
 from rcml_st.data.amazon.relations import CO_PURCHASE, relation_names
-from rcml_st.data.amazon.reviews import REVIEW_RELATION, iter_reviews
+from rcml_st.data.amazon.reviews import CO_REVIEW_SIGNIFICANCE, MIN_CO_REVIEWS, REVIEW_RELATION, review_edges
 from rcml_st.data.catalog import write_catalog
-from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, cooccurrence_edges
-from rcml_st.data.interactions.reader import LogStats
+from rcml_st.data.interactions.cooccurrence import CooccurrenceStats
+from rcml_st.data.interactions.source import LogStats
 from rcml_st.errors import InputDataError, UsageError
 
 #: ``on_progress(phase, bytes_done, bytes_total)``: told about each pass's progress.
@@ -146,6 +146,8 @@ def convert_amazon(
     min_rating: float | None = None,
     review_relation: str = REVIEW_RELATION,
     max_items_per_user: int = 100,
+    min_co_reviews: int = MIN_CO_REVIEWS,
+    co_review_significance: float = CO_REVIEW_SIGNIFICANCE,
     on_progress: ProgressCallback | None = None,
 ) -> ConversionSummary:
     """Converts an Amazon metadata file (2014, 2018 or 2023 format) into an rcml-st data file.
@@ -178,6 +180,10 @@ def convert_amazon(
         min_rating: count only reviews rated at least this.
         review_relation: the description of the review relation.
         max_items_per_user: a customer with more reviewed products keeps the most recent ones.
+        min_co_reviews: products reviewed together by fewer customers are not related (2 by
+            default: one customer's two reviews are mostly noise, see :mod:`~.reviews`).
+        co_review_significance: and only when reviewed together this many standard deviations
+            more often than customers reviewing at random would (3 by default; 0: off).
         on_progress: receives ``(phase, bytes read, bytes to read)`` during each pass.
 
     Returns:
@@ -208,8 +214,8 @@ def convert_amazon(
         summary.reviews = check_input(reviews)
         if not review_relation or not review_relation.strip():
             raise UsageError("the review relation description must be a non-empty string")
-        if max_items_per_user < 2:
-            raise UsageError("--max-items-per-user must be at least 2")
+        if max_items_per_user < 2 or min_co_reviews < 1:
+            raise UsageError("--max-items-per-user must be at least 2 and --min-co-reviews at least 1")
     image_index = index_images(images) if images is not None else {}
     if images is not None:
         summary.image_files = len(image_index)
@@ -245,19 +251,18 @@ def convert_amazon(
         linker = _Linker(index, options, summary, boilerplate)
         if summary.reviews is not None:
             progress(f"pass 2/{passes}: counting customers' reviews", 0, 0)
-            rows = iter_reviews(
+            edges = review_edges(
                 summary.reviews,
+                list(index),
                 verified_only=verified_only,
                 min_rating=min_rating,
                 skip_invalid=skip_invalid,
-                stats=summary.review_stats,
-            )
-            edges = cooccurrence_edges(
-                rows,
-                index,
                 top_k=max_targets,
+                min_count=min_co_reviews,
+                significance=co_review_significance,
                 max_items_per_user=max_items_per_user,
                 temp_dir=output.parent,
+                stats=summary.review_stats,
             )
             summary.review_counting = edges.stats
             linker.add_reviews(edges.partners(), review_relation.strip())
