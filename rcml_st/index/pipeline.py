@@ -480,7 +480,12 @@ def _as_query(text: str | None, image: Any) -> dict[str, Any]:
         from rcml_st.data import load_image
 
         image = load_image(str(path))
-    return {"text": text} if text is not None else {"image": image}
+    query: dict[str, Any] = {}
+    if text is not None:
+        query["text"] = text
+    if image is not None or text is None:
+        query["image"] = image
+    return query
 
 
 def query_vectors(
@@ -494,7 +499,7 @@ def query_vectors(
 
     Args:
         model: the RCML model the index was built with.
-        queries: ``{"text": str}`` or ``{"image": path or PIL image}`` each.
+        queries: ``{"text": str}``, ``{"image": path or PIL image}`` or both (an item) each.
         relations: the relation descriptions to condition on.
 
     Returns:

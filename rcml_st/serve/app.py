@@ -305,7 +305,9 @@ def create_app(
 
     @app.post("/api/search", tags=["search"], dependencies=keyed, summary="Search by an uploaded image")
     async def search_image(
-        image: Annotated[UploadFile, File(description=f"The image (at most {_size(max_upload_bytes)}).")],
+        image: Annotated[
+            UploadFile, File(description="The image (PNG, JPEG, WebP ...; at most --max-upload-mb).")
+        ],
         relation: Annotated[list[str] | None, Form()] = None,
         limit: Annotated[int, Form(ge=1, le=MAX_LIMIT)] = 10,
         modality: Annotated[str, Form()] = "item",
