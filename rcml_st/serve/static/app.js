@@ -173,7 +173,7 @@ function queryByImage(file) {
     const body = await api("/api/search", { method: "POST", body: form });
     const preview = el("img", { alt: file.name, class: "preview" });
     preview.src = URL.createObjectURL(file);
-    preview.style.maxHeight = "96px";
+    preview.style.height = "96px";
     showQuery("query photo", preview);
     return body;
   });
