@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rcml_st.cli._common import Device, console, err_console, load_model, resolve_device, run_command
+from rcml_st.cli._common import (
+    Device,
+    check_model_dir,
+    console,
+    err_console,
+    load_model,
+    resolve_device,
+    run_command,
+)
 from rcml_st.cli.index import (
     CollectionOption,
     DeviceOption,
@@ -148,9 +156,10 @@ def _run(
             "the index",
             markup=False,
         )
-    rcml = load_model(model_dir, resolve_device(device))
+    check_model_dir(model_dir)
     from rcml_st.serve import SearchService
 
+    # The store first: one locked by another process (the demo, an indexer) fails in a second.
     with warnings_to_stderr():
         store = open_index(
             qdrant_url=qdrant_url,
@@ -161,6 +170,11 @@ def _run(
             retry_timeout=retry_timeout,
             must_exist=True,
         )
+    try:
+        rcml = load_model(model_dir, resolve_device(device))
+    except BaseException:
+        store.close()
+        raise
     service = SearchService(rcml, store, max_batch=max_batch)
     try:
         try:
