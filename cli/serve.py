@@ -100,6 +100,10 @@ def serve(
     device: DeviceOption = Device.auto,
 ) -> None:
     def body() -> None:
+        # Before torch is imported. Requests search on the CPU between encoder batches; OpenMP
+        # threads spinning between batches take those cycles (measured with benchmarks/serve_load.py
+        # on 2 busy cores: 8 concurrent text queries p99 4.2 s with the default spin, 1.2 s passive).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         _run(
             model_dir=model,
             qdrant_url=qdrant_url,
