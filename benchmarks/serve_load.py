@@ -36,6 +36,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+# Both sides run OpenMP threads with passive waits, as rcml-st serve does (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 MAX_CLIENTS = 64
 MAX_SECONDS = 120.0
 
@@ -84,7 +87,9 @@ def direct(args: argparse.Namespace, queries: list[dict], kinds: list[str]) -> d
 
     model = rcml_st.load(args.model, device="cpu")
     if args.qdrant_url:
-        index = RelationIndex.connect(url=args.qdrant_url, collection=args.collection)
+        index = RelationIndex.connect(
+            url=args.qdrant_url, grpc_port=args.grpc_port, collection=args.collection
+        )
     else:
         index = RelationIndex.connect(path=args.qdrant_path, collection=args.collection)
     try:
@@ -208,6 +213,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="default: WORKDIR/model")
     parser.add_argument("--qdrant-path", type=Path, help="default: WORKDIR/qdrant")
     parser.add_argument("--qdrant-url", help="a Qdrant server instead of the embedded store")
+    parser.add_argument("--grpc-port", type=int, help="the server's gRPC port, when it is not 6334")
     parser.add_argument("--collection", default="rcml")
     parser.add_argument("--data", type=Path, help="items to query with (default: WORKDIR/data/test.jsonl)")
     parser.add_argument("--clients", type=int, default=8)
