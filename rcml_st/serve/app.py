@@ -147,9 +147,7 @@ def _size(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-def _results(
-    service: SearchService, query: dict[str, Any], modality: str, limit: int, found: dict[str, list[Hit]]
-) -> dict[str, Any]:
+def _results(query: dict[str, Any], modality: str, limit: int, found: dict[str, list[Hit]]) -> dict[str, Any]:
     return {
         "query": query,
         "modality": modality,
@@ -301,7 +299,7 @@ def create_app(
         query: dict[str, Any] = {"kind": "id", "id": id} if id is not None else {"kind": "text", "text": text}
         if id is not None:
             query["item"] = _item_json(service.item(id))
-        return _results(service, query, modality, limit, found)
+        return _results(query, modality, limit, found)
 
     @app.post("/api/search", tags=["search"], dependencies=keyed, summary="Search by an uploaded image")
     async def search_image(
@@ -320,7 +318,7 @@ def create_app(
             service.search, relation, image=picture, using=modality, limit=limit, query_filter=query_filter
         )
         query = {"kind": "image", "filename": image.filename, "bytes": len(data)}
-        return _results(service, query, modality, limit, found)
+        return _results(query, modality, limit, found)
 
     @app.post("/api/encode", tags=["encode"], dependencies=keyed, summary="Embeddings under relations")
     def encode(request: EncodeRequest) -> dict[str, Any]:

@@ -288,3 +288,16 @@ def test_api_key_guards_the_api_but_not_health_or_the_page(service):
         assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
         assert client.get("/static/app.js").status_code == 200
         assert client.get("/openapi.json").json()["info"]["title"] == "rcml-st serve"
+
+
+def test_items_are_found_by_exact_id_or_a_piece_of_their_text(client, indexed):
+    item = indexed.items[9]
+    by_id = client.get("/api/items", params={"contains": item.id}).json()["items"]
+    assert [found["id"] for found in by_id] == [item.id]
+    assert by_id[0]["image"] == f"/api/image?id={item.id}"
+    word = item.metadata["product_type"]
+    by_text = client.get("/api/items", params={"contains": word, "limit": 100}).json()["items"]
+    expected = {i.id for i in indexed.items if word in i.text}
+    assert expected and {found["id"] for found in by_text} == expected
+    first = client.get("/api/items", params={"limit": 3}).json()["items"]
+    assert len(first) == 3
