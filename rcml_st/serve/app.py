@@ -312,11 +312,15 @@ def create_app(
         filter: Annotated[str | None, Form()] = None,
     ) -> dict[str, Any]:
         data = await image.read(max_upload_bytes + 1)
-        picture = _decode_image(data, max_upload_bytes)
         query_filter = _parse_filter(filter)
-        found = await run_in_threadpool(
-            service.search, relation, image=picture, using=modality, limit=limit, query_filter=query_filter
-        )
+
+        def run() -> dict[str, list[Hit]]:  # decoding and searching off the event loop
+            picture = _decode_image(data, max_upload_bytes)
+            return service.search(
+                relation, image=picture, using=modality, limit=limit, query_filter=query_filter
+            )
+
+        found = await run_in_threadpool(run)
         query = {"kind": "image", "filename": image.filename, "bytes": len(data)}
         return _results(query, modality, limit, found)
 
