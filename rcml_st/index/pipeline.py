@@ -556,7 +556,18 @@ def item_query_vector(index: RelationIndex, item_id: str, relation: str, using: 
     Raises:
         UsageError: the item is not indexed under ``relation``, or has neither vector.
     """
-    stored = index.get_vectors(item_id, relation)
+    return pick_query_vector(index, index.get_vectors(item_id, relation), item_id, relation, using)
+
+
+def pick_query_vector(
+    index: RelationIndex, stored: Mapping[str, Any] | None, item_id: str, relation: str, using: str = "item"
+) -> Any:
+    """Of an item's stored vectors under ``relation``, the one to search ``using`` with (see
+    :func:`item_query_vector`); ``stored`` is ``None`` when the item is not indexed under it.
+
+    Raises:
+        UsageError: ``stored`` is ``None``, or holds neither ``using`` nor ``item``.
+    """
     if stored is None:
         raise UsageError(
             f"item {item_id!r} is not indexed under relation {relation!r} in collection "

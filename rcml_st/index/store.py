@@ -560,13 +560,7 @@ class RelationIndex:
         if limit < 1:
             raise UsageError(f"--limit must be at least 1, got {limit}")
         query = check_vector(vector, dims[using], f"query {using} vector").tolist()
-        flt = _relation_filter(relation)
-        if query_filter is not None:
-            flt.must.append(query_filter)  # type: ignore[union-attr]
-        if exclude_item_ids:
-            flt.must_not = [
-                models.FieldCondition(key="item_id", match=models.MatchAny(any=list(exclude_item_ids)))
-            ]
+        flt = _search_filter(relation, exclude_item_ids, query_filter)
         params = rescoring_params() if self._quantized else None
         response = self._call(
             f"search of relation {relation!r}",
@@ -581,6 +575,89 @@ class RelationIndex:
             ),
         )
         return [_hit(rank, point) for rank, point in enumerate(response.points, start=1)]
+
+    def search_batch(
+        self,
+        queries: Sequence[tuple[Any, str]],
+        using: str = "item",
+        limit: int = 10,
+        exclude_item_ids: Sequence[str] = (),
+        query_filter: models.Filter | None = None,
+    ) -> list[list[Hit]]:
+        """Several searches in one request: each ``(vector, relation)`` of ``queries`` as :meth:`search`.
+
+        One round trip to the server for all of them (e.g. one query under every relation).
+
+        Returns:
+            For each query, its hits, best first.
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="b")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> _ = index.upsert([PointRecord("B1", "r1", {"item": [1.0, 0.0]}),
+            ...                   PointRecord("B2", "r2", {"item": [0.0, 1.0]})])
+            >>> found = index.search_batch([([1, 0], "r1"), ([1, 0], "r2")])
+            >>> [[hit.item_id for hit in hits] for hits in found]
+            [['B1'], ['B2']]
+        """
+        dims = self.dims()
+        if using not in dims:
+            raise UsageError(
+                f"collection {self.collection!r} has no {using!r} vectors (it has {', '.join(sorted(dims))})"
+            )
+        if limit < 1:
+            raise UsageError(f"--limit must be at least 1, got {limit}")
+        if not queries:
+            return []
+        params = rescoring_params() if self._quantized else None
+        requests = [
+            models.QueryRequest(
+                query=check_vector(vector, dims[using], f"query {using} vector").tolist(),
+                using=using,
+                filter=_search_filter(relation, exclude_item_ids, query_filter),
+                limit=limit,
+                with_payload=True,
+                params=params,
+            )
+            for vector, relation in queries
+        ]
+        responses = self._call(
+            f"search of {len(requests)} relations",
+            lambda: self.client.query_batch_points(self.collection, requests=requests),
+        )
+        return [
+            [_hit(rank, point) for rank, point in enumerate(response.points, start=1)]
+            for response in responses
+        ]
+
+    def get_vectors_of(self, item_id: str, relations: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        """The stored vectors of ``item_id`` under each of ``relations`` it is indexed under (one lookup).
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="w")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> _ = index.upsert([PointRecord("B1", "r1", {"item": [1.0, 0.0]})])
+            >>> {r: v["item"].tolist() for r, v in index.get_vectors_of("B1", ["r1", "r2"]).items()}
+            {'r1': [1.0, 0.0]}
+        """
+        ids = {point_id(item_id, relation): relation for relation in relations}
+        if not ids:
+            return {}
+        records = self._call(
+            f"lookup of item {item_id!r}",
+            lambda: self.client.retrieve(
+                self.collection, ids=list(ids), with_payload=False, with_vectors=True
+            ),
+        )
+        out = {}
+        for record in records:
+            if isinstance(record.vector, dict) and str(record.id) in ids:
+                out[ids[str(record.id)]] = {
+                    name: np.asarray(values, dtype=np.float32) for name, values in record.vector.items()
+                }
+        return out
 
     def get_payload(self, item_id: str, relations: Iterable[str]) -> dict[str, Any] | None:
         """The stored payload of ``item_id`` (from its point under the first of ``relations`` found).
@@ -732,6 +809,19 @@ def _hit(rank: int, point: Any, score: float | None = None) -> Hit:
         text=text if isinstance(text, str) else None,
         payload=payload,
     )
+
+
+def _search_filter(
+    relation: str, exclude_item_ids: Sequence[str], query_filter: models.Filter | None
+) -> models.Filter:
+    flt = _relation_filter(relation)
+    if query_filter is not None:
+        flt.must.append(query_filter)  # type: ignore[union-attr]
+    if exclude_item_ids:
+        flt.must_not = [
+            models.FieldCondition(key="item_id", match=models.MatchAny(any=list(exclude_item_ids)))
+        ]
+    return flt
 
 
 def _relation_filter(relation: str) -> models.Filter:

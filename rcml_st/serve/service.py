@@ -1,10 +1,11 @@
 """The search service behind ``rcml-st serve``, without HTTP: relations, searches, items, images.
 
 :class:`SearchService` holds the model, the index and the :class:`~rcml_st.serve.batching.QueryBatcher`.
-Searches reuse the library: id queries take the item's stored vector
-(:func:`rcml_st.index.item_query_vector`), text and image queries are encoded by
-:func:`rcml_st.index.query_vectors` (batched across requests, every asked relation in one
-backbone pass per query), and every relation is searched with :meth:`RelationIndex.search`.
+Searches reuse the library: id queries take the item's stored vectors (one lookup for all
+relations, :func:`rcml_st.index.pipeline.pick_query_vector` as ``search_index`` does), text and
+image queries are encoded by :func:`rcml_st.index.query_vectors` (batched across requests, every
+asked relation in one backbone pass per query), and all relations are searched in one request
+with :meth:`RelationIndex.search_batch`.
 
 Errors are the library's: :class:`NotFound` (an unknown item, 404), :class:`rcml_st.errors.UsageError`
 or :class:`~rcml_st.errors.InputDataError` (a bad request), :class:`~rcml_st.errors.ServiceError`
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rcml_st.errors import ServiceError, UsageError
-from rcml_st.index import VECTOR_NAMES, Hit, RelationIndex, item_query_vector, query_vectors
+from rcml_st.index import VECTOR_NAMES, Hit, RelationIndex, query_vectors
+from rcml_st.index.pipeline import pick_query_vector
 from rcml_st.serve.batching import DEFAULT_MAX_BATCH, QueryBatcher
 
 if TYPE_CHECKING:
@@ -278,35 +280,28 @@ class SearchService:
         limit = _check_limit(limit)
         chosen = self.resolve_relations(relations)
         if item_id is not None:
-            return {r: self._search_by_id(item_id, r, using, limit, query_filter) for r in chosen}
-        if self.batcher is None:
-            raise UsageError("text and image queries need the model")
-        query = {"text": text} if text is not None else {"image": image}
-        vectors = self.batcher.encode(query, chosen)
-        out = {}
-        for relation in chosen:
             with self._store() as index:
-                out[relation] = index.search(
-                    vectors[relation], relation, using=using, limit=limit, query_filter=query_filter
-                )
-        return out
-
-    def _search_by_id(
-        self, item_id: str, relation: str, using: str, limit: int, query_filter: Filter | None
-    ) -> list[Hit]:
-        with self._store() as index:
+                stored = index.get_vectors_of(item_id, chosen)
             try:
-                vector = item_query_vector(index, item_id, relation, using)
+                vectors = {r: pick_query_vector(self.index, stored.get(r), item_id, r, using) for r in chosen}
             except UsageError as exc:
                 raise NotFound(str(exc)) from None
-            return index.search(
-                vector,
-                relation,
+            exclude = [item_id]
+        else:
+            if self.batcher is None:
+                raise UsageError("text and image queries need the model")
+            query = {"text": text} if text is not None else {"image": image}
+            vectors = self.batcher.encode(query, chosen)  # one backbone pass, all relations
+            exclude = []
+        with self._store() as index:  # one round trip for all relations
+            found = index.search_batch(
+                [(vectors[r], r) for r in chosen],
                 using=using,
                 limit=limit,
-                exclude_item_ids=[item_id],
+                exclude_item_ids=exclude,
                 query_filter=query_filter,
             )
+        return dict(zip(chosen, found, strict=True))
 
     def encode(self, items: Sequence[Mapping[str, Any]], relations: Sequence[str]) -> np.ndarray:
         """Embeddings of ``items`` (``{"text": ...}`` and/or ``{"image": PIL image}``) under ``relations``.
