@@ -197,6 +197,7 @@ def _run(
             markup=False,
         )
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        with warnings_to_stderr():  # Qdrant retries while serving: one `Warning:` line each
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         service.close()
