@@ -164,7 +164,10 @@ class SearchService:
         """The indexed relations with their point counts (reused for :data:`RELATIONS_TTL` s)."""
         now = self.clock()
         if refresh or self._relations is None or now - self._relations_at > RELATIONS_TTL:
-            self.check()
+            try:
+                self.check()
+            except UsageError as exc:  # the collection went away or changed: the service's fault
+                raise ServiceError(str(exc)) from exc
             with self._store() as index:
                 self._relations = index.relations()
             self._relations_at = now

@@ -301,3 +301,17 @@ def test_items_are_found_by_exact_id_or_a_piece_of_their_text(client, indexed):
     assert expected and {found["id"] for found in by_text} == expected
     first = client.get("/api/items", params={"limit": 3}).json()["items"]
     assert len(first) == 3
+
+
+def test_a_collection_that_is_not_there_is_a_503_not_a_client_error(indexed):
+    index = indexed.connect()
+    index.collection = "no_such_collection"
+    service = SearchService(indexed.model, index)
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            _check_error(client.get("/api/search", params={"id": "S0001"}), 503, "does not exist")
+            _check_error(client.get("/api/relations"), 503, "does not exist")
+            health = client.get("/api/health")
+            assert health.status_code == 503 and health.json()["qdrant"] is True
+    finally:
+        service.close()

@@ -44,6 +44,8 @@ def run_cli(*args: str):
 
 
 def test_help_names_the_page_and_the_api():
+    listing = CliRunner().invoke(app, ["--help"])
+    assert listing.exit_code == 0 and "serve" in listing.output
     result = run_cli("--help")
     assert result.exit_code == 0
     for words in ("--api-key", "--host", "--port", "--max-upload-mb", "/api/search", "offline"):
