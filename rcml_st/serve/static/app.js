@@ -125,6 +125,10 @@ function remember(params) {
 
 async function run(describe, call) {
   lastQuery = () => run(describe, call);
+  if (chosenRelations().length === 0) {
+    setStatus("tick at least one relation", true);
+    return null;
+  }
   setStatus(`searching ${describe}...`);
   try {
     const body = await call();
