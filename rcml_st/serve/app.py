@@ -148,6 +148,7 @@ def _size(n: int) -> str:
 
 
 def _results(query: dict[str, Any], modality: str, limit: int, found: dict[str, list[Hit]]) -> dict[str, Any]:
+    # Returned as a JSONResponse: plain JSON values already, no need for FastAPI's encoder pass.
     return {
         "query": query,
         "modality": modality,
@@ -291,7 +292,7 @@ def create_app(
         filter: Annotated[
             str | None, Query(description="A Qdrant filter as JSON, e.g. on payload fields.")
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         query_filter = _parse_filter(filter)
         found = service.search(
             relation, item_id=id, text=text, using=modality, limit=limit, query_filter=query_filter
@@ -299,7 +300,7 @@ def create_app(
         query: dict[str, Any] = {"kind": "id", "id": id} if id is not None else {"kind": "text", "text": text}
         if id is not None:
             query["item"] = _item_json(service.item(id))
-        return _results(query, modality, limit, found)
+        return JSONResponse(_results(query, modality, limit, found))
 
     @app.post("/api/search", tags=["search"], dependencies=keyed, summary="Search by an uploaded image")
     async def search_image(
@@ -310,7 +311,7 @@ def create_app(
         limit: Annotated[int, Form(ge=1, le=MAX_LIMIT)] = 10,
         modality: Annotated[str, Form()] = "item",
         filter: Annotated[str | None, Form()] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         data = await image.read(max_upload_bytes + 1)
         query_filter = _parse_filter(filter)
 
@@ -322,7 +323,7 @@ def create_app(
 
         found = await run_in_threadpool(run)
         query = {"kind": "image", "filename": image.filename, "bytes": len(data)}
-        return _results(query, modality, limit, found)
+        return JSONResponse(_results(query, modality, limit, found))
 
     @app.post("/api/encode", tags=["encode"], dependencies=keyed, summary="Embeddings under relations")
     def encode(request: EncodeRequest) -> dict[str, Any]:
