@@ -43,7 +43,10 @@ SERVE_HELP = "\n\n".join(
         "requests are encoded together in micro-batches.",
         "Loopback only by default (--host 0.0.0.0 to listen on every interface: set --api-key then). "
         "--api-key KEY (or RCML_ST_API_KEY) makes every /api route but health need the header "
-        "X-API-Key: KEY. The embedded store (--qdrant-path) is locked while it is served.",
+        "X-API-Key: KEY. The embedded store (--qdrant-path) is locked while it is served, and it searches "
+        "in Python (every point's relation is checked per search): fine for the demo, but serve many users "
+        "from a Qdrant server (--qdrant-url). --api-key here protects this service; the Qdrant server's "
+        "own key is --qdrant-api-key (QDRANT_API_KEY).",
         "Examples:",
         "  rcml-st serve --model rcml-demo/model --qdrant-path rcml-demo/qdrant",
         "  rcml-st serve -m rcml-baby --qdrant-url http://localhost:6333 --collection baby --port 8080",
