@@ -128,7 +128,10 @@ def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: i
     console.print(
         f"\n[bold green]Done[/] in {time.monotonic() - started:.0f} s. Try your own searches:\n"
         f"  rcml-st search --model {model_dir} --qdrant-path {workdir / 'qdrant'} "
-        f"--relation {synth.relations[1]!r} --id {queries[0].id}",
+        f"--relation {synth.relations[1]!r} --id {queries[0].id}\n"
+        "Look at every relation's neighbours side by side, with images, in a browser:\n"
+        f"  rcml-st serve --model {model_dir} --qdrant-path {workdir / 'qdrant'}\n"
+        f"  then open http://127.0.0.1:8000/?id={queries[0].id}",
         highlight=False,
     )
 

@@ -8,7 +8,7 @@ so ``rcml-st --help`` stays fast.
 from __future__ import annotations
 
 import typer
-from rcml_st.cli import _common, demo, evaluate, index, prepare, search, train
+from rcml_st.cli import _common, demo, evaluate, index, prepare, search, serve, train
 
 app = typer.Typer(
     name="rcml-st",
@@ -36,6 +36,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("index")(index.index)
 app.command("search")(search.search)
+app.command("serve")(serve.serve)
 app.add_typer(prepare.app, name="prepare")
 app.command("demo")(demo.demo)
 

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from rcml_st.index.ids import NAMESPACE, point_id
 from rcml_st.index.layout import QUANTIZATIONS, VECTOR_NAMES, Layout
-from rcml_st.index.pipeline import IndexReport, index_catalog, query_vector, search_index, verify_index
+from rcml_st.index.pipeline import (
+    IndexReport,
+    index_catalog,
+    item_query_vector,
+    query_vector,
+    query_vectors,
+    search_index,
+    verify_index,
+)
 from rcml_st.index.records import Hit, PointRecord
 from rcml_st.index.retry import RetryPolicy
 from rcml_st.index.store import RelationIndex
@@ -31,8 +39,10 @@ __all__ = [
     "RelationIndex",
     "RetryPolicy",
     "index_catalog",
+    "item_query_vector",
     "point_id",
     "query_vector",
+    "query_vectors",
     "search_index",
     "verify_index",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -41,6 +41,7 @@ from rcml_st.index.store import RelationIndex
 from rcml_st.index.writer import BatchWriter
 
 if TYPE_CHECKING:
+    from qdrant_client.models import Filter
     from sentence_transformers import SentenceTransformer
 
     from rcml_st.data import Catalog, Item
@@ -471,6 +472,61 @@ def _check_relation(index: RelationIndex, relation: str) -> None:
     )
 
 
+def _as_query(text: str | None, image: Any) -> dict[str, Any]:
+    if image is not None and isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise InputDataError("image not found" if not path.exists() else "not a file", path=str(path))
+        from rcml_st.data import load_image
+
+        image = load_image(str(path))
+    query: dict[str, Any] = {}
+    if text is not None:
+        query["text"] = text
+    if image is not None or text is None:
+        query["image"] = image
+    return query
+
+
+def query_vectors(
+    model: SentenceTransformer, queries: Sequence[Mapping[str, Any]], relations: Sequence[str]
+) -> Any:
+    """The vectors of several text or image queries under several relations, in one backbone pass.
+
+    Each query goes through the backbone once, then is pooled under every relation at once
+    (:func:`rcml_st.encode_relations`): what a service does with the queries of concurrent
+    requests (``rcml-st serve`` batches them).
+
+    Args:
+        model: the RCML model the index was built with.
+        queries: ``{"text": str}``, ``{"image": path or PIL image}`` or both (an item) each.
+        relations: the relation descriptions to condition on.
+
+    Returns:
+        An (R, N, D) float32 array: the fused item vector of query n under relation r (unit
+        length), comparable with every named vector of the index.
+
+    Raises:
+        InputDataError: an image path does not exist, or an image cannot be read.
+
+    Example:
+        >>> import rcml_st
+        >>> model = rcml_st.build_model("rcml-tiny", device="cpu")
+        >>> query_vectors(model, [{"text": "sage bib"}, {"text": "navy cup"}], ["matches in colour"]).shape
+        (1, 2, 32)
+    """
+    from rcml_st.encoding import encode_relations
+
+    items = [_as_query(query.get("text"), query.get("image")) for query in queries]
+    try:
+        out = encode_relations(
+            model, items, list(relations), batch_size=max(1, len(items)), modalities=("item",)
+        )
+    except OSError as exc:
+        raise InputDataError(f"cannot read the query image: {exc}") from exc
+    return out.item
+
+
 def query_vector(
     model: SentenceTransformer, relation: str, *, text: str | None = None, image: Any = None
 ) -> Any:
@@ -489,21 +545,38 @@ def query_vector(
     Raises:
         InputDataError: the image path does not exist or cannot be read.
     """
-    from rcml_st.encoding import encode_relations
+    return query_vectors(model, [{"text": text, "image": image}], [relation])[0, 0]
 
-    if image is not None and isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise InputDataError("image not found" if not path.exists() else "not a file", path=str(path))
-        from rcml_st.data import load_image
 
-        image = load_image(str(path))
-    query = {"text": text} if text is not None else {"image": image}
-    try:
-        out = encode_relations(model, [query], [relation], batch_size=1, modalities=("item",))
-    except OSError as exc:
-        raise InputDataError(f"cannot read the query image: {exc}") from exc
-    return out.item[0, 0]  # type: ignore[index]
+def item_query_vector(index: RelationIndex, item_id: str, relation: str, using: str = "item") -> Any:
+    """The stored vector of an indexed item under ``relation``, to search with (an id query).
+
+    The ``using`` vector, or the item's fused ``item`` vector when it lacks that modality.
+
+    Raises:
+        UsageError: the item is not indexed under ``relation``, or has neither vector.
+    """
+    return pick_query_vector(index, index.get_vectors(item_id, relation), item_id, relation, using)
+
+
+def pick_query_vector(
+    index: RelationIndex, stored: Mapping[str, Any] | None, item_id: str, relation: str, using: str = "item"
+) -> Any:
+    """Of an item's stored vectors under ``relation``, the one to search ``using`` with (see
+    :func:`item_query_vector`); ``stored`` is ``None`` when the item is not indexed under it.
+
+    Raises:
+        UsageError: ``stored`` is ``None``, or holds neither ``using`` nor ``item``.
+    """
+    if stored is None:
+        raise UsageError(
+            f"item {item_id!r} is not indexed under relation {relation!r} in collection "
+            f"{index.collection!r} at {index.target}"
+        )
+    vector = stored.get(using, stored.get("item"))
+    if vector is None:
+        raise UsageError(f"item {item_id!r} has no {using!r} or 'item' vector under {relation!r}")
+    return vector
 
 
 def search_index(
@@ -516,6 +589,7 @@ def search_index(
     image: Any = None,
     using: str = "item",
     limit: int = 10,
+    query_filter: Filter | None = None,
 ) -> list[Hit]:
     """The indexed items closest to a query under one relation, best first.
 
@@ -537,6 +611,7 @@ def search_index(
         image: query by image.
         using: which named vector to search: ``"item"`` (fused, default), ``"text"`` or ``"image"``.
         limit: the number of results.
+        query_filter: a Qdrant payload filter (``qdrant_client.models.Filter``) results must match too.
 
     Returns:
         :class:`~rcml_st.index.Hit` list (rank, score, item_id, text, payload), best first.
@@ -562,16 +637,10 @@ def search_index(
     _check_relation(index, relation)
     if kind == "--id":
         assert item_id is not None
-        stored = index.get_vectors(item_id, relation)
-        if stored is None:
-            raise UsageError(
-                f"item {item_id!r} is not indexed under relation {relation!r} in collection "
-                f"{index.collection!r} at {index.target}"
-            )
-        vector = stored.get(using, stored.get("item"))
-        if vector is None:
-            raise UsageError(f"item {item_id!r} has no {using!r} or 'item' vector under {relation!r}")
-        return index.search(vector, relation, using=using, limit=limit, exclude_item_ids=[item_id])
+        vector = item_query_vector(index, item_id, relation, using)
+        return index.search(
+            vector, relation, using=using, limit=limit, exclude_item_ids=[item_id], query_filter=query_filter
+        )
     if model is None:
         raise UsageError(f"a {kind} query needs the model (--model DIR)")
     made = model_dims(model)["item"]
@@ -581,4 +650,4 @@ def search_index(
             f"vectors of size {dims[using]}: search with the model the collection was indexed with"
         )
     vector = query_vector(model, relation, text=text, image=image)
-    return index.search(vector, relation, using=using, limit=limit)
+    return index.search(vector, relation, using=using, limit=limit, query_filter=query_filter)

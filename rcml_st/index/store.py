@@ -532,6 +532,7 @@ class RelationIndex:
         using: str = "item",
         limit: int = 10,
         exclude_item_ids: Sequence[str] = (),
+        query_filter: models.Filter | None = None,
     ) -> list[Hit]:
         """The closest points of one relation to a query vector.
 
@@ -541,6 +542,8 @@ class RelationIndex:
             using: which named vector to search: ``"text"``, ``"image"`` or ``"item"``.
             limit: the number of results.
             exclude_item_ids: items to leave out (e.g. the query item itself).
+            query_filter: a Qdrant payload filter the results must also match (e.g. on
+                ``price`` or ``brand``); combined with the relation filter.
 
         Returns:
             Hits, best first, ranked from 1.
@@ -557,11 +560,7 @@ class RelationIndex:
         if limit < 1:
             raise UsageError(f"--limit must be at least 1, got {limit}")
         query = check_vector(vector, dims[using], f"query {using} vector").tolist()
-        flt = _relation_filter(relation)
-        if exclude_item_ids:
-            flt.must_not = [
-                models.FieldCondition(key="item_id", match=models.MatchAny(any=list(exclude_item_ids)))
-            ]
+        flt = _search_filter(relation, exclude_item_ids, query_filter)
         params = rescoring_params() if self._quantized else None
         response = self._call(
             f"search of relation {relation!r}",
@@ -575,20 +574,162 @@ class RelationIndex:
                 search_params=params,
             ),
         )
-        hits = []
-        for rank, point in enumerate(response.points, start=1):
-            payload = dict(point.payload or {})
-            text = payload.get("text")
-            hits.append(
-                Hit(
-                    rank=rank,
-                    score=float(point.score),
-                    item_id=str(payload.get("item_id", point.id)),
-                    text=text if isinstance(text, str) else None,
-                    payload=payload,
-                )
+        return [_hit(rank, point) for rank, point in enumerate(response.points, start=1)]
+
+    def search_batch(
+        self,
+        queries: Sequence[tuple[Any, str]],
+        using: str = "item",
+        limit: int = 10,
+        exclude_item_ids: Sequence[str] = (),
+        query_filter: models.Filter | None = None,
+    ) -> list[list[Hit]]:
+        """Several searches in one request: each ``(vector, relation)`` of ``queries`` as :meth:`search`.
+
+        One round trip to the server for all of them (e.g. one query under every relation).
+
+        Returns:
+            For each query, its hits, best first.
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="b")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> _ = index.upsert([PointRecord("B1", "r1", {"item": [1.0, 0.0]}),
+            ...                   PointRecord("B2", "r2", {"item": [0.0, 1.0]})])
+            >>> found = index.search_batch([([1, 0], "r1"), ([1, 0], "r2")])
+            >>> [[hit.item_id for hit in hits] for hits in found]
+            [['B1'], ['B2']]
+        """
+        dims = self.dims()
+        if using not in dims:
+            raise UsageError(
+                f"collection {self.collection!r} has no {using!r} vectors (it has {', '.join(sorted(dims))})"
             )
-        return hits
+        if limit < 1:
+            raise UsageError(f"--limit must be at least 1, got {limit}")
+        if not queries:
+            return []
+        params = rescoring_params() if self._quantized else None
+        requests = [
+            models.QueryRequest(
+                query=check_vector(vector, dims[using], f"query {using} vector").tolist(),
+                using=using,
+                filter=_search_filter(relation, exclude_item_ids, query_filter),
+                limit=limit,
+                with_payload=True,
+                params=params,
+            )
+            for vector, relation in queries
+        ]
+        responses = self._call(
+            f"search of {len(requests)} relations",
+            lambda: self.client.query_batch_points(self.collection, requests=requests),
+        )
+        return [
+            [_hit(rank, point) for rank, point in enumerate(response.points, start=1)]
+            for response in responses
+        ]
+
+    def get_vectors_of(self, item_id: str, relations: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        """The stored vectors of ``item_id`` under each of ``relations`` it is indexed under (one lookup).
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="w")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> _ = index.upsert([PointRecord("B1", "r1", {"item": [1.0, 0.0]})])
+            >>> {r: v["item"].tolist() for r, v in index.get_vectors_of("B1", ["r1", "r2"]).items()}
+            {'r1': [1.0, 0.0]}
+        """
+        ids = {point_id(item_id, relation): relation for relation in relations}
+        if not ids:
+            return {}
+        records = self._call(
+            f"lookup of item {item_id!r}",
+            lambda: self.client.retrieve(
+                self.collection, ids=list(ids), with_payload=False, with_vectors=True
+            ),
+        )
+        out = {}
+        for record in records:
+            if isinstance(record.vector, dict) and str(record.id) in ids:
+                out[ids[str(record.id)]] = {
+                    name: np.asarray(values, dtype=np.float32) for name, values in record.vector.items()
+                }
+        return out
+
+    def get_payload(self, item_id: str, relations: Iterable[str]) -> dict[str, Any] | None:
+        """The stored payload of ``item_id`` (from its point under the first of ``relations`` found).
+
+        Args:
+            item_id: the item's id.
+            relations: the relations it may be indexed under (one lookup for all of them).
+
+        Returns:
+            The payload (``item_id``, ``relation``, ``text``, ``image``, metadata), or ``None``
+            when the item is indexed under none of ``relations``.
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="p")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> index.upsert([PointRecord("B1", "goes with", {"item": [1.0, 0.0]}, {"text": "cup"})])
+            1
+            >>> index.get_payload("B1", ["goes with"])["text"]
+            'cup'
+            >>> index.get_payload("B2", ["goes with"]) is None
+            True
+        """
+        order = {point_id(item_id, relation): n for n, relation in enumerate(relations)}
+        if not order:
+            return None
+        records = self._call(
+            f"lookup of item {item_id!r}",
+            lambda: self.client.retrieve(
+                self.collection, ids=list(order), with_payload=True, with_vectors=False
+            ),
+        )
+        if not records:
+            return None
+        first = min(records, key=lambda point: order.get(str(point.id), len(order)))
+        return dict(first.payload or {})
+
+    def find_items(self, relation: str, contains: str | None = None, limit: int = 20) -> list[Hit]:
+        """Items indexed under ``relation``, optionally those whose id or text contains ``contains``.
+
+        For browsing and picking a query item (scores are 0). The id is matched exactly, the text
+        with Qdrant's text match (a substring match without a full-text index on ``text``).
+
+        Args:
+            relation: the relation whose points are listed (every item has one per relation).
+            contains: a piece of text or an exact id; ``None`` lists the first items.
+            limit: the most items returned.
+
+        Example:
+            >>> from qdrant_client import QdrantClient
+            >>> index = RelationIndex(QdrantClient(":memory:"), collection="f")
+            >>> _ = index.ensure_collection({"item": 2})
+            >>> _ = index.upsert([PointRecord("B1", "r", {"item": [1.0, 0.0]}, {"text": "sage cup"}),
+            ...                   PointRecord("B2", "r", {"item": [0.0, 1.0]}, {"text": "navy bib"})])
+            >>> [hit.item_id for hit in index.find_items("r", "cup")]
+            ['B1']
+        """
+        if limit < 1:
+            raise UsageError(f"limit must be at least 1, got {limit}")
+        flt = _relation_filter(relation)
+        if contains:
+            flt.should = [
+                models.FieldCondition(key="item_id", match=models.MatchValue(value=contains)),
+                models.FieldCondition(key="text", match=models.MatchText(text=contains)),
+            ]
+        points, _next = self._call(
+            f"listing of relation {relation!r}",
+            lambda: self.client.scroll(
+                self.collection, scroll_filter=flt, limit=limit, with_payload=True, with_vectors=False
+            ),
+        )
+        return [_hit(rank, point, score=0.0) for rank, point in enumerate(points, start=1)]
 
     def missing_points(self, pairs: Iterable[tuple[str, str]], chunk: int = 1024) -> dict[str, int]:
         """How many of the given (item id, relation) points are not in the collection, per relation.
@@ -656,6 +797,31 @@ class RelationIndex:
         if not isinstance(vectors, dict):
             return None
         return {name: np.asarray(values, dtype=np.float32) for name, values in vectors.items()}
+
+
+def _hit(rank: int, point: Any, score: float | None = None) -> Hit:
+    payload = dict(point.payload or {})
+    text = payload.get("text")
+    return Hit(
+        rank=rank,
+        score=float(point.score) if score is None else score,
+        item_id=str(payload.get("item_id", point.id)),
+        text=text if isinstance(text, str) else None,
+        payload=payload,
+    )
+
+
+def _search_filter(
+    relation: str, exclude_item_ids: Sequence[str], query_filter: models.Filter | None
+) -> models.Filter:
+    flt = _relation_filter(relation)
+    if query_filter is not None:
+        flt.must.append(query_filter)  # type: ignore[union-attr]
+    if exclude_item_ids:
+        flt.must_not = [
+            models.FieldCondition(key="item_id", match=models.MatchAny(any=list(exclude_item_ids)))
+        ]
+    return flt
 
 
 def _relation_filter(relation: str) -> models.Filter:
