@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rcml_st.cli._common import (
     Device,
+    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
     load_model,
     resolve_device,
     run_command,
+    set_trust_remote_code,
 )
 
 if TYPE_CHECKING:
@@ -127,8 +129,10 @@ def evaluate(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress bars while encoding.")
     ] = True,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
+        set_trust_remote_code(trust_remote_code)
         _run(
             data=data,
             model_dir=model,

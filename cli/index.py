@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
+    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
     load_model,
     resolve_device,
     run_command,
+    set_trust_remote_code,
 )
 
 if TYPE_CHECKING:
@@ -326,8 +328,10 @@ def index(
     ] = False,
     device: DeviceOption = Device.auto,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
+        set_trust_remote_code(trust_remote_code)
         _run(
             data=data,
             model_dir=model,

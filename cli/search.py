@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import Device, check_model_dir, console, load_model, resolve_device, run_command
+from rcml_st.cli._common import (
+    Device,
+    TrustRemoteCodeOption,
+    check_model_dir,
+    console,
+    load_model,
+    resolve_device,
+    run_command,
+    set_trust_remote_code,
+)
 from rcml_st.cli.index import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
@@ -87,8 +96,10 @@ def search(
     collection: CollectionOption = "rcml",
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     device: DeviceOption = Device.auto,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
+        set_trust_remote_code(trust_remote_code)
         _run(
             model_dir=model,
             relation=relation,
