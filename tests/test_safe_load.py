@@ -30,11 +30,15 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("safe") / "rcml-ok"
-    rcml_st.build_model("rcml-tiny", relations=["matches in colour"], device="cpu").save_pretrained(str(folder))
+    rcml_st.build_model("rcml-tiny", relations=["matches in colour"], device="cpu").save_pretrained(
+        str(folder)
+    )
     return folder
 
 
-def plant(model: Path, target: Path, marker: Path, module: str = "evilmod", ref: str = "evilmod.Evil") -> Path:
+def plant(
+    model: Path, target: Path, marker: Path, module: str = "evilmod", ref: str = "evilmod.Evil"
+) -> Path:
     """A copy of ``model`` whose modules.json also names ``ref``, defined in ``<module>.py`` beside it."""
     shutil.copytree(model, target)
     (target / f"{module}.py").write_text(
@@ -62,7 +66,7 @@ def test_a_two_part_rcml_st_name_is_not_rcml_st(saved_model, tmp_path):
     marker = tmp_path / "pwned"
     evil = plant(saved_model, tmp_path / "evil", marker, module="rcml_st", ref="rcml_st.Evil")
     assert foreign_module_types(evil) == ["rcml_st.Evil"]
-    with pytest.raises(UsageError, match="rcml_st.Evil"):
+    with pytest.raises(UsageError, match=r"rcml_st\.Evil"):
         rcml_st.load(evil, device="cpu")
     assert not marker.exists()
 
@@ -74,7 +78,7 @@ def test_code_loading_sentence_transformers_modules_need_the_opt_in_too(saved_mo
     modules = json.loads((folder / "modules.json").read_text())
     modules.append({"idx": 2, "name": "2", "path": "2", "type": "sentence_transformers.models.Transformer"})
     (folder / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(UsageError, match="sentence_transformers.models.Transformer"):
+    with pytest.raises(UsageError, match=r"sentence_transformers\.models\.Transformer"):
         rcml_st.load(folder, device="cpu")
 
 
@@ -83,7 +87,17 @@ def test_the_cli_refuses_it_with_exit_2(saved_model, tmp_path):
     evil = plant(saved_model, tmp_path / "evil", marker)
     result = runner.invoke(
         app,
-        ["search", "-m", str(evil), "--qdrant-path", str(tmp_path / "q"), "-r", "matches in colour", "--text", "x"],
+        [
+            "search",
+            "-m",
+            str(evil),
+            "--qdrant-path",
+            str(tmp_path / "q"),
+            "-r",
+            "matches in colour",
+            "--text",
+            "x",
+        ],
     )
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -102,7 +116,7 @@ def test_a_hub_snapshot_is_checked_the_same_way(saved_model, tmp_path, monkeypat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UsageError, match="org/evil: modules.json names the module class 'evilmod.Evil'"):
+    with pytest.raises(UsageError, match=r"org/evil: modules\.json names the module class .evilmod\.Evil."):
         rcml_st.load("org/evil", device="cpu")
     result = runner.invoke(app, ["search", "-m", "org/evil", "-r", "matches in colour", "--text", "x"])
     assert result.exit_code == 2 and "Error: org/evil: modules.json names" in result.stderr, result.output
@@ -117,7 +131,9 @@ def test_the_opt_in_imports_it_and_says_so(saved_model, tmp_path):
         "import rcml_st, logging; logging.basicConfig(); "
         f"m = rcml_st.load({str(evil)!r}, device='cpu', trust_remote_code=True); print(len(m))"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
     assert "trust_remote_code: importing ['evilmod.Evil']" in done.stderr

@@ -333,6 +333,7 @@ def train(
     from rcml_st.modules.lite import is_lite
     from rcml_st.training.architectures import is_builtin
     from rcml_st.training.callbacks import EpochReporter, RichProgress
+    from rcml_st.training.guards import FiniteGuard, check_finite
     from rcml_st.training.sampler import PairBatchSampler
     from rcml_st.training.trainer import RCMLTrainer
 
@@ -414,6 +415,7 @@ def train(
         save_strategy="epoch",
         save_total_limit=KEEP_CHECKPOINTS,
         logging_strategy="epoch",
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (FiniteGuard stops the run anyway)
         eval_strategy="epoch" if eval_catalog is not None else "no",
         report_to="none",
         disable_tqdm=True,
@@ -439,7 +441,7 @@ def train(
         )
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
-    trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]
+    trainer_callbacks = [FiniteGuard(config.lr), reporter, *([bar] if bar else []), *callbacks]
     trainer = RCMLTrainer(
         model=model,
         args=args,
@@ -465,6 +467,7 @@ def train(
     if trainer.is_world_process_zero():
         if eval_catalog is not None:
             record_evaluation(model, eval_catalog, config, say)
+        check_finite(model, f"the model trained for {output}")
         model.save_pretrained(str(output))
         say(f"saved the model to {output} (relations: {len(pairs.data_relations)})")
     if world_size > 1:
