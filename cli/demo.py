@@ -201,8 +201,13 @@ def _index(model: Any, items: list[Item], path: Path) -> Any:
     except ImportError:  # pragma: no cover - a build without the Qdrant part
         console.print("  indexing is not available in this build; stopping after training")
         return None
+    from rcml_st.index.ownership import MODEL_KEY, model_fingerprint
+
     index = RelationIndex.connect(path=path)
     try:
+        if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
+            # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
+            index.client.delete_collection(index.collection)
         report = index_catalog(model, items, index, progress=True)
     except BaseException:
         index.close()

@@ -328,6 +328,14 @@ def index(
     ] = False,
     device: DeviceOption = Device.auto,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write into a collection that another model indexed (its points this run does not "
+            "rewrite keep the other model's vectors); without it that is an error.",
+        ),
+    ] = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
@@ -359,6 +367,7 @@ def index(
             shard=shard,
             verify_only=verify_only,
             overlap=overlap,
+            force=force,
         )
 
     run_command(body)
@@ -388,6 +397,7 @@ def _run(
     shard: str | None,
     verify_only: bool,
     overlap: bool | None,
+    force: bool = False,
 ) -> None:
     from rcml_st.data import Shard, stream_catalog
     from rcml_st.errors import UsageError
@@ -452,6 +462,7 @@ def _run(
                     layout=layout,
                     overlap=overlap,
                     verify="points" if slice_ is not None else "counts",
+                    force=force,
                 )
         finally:
             store.close()

@@ -96,6 +96,13 @@ def search(
     collection: CollectionOption = "rcml",
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     device: DeviceOption = Device.auto,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Search with --model even when the collection records that another model indexed it.",
+        ),
+    ] = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
@@ -116,6 +123,7 @@ def search(
             collection=collection,
             retry_timeout=retry_timeout,
             device=device,
+            force=force,
         )
 
     run_command(body)
@@ -141,6 +149,7 @@ def _run(
     collection: str,
     retry_timeout: float,
     device: Device,
+    force: bool = False,
 ) -> None:
     from rcml_st.errors import InputDataError, UsageError
 
@@ -186,6 +195,7 @@ def _run(
                 image=image,
                 using=modality.value,
                 limit=limit,
+                force=force,
             )
         finally:
             store.close()

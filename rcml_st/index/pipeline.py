@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rcml_st.errors import InputDataError, ServiceError, UsageError
 from rcml_st.index.layout import VECTOR_NAMES, Layout
+from rcml_st.index.ownership import MODEL_KEY, check_search_model, claim_collection, model_fingerprint
 from rcml_st.index.records import RESERVED_PAYLOAD_KEYS, Hit, PointRecord, keep_reserved
 from rcml_st.index.store import RelationIndex
 from rcml_st.index.writer import BatchWriter
@@ -245,6 +246,7 @@ def index_catalog(
     layout: Layout | None = None,
     overlap: bool | None = None,
     verify: Verify = "counts",
+    force: bool = False,
 ) -> IndexReport:
     """Encodes every item under every relation and writes one point per (item, relation).
 
@@ -286,13 +288,16 @@ def index_catalog(
             whole collection; ``"points"``: every point of this run is found by id (one slice of a
             catalogue that other workers write too; check the whole with :func:`verify_index`);
             ``"none"``: only the write barrier.
+        force: write into a collection that another model indexed (it then records this one);
+            without it that is an error (:mod:`rcml_st.index.ownership`).
 
     Returns:
         An :class:`IndexReport` with the verified per-relation counts.
 
     Raises:
         UsageError: no relations (the model has no vocabulary and none given), a bad option, or
-            an existing collection whose vectors do not match the model or the layout.
+            an existing collection whose vectors do not match the model or the layout, or that
+            another model indexed (without ``force``).
         InputDataError: the catalogue is empty, or an item cannot be encoded (its image).
         ServiceError: Qdrant stayed unreachable past the index's retry bound, rejected a batch,
             or the final check failed (re-run to complete; see :meth:`RelationIndex.finish`).
@@ -324,9 +329,15 @@ def index_catalog(
     chosen = resolve_relations(model, relations)
     started = time.perf_counter()
     dims = layout.dims(model_dims(model))
+    fingerprint = model_fingerprint(model)
     created = index.ensure_collection(
-        dims, shards=shards, replication_factor=replication_factor, layout=layout
+        dims,
+        shards=shards,
+        replication_factor=replication_factor,
+        layout=layout,
+        metadata={MODEL_KEY: fingerprint},
     )
+    claim_collection(index, fingerprint, created=created, force=force)
     _check_stored_vectors(index, dims)
 
     callback, close_bar = _progress_callback(progress, total)
@@ -516,6 +527,7 @@ def search_index(
     image: Any = None,
     using: str = "item",
     limit: int = 10,
+    force: bool = False,
 ) -> list[Hit]:
     """The indexed items closest to a query under one relation, best first.
 
@@ -537,6 +549,7 @@ def search_index(
         image: query by image.
         using: which named vector to search: ``"item"`` (fused, default), ``"text"`` or ``"image"``.
         limit: the number of results.
+        force: search with ``model`` even when the collection records another model.
 
     Returns:
         :class:`~rcml_st.index.Hit` list (rank, score, item_id, text, payload), best first.
@@ -544,7 +557,7 @@ def search_index(
     Raises:
         UsageError: not exactly one query, an unknown ``using``, a relation that is not indexed,
             an item id that is not indexed under the relation, or a model whose vector size
-            differs from the collection's.
+            differs from the collection's or that is not the one that indexed it (without ``force``).
         InputDataError: an image query that cannot be read.
 
     Example:
@@ -580,5 +593,6 @@ def search_index(
             f"the model makes vectors of size {made} but collection {index.collection!r} holds {using} "
             f"vectors of size {dims[using]}: search with the model the collection was indexed with"
         )
+    check_search_model(index, model_fingerprint(model), force=force)
     vector = query_vector(model, relation, text=text, image=image)
     return index.search(vector, relation, using=using, limit=limit)

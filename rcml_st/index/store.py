@@ -263,6 +263,17 @@ class RelationIndex:
         self.dims()
         return self._quantized
 
+    def metadata(self) -> dict[str, Any]:
+        """The collection's metadata (Qdrant 1.16+; ``{}`` when it has none)."""
+        return dict(self._info().config.metadata or {})
+
+    def update_metadata(self, values: Mapping[str, Any]) -> None:
+        """Merges ``values`` into the collection's metadata."""
+        self._call(
+            f"metadata update of collection {self.collection!r}",
+            lambda: self.client.update_collection(self.collection, metadata=dict(values)),
+        )
+
     def _info(self) -> models.CollectionInfo:
         return self._call("collection info", lambda: self.client.get_collection(self.collection))
 
@@ -282,6 +293,7 @@ class RelationIndex:
         shards: int | None = None,
         replication_factor: int | None = None,
         layout: Layout | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> bool:
         """Creates the collection and its ``relation`` tenant index if missing, else checks its layout.
 
@@ -291,6 +303,7 @@ class RelationIndex:
             replication_factor: copies of each shard (a server cluster).
             layout: quantization, on-disk storage and HNSW settings of a new collection
                 (:class:`~rcml_st.index.layout.Layout`; its ``vectors`` are ``dims``' names).
+            metadata: the collection metadata of a new collection (e.g. which model writes it).
 
         Returns:
             ``True`` if the collection was created, ``False`` if it existed and matches.
@@ -328,6 +341,7 @@ class RelationIndex:
                         self.collection,
                         shard_number=shards,
                         replication_factor=replication_factor,
+                        metadata=dict(metadata) if metadata else None,
                         **config,
                     ),
                 )
