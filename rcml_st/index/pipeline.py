@@ -345,11 +345,14 @@ def index_catalog(
     if overlap is None:
         overlap = str(getattr(model, "device", "cpu")).startswith("cuda")
     writer = BatchWriter(index, on_written=on_written, threaded=overlap)
+    source = str(items.path) if isinstance(getattr(items, "path", None), (str, Path)) else None
     reserved = 0
     try:
         with writer:
             for batch in _batches(items, batch_size):
-                embeddings = _encode(encode_relations, model, batch, chosen, batch_size, layout.vectors)
+                embeddings = _encode(
+                    encode_relations, model, batch, chosen, batch_size, layout.vectors, source
+                )
                 records = batch_records(batch, embeddings, chosen, layout.vectors)
                 reserved += sum(1 for item in batch if any(k in item.metadata for k in RESERVED_PAYLOAD_KEYS))
                 # The writer holds at most a couple of batches: memory stays bounded.
@@ -443,6 +446,7 @@ def _encode(
     relations: Sequence[str],
     batch_size: int,
     vectors: Sequence[str] = VECTOR_NAMES,
+    source: str | None = None,
 ) -> RelationEmbeddings:
     try:
         return encode_relations(
@@ -452,12 +456,35 @@ def _encode(
             batch_size=batch_size,
             modalities=tuple(vectors),
         )
-    except OSError as exc:
-        # An image that vanished or broke since the catalogue was read: name the batch's items.
+    except (OSError, ValueError) as exc:
+        # An image that vanished or broke since the catalogue was read: name its item and line.
+        culprit = _unreadable_image(batch)
+        if culprit is not None:
+            item, problem = culprit
+            raise InputDataError(
+                f"{problem} (it changed since the data file was checked)", path=source, line=item.line
+            ) from None
+        if not isinstance(exc, OSError):
+            raise
         first, last = batch[0], batch[-1]
         raise InputDataError(
             f"cannot encode items {first.id!r}..{last.id!r} (lines {first.line}-{last.line}): {exc}"
         ) from exc
+
+
+def _unreadable_image(batch: Sequence[Item]) -> tuple[Item, str] | None:
+    """The first item of ``batch`` whose image cannot be decoded now, with the reason."""
+    from rcml_st.data.images import load_image
+
+    for item in batch:
+        if item.image is None:
+            continue
+        try:
+            load_image(item.image)
+        except (InputDataError, OSError) as exc:
+            reason = exc.problem if isinstance(exc, InputDataError) else f"cannot read image: {exc}"
+            return item, f"{reason} ({item.image})"
+    return None
 
 
 def _exactly_one(item_id: str | None, text: str | None, image: Any) -> str:
