@@ -6,15 +6,17 @@ target's folder; when the block ends without an error the file is flushed to dis
 ``0o666 & ~umask`` (``tempfile`` creates ``0600`` files, which other users of a shared model folder
 could not read) and renamed over the target in one step. On an error it is removed.
 
-The temporary name starts with ``.`` and ends with :data:`TEMP_SUFFIX`; :func:`remove_stale_temps`
-deletes those a killed process left behind (a model save calls it, so an upload of the folder
-never carries one).
+The temporary name starts with ``.`` and ends with :data:`TEMP_SUFFIX`. A set of files written
+by other libraries (a model's ``save_pretrained``) goes through :func:`staged_folder`: written
+into a fresh folder next to the target, then moved in file by file, so what a killed writer
+leaves behind is never inside the target (an upload of a model folder never carries it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,23 +96,54 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
-    """Deletes the temporary files of :func:`atomic_path` left in ``folder`` (and below) by a kill.
+def _publish(staging: Path, target: Path, file_mode: int) -> None:
+    """Moves every file of ``staging`` to the same place under ``target``, one rename each."""
+    folder_mode = file_mode | ((file_mode & 0o444) >> 2)  # r -> x for folders (0o644 -> 0o755)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(staging.rglob("*")):
+        destination = target / path.relative_to(staging)
+        if path.is_dir():
+            destination.mkdir(exist_ok=True)
+            os.chmod(destination, folder_mode)
+        else:
+            os.chmod(path, file_mode)
+            os.replace(path, destination)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh folder next to ``target`` to write a set of files into; published when the block succeeds.
+
+    Writers that make their own temporary files (safetensors, ``tempfile``) leave them, when killed,
+    in the staging folder (``.<name>.staging-<random>.rcml-tmp``, removed by the next staged write),
+    never in ``target``. On success every file is given the umask's mode and moved into ``target``
+    with one rename each (each file appears whole; files of ``target`` not written are kept).
 
     Example:
         >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / f".weights.bin.x1{TEMP_SUFFIX}").write_bytes(b"half")
-        >>> [p.name for p in remove_stale_temps(folder)], list(folder.iterdir())
-        (['.weights.bin.x1.rcml-tmp'], [])
+        >>> model = Path(tempfile.mkdtemp()) / "rcml-baby"
+        >>> with staged_folder(model) as staging:
+        ...     _ = (staging / "modules.json").write_text("[]")
+        >>> sorted(p.name for p in model.parent.iterdir()), (model / "modules.json").read_text()
+        (['rcml-baby'], '[]')
     """
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    stale = [p for p in root.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+    target = Path(target).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.staging-*{TEMP_SUFFIX}"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", suffix=TEMP_SUFFIX, dir=target.parent))
+    try:
+        yield staging
+        _publish(staging, target, default_mode())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["TEMP_SUFFIX", "atomic_path", "default_mode", "remove_stale_temps", "write_bytes", "write_text"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_path",
+    "default_mode",
+    "staged_folder",
+    "write_bytes",
+    "write_text",
+]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rcml_st.atomic import staged_folder
 from rcml_st.data.catalog import Catalog, read_catalog
 from rcml_st.errors import UsageError
 from rcml_st.training.checkpoints import (
@@ -479,7 +480,8 @@ def train(
         if eval_catalog is not None:
             record_evaluation(model, eval_catalog, config, say)
         check_finite(model, f"the model trained for {output}")
-        model.save_pretrained(str(output))
+        with staged_folder(output) as staging:  # whole files, umask modes, no leftovers in output
+            model.save_pretrained(str(staging))
         say(f"saved the model to {output} (relations: {len(pairs.data_relations)})")
     if world_size > 1:
         torch.distributed.barrier()
