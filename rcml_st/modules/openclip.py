@@ -30,7 +30,7 @@ from rcml_st.modules.backbone import (
     save_backbone,
 )
 from rcml_st.modules.folded_attention import TokenProjection
-from rcml_st.modules.inputs import parse_batch
+from rcml_st.modules.inputs import MAX_TEXT_CHARS, parse_batch
 from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
 from rcml_st.modules.trunk_features import (
     TRUNK_INVERSE_KEYS,
@@ -334,7 +334,7 @@ class OpenCLIPInput(InputModule):
     def _tokenize(self, texts: list[str]) -> torch.Tensor:
         if not texts:
             return torch.zeros((0, self.max_seq_length), dtype=torch.long)
-        return self.tokenizer(texts)
+        return self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts])
 
     def text_trunk(self, ids: torch.Tensor) -> TrunkOutput:
         """The text tower up to its projection (see :mod:`rcml_st.modules.towers`).
