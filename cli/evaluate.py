@@ -177,6 +177,7 @@ def _run(
 
     from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
+    from rcml_st.output_files import PLOT_SUFFIXES, check_output_file
 
     # Data first: a bad record fails in a second, before torch or any model is loaded.
     catalog = read_catalog(
@@ -191,6 +192,11 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
+    # The output files are written at the end: a path that cannot be written fails now, not then.
+    if json_file is not None:
+        check_output_file(json_file, "--json")
+    if plot is not None:
+        check_output_file(plot, "--plot", PLOT_SUFFIXES)
     # Then the model: a missing folder or Hub id fails before torch is imported too.
     check_model_dir(model_dir)
     names = _compare_names(compare)
