@@ -175,6 +175,7 @@ def _run(
 ) -> None:
     import json
 
+    from rcml_st.atomic import write_text
     from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
     from rcml_st.output_files import PLOT_SUFFIXES, check_output_file
@@ -228,7 +229,7 @@ def _run(
         console.print(table)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        write_text(json_file, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
         console.print(f"Report written to {json_file}")
     if plot is not None:
         from rcml_st.evaluation.plot import plot_report

@@ -22,6 +22,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from sentence_transformers.base.modules import InputModule
 from torch import nn
 
+from rcml_st.atomic import write_text
 from rcml_st.modules.backbone import (
     OPEN_CLIP_CONFIG,
     Backbone,
@@ -469,7 +470,7 @@ class OpenCLIPInput(InputModule):
             return
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config.setdefault("requirements", {}).update(REQUIREMENTS)
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        write_text(config_path, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
     def load(
