@@ -86,8 +86,8 @@ class FiniteGuard(TrainerCallback):
         )
         return NonFiniteError(
             f"training diverged at step {state.global_step + 1} (epoch {state.epoch or 0:.2f}): "
-            f"{what} of {name or 'a parameter'} is NaN or infinite, so the loss is; stopped, nothing "
-            f"of this step was saved. {hint}, and check the data (or a corrupt trunk cache: delete it)"
+            f"{what} of {name or 'a parameter'} is NaN or infinite (the loss diverged); stopped before "
+            f"saving anything of this step. {hint}, and check the data (a corrupt trunk cache too: delete it)"
         )
 
     def on_pre_optimizer_step(
