@@ -80,9 +80,9 @@ class FiniteGuard(TrainerCallback):
 
     def _fail(self, what: str, name: str | None, state: Any) -> NonFiniteError:
         hint = (
-            f"use a lower --lr (this run: {self.lr:g})"
+            f"Use a lower --lr (this run: {self.lr:g})"
             if self.lr is not None
-            else "use a lower learning rate"
+            else "Use a lower learning rate"
         )
         return NonFiniteError(
             f"training diverged at step {state.global_step + 1} (epoch {state.epoch or 0:.2f}): "
