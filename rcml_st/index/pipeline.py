@@ -576,7 +576,10 @@ def search_index(
         image: query by image.
         using: which named vector to search: ``"item"`` (fused, default), ``"text"`` or ``"image"``.
         limit: the number of results.
-        force: search with ``model`` even when the collection records another model.
+        force: search with ``model`` even when the collection records another model. The check
+            hashes the model's weights (about a second for ViT-B-32 on CPU): many searches with one
+            model can check once (:func:`~rcml_st.index.ownership.check_search_model`) and pass
+            ``force=True`` afterwards.
 
     Returns:
         :class:`~rcml_st.index.Hit` list (rank, score, item_id, text, payload), best first.
@@ -620,6 +623,7 @@ def search_index(
             f"the model makes vectors of size {made} but collection {index.collection!r} holds {using} "
             f"vectors of size {dims[using]}: search with the model the collection was indexed with"
         )
-    check_search_model(index, model_fingerprint(model), force=force)
+    if not force:
+        check_search_model(index, model_fingerprint(model))
     vector = query_vector(model, relation, text=text, image=image)
     return index.search(vector, relation, using=using, limit=limit)
