@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-_state = {"debug": False}
+_state = {"debug": False, "trust_remote_code": False}
 
 
 def set_debug(value: bool) -> None:
@@ -38,6 +38,21 @@ def set_debug(value: bool) -> None:
 def debug_enabled() -> bool:
     """Whether full tracebacks are wanted (``--debug`` or ``RCML_ST_DEBUG=1``)."""
     return _state["debug"] or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
+
+
+def set_trust_remote_code(value: bool) -> None:
+    """Records ``--trust-remote-code``: models may name module classes from outside rcml_st."""
+    _state["trust_remote_code"] = bool(value)
+
+
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let the model's files name module classes from outside rcml_st (their code runs): "
+        "only for a model you trust. Without it such a model is refused before anything is imported.",
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -180,17 +195,28 @@ def check_model_dir(path: Path | str) -> Path:
 
     No torch is imported: a missing model fails in a second.
 
+    Its ``modules.json`` must name only rcml_st classes, unless ``--trust-remote-code`` was given
+    (:func:`rcml_st.safe_load.check_module_types`).
+
     Raises:
-        UsageError: no such folder or Hub model, or a folder that is not a saved model (exit 2).
+        UsageError: no such folder or Hub model, a folder that is not a saved model, or one that
+            names code from elsewhere without ``--trust-remote-code`` (exit 2).
         ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
     """
     from rcml_st.hub import resolve_model
+    from rcml_st.safe_load import check_module_types
 
     directory = resolve_model(path)
     if not directory.is_dir():
         raise UsageError(f"{path} is not a model directory")
     if not (directory / "modules.json").is_file():
         raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+    foreign = check_module_types(directory, trust_remote_code=_state["trust_remote_code"], name=str(path))
+    if foreign:
+        err_console.print(
+            f"Warning: --trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)",
+            markup=False,
+        )
     return directory
 
 
@@ -200,7 +226,7 @@ def load_model(path: Path | str, device: str | None) -> SentenceTransformer:
 
     directory = check_model_dir(path)
     try:
-        model = rcml_st.load(directory, device=device)
+        model = rcml_st.load(directory, device=device, trust_remote_code=_state["trust_remote_code"])
     except RCMLError:
         raise
     except Exception as exc:  # a broken directory: say which one and why, in one line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -140,6 +141,7 @@ def _train(train_path: Path, model_dir: Path, epochs: int, pairs: int, seed: int
     import rcml_st
     from rcml_st.training import TrainConfig, train
     from rcml_st.training.checkpoints import last_checkpoint
+    from rcml_st.training.identity import changes_from_recorded_run, run_identity
 
     config = TrainConfig(
         data=train_path,
@@ -151,9 +153,21 @@ def _train(train_path: Path, model_dir: Path, epochs: int, pairs: int, seed: int
         pairs_per_epoch=max(pairs, DEMO_BATCH_SIZE),
         device=device,
         seed=seed,
-        # A second demo run reuses (or finishes) the first one's training.
-        resume=last_checkpoint(model_dir) is not None,
     )
+    # A second demo run reuses (or finishes) the first one's training when it is the same run (same
+    # data and options); otherwise (say, another --items) it trains from the start.
+    if last_checkpoint(model_dir) is not None:
+        changes = changes_from_recorded_run(model_dir, run_identity(config.options(), train_path))
+        config = dataclasses.replace(config, resume=not changes, overwrite=bool(changes))
+        if changes:
+            console.print(
+                f"  the last demo run in {model_dir.parent} trained on other data or options "
+                f"({'; '.join(changes[:2])}): training from the start",
+                markup=False,
+                highlight=False,
+            )
+    elif model_dir.exists():
+        config = dataclasses.replace(config, overwrite=True)  # the demo's own folder: replace its model
     train(
         config,
         console=console,
@@ -190,8 +204,13 @@ def _index(model: Any, items: list[Item], path: Path) -> Any:
     except ImportError:  # pragma: no cover - a build without the Qdrant part
         console.print("  indexing is not available in this build; stopping after training")
         return None
+    from rcml_st.index.ownership import MODEL_KEY, model_fingerprint
+
     index = RelationIndex.connect(path=path)
     try:
+        if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
+            # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
+            index.client.delete_collection(index.collection)
         report = index_catalog(model, items, index, progress=True)
     except BaseException:
         index.close()

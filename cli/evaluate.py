@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rcml_st.cli._common import (
     Device,
+    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
     load_model,
     resolve_device,
     run_command,
+    set_trust_remote_code,
 )
 
 if TYPE_CHECKING:
@@ -158,8 +160,10 @@ def evaluate(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress bars while encoding.")
     ] = True,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
+        set_trust_remote_code(trust_remote_code)
         _run(
             data=data,
             model_dir=model,
@@ -204,8 +208,10 @@ def _run(
 ) -> None:
     import json
 
+    from rcml_st.atomic import write_text
     from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
+    from rcml_st.output_files import PLOT_SUFFIXES, check_output_file
 
     # Options, then data: a bad template or record fails in a second, before torch or any model.
     if prompt_template is not None:
@@ -224,6 +230,11 @@ def _run(
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
     if len(plot_relations) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
+    # The output files are written at the end: a path that cannot be written fails now, not then.
+    if json_file is not None:
+        check_output_file(json_file, "--json")
+    if plot is not None:
+        check_output_file(plot, "--plot", PLOT_SUFFIXES)
     # Then the model: a missing folder or Hub id fails before torch is imported too.
     check_model_dir(model_dir)
     names = _compare_names(compare)
@@ -265,7 +276,7 @@ def _run(
         console.print(table)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        write_text(json_file, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
         console.print(f"Report written to {json_file}")
     if plot is not None:
         from rcml_st.evaluation.plot import plot_report

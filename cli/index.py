@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
+    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
     load_model,
     resolve_device,
     run_command,
+    set_trust_remote_code,
 )
 
 if TYPE_CHECKING:
@@ -326,8 +328,18 @@ def index(
     ] = False,
     device: DeviceOption = Device.auto,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write into a collection that another model indexed (its points this run does not "
+            "rewrite keep the other model's vectors); without it that is an error.",
+        ),
+    ] = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
+        set_trust_remote_code(trust_remote_code)
         _run(
             data=data,
             model_dir=model,
@@ -355,6 +367,7 @@ def index(
             shard=shard,
             verify_only=verify_only,
             overlap=overlap,
+            force=force,
         )
 
     run_command(body)
@@ -384,6 +397,7 @@ def _run(
     shard: str | None,
     verify_only: bool,
     overlap: bool | None,
+    force: bool = False,
 ) -> None:
     from rcml_st.data import Shard, stream_catalog
     from rcml_st.errors import UsageError
@@ -448,6 +462,7 @@ def _run(
                     layout=layout,
                     overlap=overlap,
                     verify="points" if slice_ is not None else "counts",
+                    force=force,
                 )
         finally:
             store.close()

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import Device, check_model_dir, console, load_model, resolve_device, run_command
+from rcml_st.cli._common import (
+    Device,
+    TrustRemoteCodeOption,
+    check_model_dir,
+    console,
+    load_model,
+    resolve_device,
+    run_command,
+    set_trust_remote_code,
+)
 from rcml_st.cli.index import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
@@ -87,8 +96,17 @@ def search(
     collection: CollectionOption = "rcml",
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     device: DeviceOption = Device.auto,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Search with --model even when the collection records that another model indexed it.",
+        ),
+    ] = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
+        set_trust_remote_code(trust_remote_code)
         _run(
             model_dir=model,
             relation=relation,
@@ -105,6 +123,7 @@ def search(
             collection=collection,
             retry_timeout=retry_timeout,
             device=device,
+            force=force,
         )
 
     run_command(body)
@@ -130,6 +149,7 @@ def _run(
     collection: str,
     retry_timeout: float,
     device: Device,
+    force: bool = False,
 ) -> None:
     from rcml_st.errors import InputDataError, UsageError
 
@@ -175,6 +195,7 @@ def _run(
                 image=image,
                 using=modality.value,
                 limit=limit,
+                force=force,
             )
         finally:
             store.close()

@@ -191,6 +191,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR.checkpoints.")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Start over: discard the checkpoints of an earlier run in DIR.checkpoints, and save into "
+            "DIR even when it holds another model or other files (replacing those of the same names).",
+        ),
+    ] = False,
     skip_invalid: Annotated[
         bool,
         typer.Option("--skip-invalid", help="Skip bad records (counted and reported) instead of failing."),
@@ -243,6 +251,7 @@ def train(
             device=device.value,
             seed=seed,
             resume=resume,
+            overwrite=overwrite,
             skip_invalid=skip_invalid,
             workers=workers,
             pairs_per_epoch=pairs_per_epoch,

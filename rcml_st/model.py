@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from sentence_transformers import SentenceTransformer
 from rcml_st.errors import UsageError
 from rcml_st.hub import is_hub_id, resolve_model
 from rcml_st.modules import DEFAULT_BETA, OpenCLIPInput, RelationPooling
+from rcml_st.safe_load import check_module_types
+
+logger = logging.getLogger("rcml_st")
 
 
 def build_model(
@@ -55,23 +59,33 @@ def build_model(
 
 
 def load(
-    name_or_path: str | os.PathLike, device: str | None = None, *, revision: str | None = None
+    name_or_path: str | os.PathLike,
+    device: str | None = None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> SentenceTransformer:
     """Loads a saved RCML model: a local folder or a Hugging Face Hub id.
 
     This is ``SentenceTransformer(name_or_path, trust_remote_code=True)``, with the model found by
     :func:`rcml_st.hub.resolve_model` and then loaded from its folder with no network access:
     sentence-transformers 6 imports module classes from outside its own namespace (here
-    ``rcml_st.modules``) only when the caller passes ``trust_remote_code=True``.
+    ``rcml_st.modules``) only when the caller passes ``trust_remote_code=True``. Before anything
+    is imported, :func:`rcml_st.safe_load.check_module_types` makes sure that ``modules.json``
+    names only classes of ``rcml_st`` (and code-free sentence-transformers modules): a model
+    whose files name other code is refused unless ``trust_remote_code=True`` is passed here.
 
     Args:
         name_or_path: a folder written by ``rcml-st train`` or ``model.save_pretrained``, or a
             Hub id such as ``"org/rcml-baby"`` (from the local cache when ``HF_HUB_OFFLINE=1``).
         device: where to load it (default: sentence-transformers' choice).
         revision: a branch, tag or commit, for a Hub id.
+        trust_remote_code: also import module classes from outside ``rcml_st`` that the model's
+            files name (this runs their code: only for a model you trust).
 
     Raises:
-        UsageError: when there is no such model, or it is not an RCML one.
+        UsageError: when there is no such model, it is not an RCML one, or it names code from
+            elsewhere without ``trust_remote_code``.
         ServiceError: when the Hub cannot be reached for a model that is not cached.
 
     Example:
@@ -85,6 +99,9 @@ def load(
     directory = resolve_model(name_or_path, revision=revision)
     if not (directory / "modules.json").is_file():
         raise UsageError(f"{name_or_path} is not a saved model directory (no modules.json)")
+    foreign = check_module_types(directory, trust_remote_code=trust_remote_code, name=str(name_or_path))
+    if foreign:
+        logger.warning("%s: trust_remote_code: importing %s from the model's files", name_or_path, foreign)
     model = SentenceTransformer(
         str(directory),
         device=device,

@@ -325,7 +325,12 @@ def _parse_line(raw: bytes, first: bool) -> Any:
 
 
 def _check_image(path: str) -> None:
-    """Cheap check that an image file exists and is an image PIL can open (no pixels kept)."""
+    """Checks that an image file exists and decodes to the end (no pixels kept).
+
+    ``Image.verify()`` reads the headers only: a truncated JPEG passes it and fails later, when
+    a batch is encoded. So the whole file is decoded here, JPEGs at 1/8 scale (the decoder still
+    reads every byte; about a quarter faster).
+    """
     from PIL import Image
 
     from rcml_st.data.images import describe_image_error
@@ -336,7 +341,8 @@ def _check_image(path: str) -> None:
         raise _RecordError(MISSING_IMAGE, f"image is not a file: {path}")
     try:
         with Image.open(path) as img:
-            img.verify()
+            img.draft("RGB", (1, 1))  # JPEG only: decode at the smallest scale
+            img.load()
     except Exception as exc:  # PIL raises many types (OSError, SyntaxError, DecompressionBomb...)
         problem = f"unreadable image {path}: {describe_image_error(exc)}"
         raise _RecordError(UNREADABLE_IMAGE, problem) from None
@@ -432,7 +438,7 @@ def read_catalog(
         path: the ``.jsonl`` file. Relative image paths are resolved against its folder.
         skip_invalid: skip bad records instead of failing on the first one; the catalogue's
             :attr:`Catalog.skipped` counts them by reason (see :meth:`Catalog.skip_summary`).
-        check_images: check that every image exists and opens (cheap: no pixels are kept).
+        check_images: check that every image exists and decodes (read whole; no pixels are kept).
         on_warning: receives warning messages (default: a warning on the ``rcml_st`` logger).
 
     Returns:

@@ -114,7 +114,7 @@ def stream_catalog(
     Args:
         path: the ``.jsonl`` file. Relative image paths are resolved against its folder.
         skip_invalid: skip bad records instead of failing on the first (counted by reason).
-        check_images: check that every image exists and opens (with a shard: only the images
+        check_images: check that every image exists and decodes (with a shard: only the images
             of the shard's items; every id and record is still checked).
         shard: iterate only this slice of the items (:class:`~rcml_st.data.shard.Shard`).
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rcml_st.atomic import atomic_path
 from rcml_st.evaluation.retrieval import DIRECTIONS
 
 if TYPE_CHECKING:
@@ -211,5 +213,6 @@ def plot_report(
         )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as staged:  # a reader never sees half a PNG; the umask's mode
+        fig.savefig(staged, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)

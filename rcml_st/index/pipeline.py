@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rcml_st.errors import InputDataError, ServiceError, UsageError
 from rcml_st.index.layout import VECTOR_NAMES, Layout
+from rcml_st.index.ownership import MODEL_KEY, check_search_model, claim_collection, model_fingerprint
 from rcml_st.index.records import RESERVED_PAYLOAD_KEYS, Hit, PointRecord, keep_reserved
 from rcml_st.index.store import RelationIndex
 from rcml_st.index.writer import BatchWriter
@@ -246,6 +247,7 @@ def index_catalog(
     layout: Layout | None = None,
     overlap: bool | None = None,
     verify: Verify = "counts",
+    force: bool = False,
 ) -> IndexReport:
     """Encodes every item under every relation and writes one point per (item, relation).
 
@@ -287,13 +289,16 @@ def index_catalog(
             whole collection; ``"points"``: every point of this run is found by id (one slice of a
             catalogue that other workers write too; check the whole with :func:`verify_index`);
             ``"none"``: only the write barrier.
+        force: write into a collection that another model indexed (it then records this one);
+            without it that is an error (:mod:`rcml_st.index.ownership`).
 
     Returns:
         An :class:`IndexReport` with the verified per-relation counts.
 
     Raises:
         UsageError: no relations (the model has no vocabulary and none given), a bad option, or
-            an existing collection whose vectors do not match the model or the layout.
+            an existing collection whose vectors do not match the model or the layout, or that
+            another model indexed (without ``force``).
         InputDataError: the catalogue is empty, or an item cannot be encoded (its image).
         ServiceError: Qdrant stayed unreachable past the index's retry bound, rejected a batch,
             or the final check failed (re-run to complete; see :meth:`RelationIndex.finish`).
@@ -325,9 +330,15 @@ def index_catalog(
     chosen = resolve_relations(model, relations)
     started = time.perf_counter()
     dims = layout.dims(model_dims(model))
+    fingerprint = model_fingerprint(model)
     created = index.ensure_collection(
-        dims, shards=shards, replication_factor=replication_factor, layout=layout
+        dims,
+        shards=shards,
+        replication_factor=replication_factor,
+        layout=layout,
+        metadata={MODEL_KEY: fingerprint},
     )
+    claim_collection(index, fingerprint, created=created, force=force)
     _check_stored_vectors(index, dims)
 
     callback, close_bar = _progress_callback(progress, total)
@@ -335,11 +346,14 @@ def index_catalog(
     if overlap is None:
         overlap = str(getattr(model, "device", "cpu")).startswith("cuda")
     writer = BatchWriter(index, on_written=on_written, threaded=overlap)
+    source = str(items.path) if isinstance(getattr(items, "path", None), (str, Path)) else None
     reserved = 0
     try:
         with writer:
             for batch in _batches(items, batch_size):
-                embeddings = _encode(encode_relations, model, batch, chosen, batch_size, layout.vectors)
+                embeddings = _encode(
+                    encode_relations, model, batch, chosen, batch_size, layout.vectors, source
+                )
                 records = batch_records(batch, embeddings, chosen, layout.vectors)
                 reserved += sum(1 for item in batch if any(k in item.metadata for k in RESERVED_PAYLOAD_KEYS))
                 # The writer holds at most a couple of batches: memory stays bounded.
@@ -433,6 +447,7 @@ def _encode(
     relations: Sequence[str],
     batch_size: int,
     vectors: Sequence[str] = VECTOR_NAMES,
+    source: str | None = None,
 ) -> RelationEmbeddings:
     try:
         return encode_relations(
@@ -442,12 +457,35 @@ def _encode(
             batch_size=batch_size,
             modalities=tuple(vectors),
         )
-    except OSError as exc:
-        # An image that vanished or broke since the catalogue was read: name the batch's items.
+    except (OSError, ValueError) as exc:
+        # An image that vanished or broke since the catalogue was read: name its item and line.
+        culprit = _unreadable_image(batch)
+        if culprit is not None:
+            item, problem = culprit
+            raise InputDataError(
+                f"{problem} (it changed since the data file was checked)", path=source, line=item.line
+            ) from None
+        if not isinstance(exc, OSError):
+            raise
         first, last = batch[0], batch[-1]
         raise InputDataError(
             f"cannot encode items {first.id!r}..{last.id!r} (lines {first.line}-{last.line}): {exc}"
         ) from exc
+
+
+def _unreadable_image(batch: Sequence[Item]) -> tuple[Item, str] | None:
+    """The first item of ``batch`` whose image cannot be decoded now, with the reason."""
+    from rcml_st.data.images import load_image
+
+    for item in batch:
+        if item.image is None:
+            continue
+        try:
+            load_image(item.image)
+        except (InputDataError, OSError) as exc:
+            reason = exc.problem if isinstance(exc, InputDataError) else f"cannot read image: {exc}"
+            return item, f"{reason} ({item.image})"
+    return None
 
 
 def _exactly_one(item_id: str | None, text: str | None, image: Any) -> str:
@@ -590,6 +628,7 @@ def search_index(
     using: str = "item",
     limit: int = 10,
     query_filter: Filter | None = None,
+    force: bool = False,
 ) -> list[Hit]:
     """The indexed items closest to a query under one relation, best first.
 
@@ -612,6 +651,10 @@ def search_index(
         using: which named vector to search: ``"item"`` (fused, default), ``"text"`` or ``"image"``.
         limit: the number of results.
         query_filter: a Qdrant payload filter (``qdrant_client.models.Filter``) results must match too.
+        force: search with ``model`` even when the collection records another model. The check
+            hashes the model's weights (about a second for ViT-B-32 on CPU): many searches with one
+            model can check once (:func:`~rcml_st.index.ownership.check_search_model`) and pass
+            ``force=True`` afterwards.
 
     Returns:
         :class:`~rcml_st.index.Hit` list (rank, score, item_id, text, payload), best first.
@@ -619,7 +662,7 @@ def search_index(
     Raises:
         UsageError: not exactly one query, an unknown ``using``, a relation that is not indexed,
             an item id that is not indexed under the relation, or a model whose vector size
-            differs from the collection's.
+            differs from the collection's or that is not the one that indexed it (without ``force``).
         InputDataError: an image query that cannot be read.
 
     Example:
@@ -649,5 +692,7 @@ def search_index(
             f"the model makes vectors of size {made} but collection {index.collection!r} holds {using} "
             f"vectors of size {dims[using]}: search with the model the collection was indexed with"
         )
+    if not force:
+        check_search_model(index, model_fingerprint(model))
     vector = query_vector(model, relation, text=text, image=image)
     return index.search(vector, relation, using=using, limit=limit, query_filter=query_filter)

@@ -41,6 +41,7 @@ from qdrant_client.conversions.conversion import RestToGrpc
 from rcml_st.errors import ServiceError, UsageError
 from rcml_st.index.ids import point_id
 from rcml_st.index.layout import VECTOR_NAMES, Layout, is_quantized, rescoring_params
+from rcml_st.index.layout_drift import layout_differences
 from rcml_st.index.records import Hit, PointRecord, check_records, check_vector
 from rcml_st.index.retry import RetryPolicy, with_retry
 
@@ -263,6 +264,17 @@ class RelationIndex:
         self.dims()
         return self._quantized
 
+    def metadata(self) -> dict[str, Any]:
+        """The collection's metadata (Qdrant 1.16+; ``{}`` when it has none)."""
+        return dict(self._info().config.metadata or {})
+
+    def update_metadata(self, values: Mapping[str, Any]) -> None:
+        """Merges ``values`` into the collection's metadata."""
+        self._call(
+            f"metadata update of collection {self.collection!r}",
+            lambda: self.client.update_collection(self.collection, metadata=dict(values)),
+        )
+
     def _info(self) -> models.CollectionInfo:
         return self._call("collection info", lambda: self.client.get_collection(self.collection))
 
@@ -282,6 +294,7 @@ class RelationIndex:
         shards: int | None = None,
         replication_factor: int | None = None,
         layout: Layout | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> bool:
         """Creates the collection and its ``relation`` tenant index if missing, else checks its layout.
 
@@ -291,6 +304,7 @@ class RelationIndex:
             replication_factor: copies of each shard (a server cluster).
             layout: quantization, on-disk storage and HNSW settings of a new collection
                 (:class:`~rcml_st.index.layout.Layout`; its ``vectors`` are ``dims``' names).
+            metadata: the collection metadata of a new collection (e.g. which model writes it).
 
         Returns:
             ``True`` if the collection was created, ``False`` if it existed and matches.
@@ -312,7 +326,7 @@ class RelationIndex:
         config = (layout or Layout()).collection_config(dims)
         if self.embedded:
             # The embedded store is exact brute force in RAM: no graph, no quantization, no mmap.
-            if layout is not None and layout.tuned and not self.exists():
+            if layout is not None and layout.tuned:
                 logger.warning(
                     "the embedded store keeps vectors in RAM and searches exactly; --quantization, "
                     "--vectors-on-disk, --payload-in-ram and --hnsw-* are ignored (--vectors applies)"
@@ -328,6 +342,7 @@ class RelationIndex:
                         self.collection,
                         shard_number=shards,
                         replication_factor=replication_factor,
+                        metadata=dict(metadata) if metadata else None,
                         **config,
                     ),
                 )
@@ -339,12 +354,26 @@ class RelationIndex:
                     raise
         if not created:
             self._check_layout(dims)
+            self._warn_kept_layout(layout)
         if not self.embedded:
             # The embedded store filters by scanning and warns that payload indexes do nothing there.
             self._ensure_relation_index()
         self._dims = None
         self.dims()
         return created
+
+    def _warn_kept_layout(self, layout: Layout | None) -> None:
+        """Says which asked storage settings an existing collection lacks (it keeps its own)."""
+        if layout is None or not layout.tuned or self.embedded:  # embedded: warned above, all ignored
+            return
+        differences = layout_differences(layout, self._info())
+        if differences:
+            logger.warning(
+                "collection %r exists and keeps its layout: %s asked but not applied (the layout is set "
+                "when a collection is created; delete it or use another --collection to get it)",
+                self.collection,
+                ", ".join(differences),
+            )
 
     def _check_layout(self, dims: Mapping[str, int]) -> None:
         existing = self._vector_params()

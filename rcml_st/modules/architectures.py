@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rcml_st.atomic import write_text
+
 #: Name -> open_clip model config. ``rcml-tiny`` matches the tests' fixture (32-d, 32 px).
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "rcml-tiny": {
@@ -46,5 +48,4 @@ def write_architecture(name: str, path: str | os.PathLike[str]) -> Path:
         raise ValueError(f"unknown built-in architecture {name!r}; choose from {sorted(ARCHITECTURES)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(copy.deepcopy(ARCHITECTURES[name]), indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text(path, json.dumps(copy.deepcopy(ARCHITECTURES[name]), indent=2) + "\n")

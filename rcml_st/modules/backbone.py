@@ -240,6 +240,8 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> None:
     """
     from safetensors.torch import save_model
 
+    from rcml_st.atomic import atomic_path, write_text
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model_cfg = copy.deepcopy(backbone.model_cfg)
@@ -248,8 +250,9 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> None:
         _save_hf_text_files(backbone.model, text_cfg, directory / HF_TEXT_DIR)
         text_cfg.update(hf_model_name=HF_TEXT_DIR, hf_tokenizer_name=HF_TEXT_DIR, hf_model_pretrained=False)
     config = {"model_cfg": model_cfg, "preprocess_cfg": backbone.preprocess_cfg}
-    (directory / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
-    save_model(backbone.model, str(directory / OPEN_CLIP_WEIGHTS))
+    write_text(directory / OPEN_CLIP_CONFIG, json.dumps(config, indent=2))
+    with atomic_path(directory / OPEN_CLIP_WEIGHTS) as staged:  # whole file, the umask's mode
+        save_model(backbone.model, str(staged))
 
 
 def _save_hf_text_files(model: torch.nn.Module, text_cfg: dict[str, Any], target: Path) -> None:

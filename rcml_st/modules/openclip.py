@@ -22,6 +22,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from sentence_transformers.base.modules import InputModule
 from torch import nn
 
+from rcml_st.atomic import write_text
 from rcml_st.modules.backbone import (
     OPEN_CLIP_CONFIG,
     Backbone,
@@ -30,7 +31,7 @@ from rcml_st.modules.backbone import (
     save_backbone,
 )
 from rcml_st.modules.folded_attention import TokenProjection
-from rcml_st.modules.inputs import parse_batch
+from rcml_st.modules.inputs import MAX_TEXT_CHARS, parse_batch
 from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
 from rcml_st.modules.trunk_features import (
     TRUNK_INVERSE_KEYS,
@@ -334,7 +335,7 @@ class OpenCLIPInput(InputModule):
     def _tokenize(self, texts: list[str]) -> torch.Tensor:
         if not texts:
             return torch.zeros((0, self.max_seq_length), dtype=torch.long)
-        return self.tokenizer(texts)
+        return self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts])
 
     def text_trunk(self, ids: torch.Tensor) -> TrunkOutput:
         """The text tower up to its projection (see :mod:`rcml_st.modules.towers`).
@@ -469,7 +470,7 @@ class OpenCLIPInput(InputModule):
             return
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config.setdefault("requirements", {}).update(REQUIREMENTS)
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        write_text(config_path, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
     def load(

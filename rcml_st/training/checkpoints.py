@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rcml_st.atomic import write_text
 from rcml_st.errors import UsageError
 
 #: Suffix of the folder next to the model that holds a run's checkpoints and ``run.json``.
@@ -33,7 +34,7 @@ LEGACY_CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"
 #: Options that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = frozenset(
-    {"resume", "eval_file", "device", "epochs", "workers", "skip_invalid"}
+    {"resume", "overwrite", "eval_file", "device", "epochs", "workers", "skip_invalid"}
     | {"trunk_cache", "trunk_cache_memory"}  # speed and memory only, never the results
 )
 
@@ -127,38 +128,25 @@ def write_run(output: str | os.PathLike[str], options: dict[str, Any]) -> Path:
     """Records the run's options next to its checkpoints."""
     folder = checkpoints_dir(output)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RUN_FILE
-    path.write_text(json.dumps(options, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    return path
+    return write_text(folder / RUN_FILE, json.dumps(options, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_run(output: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The options recorded by :func:`write_run` (or in the old layout), or ``None``."""
+    """The options recorded by :func:`write_run` (or in the old layout), or ``None`` when there is none.
+
+    Raises:
+        UsageError: a ``run.json`` that cannot be read (its run's identity is unknown).
+    """
     path = next((folder / RUN_FILE for folder in _run_folders(output) if (folder / RUN_FILE).is_file()), None)
     if path is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def check_resumable(previous: dict[str, Any] | None, current: dict[str, Any], output: Path) -> None:
-    """Raises :class:`UsageError` when a resumed run's options differ from the interrupted run's.
-
-    Only :data:`RESUMABLE_CHANGES` (device, epochs, evaluation file, ...) may differ: anything
-    else (data, backbone, learning rate, ablations, seed, ...) would silently mix two runs.
-    """
-    if previous is None:
-        return
-    differing = [
-        key
-        for key in sorted(set(previous) | set(current))
-        if key not in RESUMABLE_CHANGES and previous.get(key) != current.get(key)
-    ]
-    if differing:
-        details = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differing[:4])
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(
-            f"--resume: the checkpoints in {checkpoints_dir(output)} come from a run with other options "
-            f"({details}); use the same options, or another --output for a new run"
-        )
+            f"{path}: unreadable ({exc}), so nothing tells which run the checkpoints come from; add "
+            "--overwrite to start over, or choose another --output"
+        ) from None
+    if not isinstance(options, dict):
+        raise UsageError(f"{path}: not a run's options (a JSON object); add --overwrite to start over")
+    return options

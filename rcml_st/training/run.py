@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rcml_st.atomic import staged_folder
 from rcml_st.data.catalog import Catalog, read_catalog
 from rcml_st.errors import UsageError
 from rcml_st.training.checkpoints import (
     adopt_legacy_checkpoints,
-    check_resumable,
     checkpoint_epoch,
     checkpoints_dir,
     last_checkpoint,
@@ -31,6 +31,8 @@ from rcml_st.training.checkpoints import (
     write_run,
 )
 from rcml_st.training.device import DeviceChoice, choose_device
+from rcml_st.training.identity import check_same_run, run_identity
+from rcml_st.training.output import check_output_folder, discard_run
 from rcml_st.training.pairs import SAME_ITEM, PairSet, build_pairs
 
 logger = logging.getLogger("rcml_st.training")
@@ -78,6 +80,9 @@ class TrainConfig:
         seed: seeds model initialisation and batch order.
         resume: continue from the last checkpoint in ``<output>.checkpoints`` (or, from older
             runs, ``output/checkpoints``).
+        overwrite: start over: discard the checkpoints of an earlier run writing to ``output`` and
+            write the model into ``output`` even when it holds other files or another model
+            (:mod:`rcml_st.training.output`).
         skip_invalid: skip bad records of the data file (counted) instead of failing.
         weight_decay: AdamW weight decay.
         warmup: fraction of the steps with a linear learning-rate warmup.
@@ -108,6 +113,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False
     skip_invalid: bool = False
     weight_decay: float = 0.1
     warmup: float = 0.1
@@ -304,23 +310,29 @@ def train(
 
     # Where to start: fresh, or the last checkpoint of the same run.
     output = config.output
-    checkpoint = last_checkpoint(output)
-    options = config.options()
+    if config.resume and config.overwrite:
+        raise UsageError("--resume continues a run and --overwrite starts over: give one of them")
+    main_process = int(os.environ.get("RANK", "0") or 0) == 0
+    if config.overwrite and main_process and (discarded := discard_run(output)) is not None:
+        say(f"--overwrite: discarded the checkpoints of the earlier run in {discarded}")
+    checkpoint = None if config.overwrite else last_checkpoint(output)
+    options = run_identity(config.options(), config.data)
     if checkpoint is not None and not config.resume:
         raise UsageError(
             f"{output} already holds checkpoints of a training run (epoch {checkpoint_epoch(checkpoint):g}); "
-            "add --resume to continue it, or choose another --output"
+            "add --resume to continue it, --overwrite to start over, or choose another --output"
         )
     if config.resume:
-        main_process = int(os.environ.get("RANK", "0") or 0) == 0
         moved = adopt_legacy_checkpoints(output, main_process=main_process)
         if moved is not None:
             checkpoint = last_checkpoint(output)
             if main_process:
                 say(f"--resume: moved the checkpoints of the old layout ({output}/checkpoints) to {moved}")
-        check_resumable(read_run(output), options, output)
+        if checkpoint is not None and (note := check_same_run(read_run(output), options, output)):
+            say(note)
         if checkpoint is None:
             say(f"--resume: no checkpoint in {checkpoints_dir(output)} yet; starting from the beginning")
+    check_output_folder(output, resuming=checkpoint is not None, overwrite=config.overwrite)
 
     # Heavy imports only now: bad data or options have failed above within a second.
     import torch
@@ -333,6 +345,7 @@ def train(
     from rcml_st.modules.lite import is_lite
     from rcml_st.training.architectures import is_builtin
     from rcml_st.training.callbacks import EpochReporter, RichProgress
+    from rcml_st.training.guards import FiniteGuard, check_finite
     from rcml_st.training.sampler import PairBatchSampler
     from rcml_st.training.trainer import RCMLTrainer
 
@@ -414,6 +427,7 @@ def train(
         save_strategy="epoch",
         save_total_limit=KEEP_CHECKPOINTS,
         logging_strategy="epoch",
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (FiniteGuard stops the run anyway)
         eval_strategy="epoch" if eval_catalog is not None else "no",
         report_to="none",
         disable_tqdm=True,
@@ -439,7 +453,7 @@ def train(
         )
     reporter = EpochReporter(say, config.epochs)
     bar = RichProgress(console, config.epochs) if (progress and console is not None) else None
-    trainer_callbacks = [reporter, *([bar] if bar else []), *callbacks]
+    trainer_callbacks = [FiniteGuard(config.lr), reporter, *([bar] if bar else []), *callbacks]
     trainer = RCMLTrainer(
         model=model,
         args=args,
@@ -465,7 +479,9 @@ def train(
     if trainer.is_world_process_zero():
         if eval_catalog is not None:
             record_evaluation(model, eval_catalog, config, say)
-        model.save_pretrained(str(output))
+        check_finite(model, f"the model trained for {output}")
+        with staged_folder(output) as staging:  # whole files, umask modes, no leftovers in output
+            model.save_pretrained(str(staging))
         say(f"saved the model to {output} (relations: {len(pairs.data_relations)})")
     if world_size > 1:
         torch.distributed.barrier()

@@ -10,7 +10,8 @@ import pytest
 from rcml_st.errors import UsageError
 from rcml_st.training import ARCHITECTURES, choose_device, write_architecture
 from rcml_st.training.callbacks import format_epoch, format_eval
-from rcml_st.training.checkpoints import check_resumable, last_checkpoint
+from rcml_st.training.checkpoints import last_checkpoint
+from rcml_st.training.identity import DATA_FINGERPRINT, check_same_run
 
 
 def test_device_auto_is_cpu_without_a_gpu_and_cuda_is_refused(monkeypatch):
@@ -50,11 +51,12 @@ def test_last_checkpoint_is_the_latest_complete_one(tmp_path):
 
 
 def test_resuming_allows_more_epochs_but_not_other_training_options(tmp_path):
-    before = {"lr": 0.001, "epochs": 2, "device": "cpu", "seed": 0}
-    check_resumable(before, {**before, "epochs": 4, "device": "cuda"}, tmp_path)
-    check_resumable(None, before, tmp_path)
+    before = {"lr": 0.001, "epochs": 2, "device": "cpu", "seed": 0, DATA_FINGERPRINT: {"size": 1}}
+    assert check_same_run(before, {**before, "epochs": 4, "device": "cuda"}, tmp_path) is None
+    with pytest.raises(UsageError, match=r"no run\.json"):
+        check_same_run(None, before, tmp_path)
     with pytest.raises(UsageError, match=re.escape("lr: 0.001 -> 0.01")):
-        check_resumable(before, {**before, "lr": 0.01}, tmp_path)
+        check_same_run(before, {**before, "lr": 0.01}, tmp_path)
 
 
 def test_builtin_architectures_are_open_clip_configs(tmp_path):
