@@ -1,6 +1,6 @@
 """The relation index: one Qdrant collection, one point per (item, relation).
 
-Layout (``docs/interface.md`` section 5): named cosine vectors ``text``, ``image`` and ``item``
+Layout (``docs/contract/qdrant-layout.md``): named cosine vectors ``text``, ``image`` and ``item``
 (each present when the item has that modality), a payload with ``item_id``, ``relation``, the
 item's ``text``, ``image`` and metadata, and a keyword *tenant* index on ``relation`` created
 before the first upsert, so that filtering one relation out of many stays fast. Point ids are
