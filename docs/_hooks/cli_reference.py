@@ -16,9 +16,8 @@ MARKER = "<!-- rcml-st cli reference -->"
 def _cli_markdown() -> str:
     import typer
     import typer.main
-    from typer.cli import MARKUP_MODE_KEY, get_docs_for_click
-
     from rcml_st.cli.main import app
+    from typer.cli import MARKUP_MODE_KEY, get_docs_for_click
 
     command = typer.main.get_command(app)
     ctx = typer.Context(command, info_name="rcml-st")
@@ -30,9 +29,11 @@ def _cli_markdown() -> str:
     # paragraphs: show each run of them as one console block.
     return re.sub(
         r"(?:^  \S[^\n]*\n\n?)+",
-        lambda m: "```console\n" + "\n".join(
-            line[2:] for line in m.group(0).splitlines() if line.strip()
-        ) + "\n```\n\n",
+        lambda m: (
+            "```console\n"
+            + "\n".join(line[2:] for line in m.group(0).splitlines() if line.strip())
+            + "\n```\n\n"
+        ),
         text,
         flags=re.MULTILINE,
     )
