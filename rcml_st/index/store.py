@@ -6,7 +6,7 @@ item's ``text``, ``image`` and metadata, and a keyword *tenant* index on ``relat
 before the first upsert, so that filtering one relation out of many stays fast. Point ids are
 :func:`~rcml_st.index.ids.point_id`, so a re-run overwrites instead of duplicating.
 
-Writing follows what is known about the client (``docs/design.md``): vectors are checked
+Writing works around the client (``upload_points`` retries at once, even on 400): vectors are checked
 before anything is sent; batches go out without waiting for indexing (``wait=False``) and are
 retried whole, with backoff, on transient failures only; :meth:`RelationIndex.finish` then
 waits for every write and checks exact per-relation counts.
