@@ -1,9 +1,13 @@
-"""Griffe extension: ``Example:`` sections of the package's docstrings render as examples.
+"""Griffe extension: the package's docstrings render as their authors meant them.
 
-The package's Google-style docstrings title their doctests ``Example:``; Griffe's Google parser
-only knows ``Examples:`` and would render the doctest lines as an admonition's text. This
-renames the title (in the documentation build only; the source stays as it is) so the examples
-render as Python code.
+The docstrings are Google style with a few reStructuredText habits, which Griffe's Markdown
+rendering would show literally. In the documentation build only (the source stays as it is):
+
+- ``Example:`` section titles become ``Examples:`` (the title Griffe's Google parser knows), so
+  the doctests render as Python code instead of an admonition's text;
+- Sphinx roles (``:func:`load```, ``:class:`~rcml_st.index.Layout```) become inline code
+  (``load``, ``Layout``);
+- a paragraph ending in ``::`` (reStructuredText's "a literal block follows") ends in ``:``.
 """
 
 from __future__ import annotations
@@ -14,11 +18,21 @@ from typing import Any
 import griffe
 
 _EXAMPLE = re.compile(r"^(\s*)Example:[ \t]*$", re.MULTILINE)
+_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|exc|obj|py:\w+):`~?([^`]+)`")
+_LITERAL_BLOCK = re.compile(r"(\S)::[ \t]*$", re.MULTILINE)
+
+
+def _role(match: re.Match[str]) -> str:
+    target = match.group(1)
+    shown = target.rsplit(".", 1)[-1] if match.group(0).count("`~") else target
+    return f"`{shown}`"
 
 
 class ExampleSections(griffe.Extension):
-    """Renames ``Example:`` section titles to ``Examples:`` before the docstrings are parsed."""
+    """Rewrites the reStructuredText habits above before the docstrings are parsed."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = _EXAMPLE.sub(r"\1Examples:", obj.docstring.value)
+            text = _EXAMPLE.sub(r"\1Examples:", obj.docstring.value)
+            text = _ROLE.sub(_role, text)
+            obj.docstring.value = _LITERAL_BLOCK.sub(r"\1:", text)
