@@ -111,7 +111,7 @@ def evaluate(
         typer.Option(
             "--json",
             metavar="FILE",
-            help="Write the report as JSON (interface.md section 4).",
+            help="Write the report as JSON (format: docs/contract/report-json.md).",
             show_default=False,
         ),
     ] = None,

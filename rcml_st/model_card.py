@@ -262,9 +262,10 @@ class RCMLModelCardData(SentenceTransformerModelCardData):
         return texts[:3] or ["Organic cotton nursing pillow, sage green", "Glass baby bottle, 240 ml"]
 
     def load_name(self) -> str:
-        """What the snippets load: the Hub id when known, else the placeholder that
+        """What the snippets load: the Hub id when known, else the name of the folder the card is
+        written into (``rcml-baby`` for ``runs/rcml-baby``: no local path), else the placeholder that
         sentence-transformers replaces with the id on ``push_to_hub``."""
-        return self.model_id or _SNIPPET_PLACEHOLDER
+        return self.model_id or (self.save_dir and Path(self.save_dir).name) or _SNIPPET_PLACEHOLDER
 
     def set_base_model(self, model_id: str, revision: str | None = None) -> bool:
         """No Hub base model: the backbone is an open_clip model (shown in the card's details)."""
@@ -274,6 +275,13 @@ class RCMLModelCardData(SentenceTransformerModelCardData):
         """Nothing to compute: the usage snippet shows shapes, not similarity scores."""
         self.usage_examples = self.example_texts()
         self.similarities = None
+
+    def _load_name_comment(self, name: str) -> list[str]:
+        if name == self.model_id:
+            return []
+        if name == _SNIPPET_PLACEHOLDER:
+            return [f"# {name}: this model's folder, or its Hub id once pushed (org/name)"]
+        return [f"# {name!r} is this model's folder (run from the folder that holds it), or its Hub id"]
 
     def generate_usage_snippet(self) -> str:
         """The Python usage snippet: load, encode under a relation, mixed inputs, similarities."""
@@ -286,11 +294,7 @@ class RCMLModelCardData(SentenceTransformerModelCardData):
         lines = [
             "from sentence_transformers import SentenceTransformer",
             "",
-            *(
-                [f"# {name}: this model's folder, or its Hub id once pushed (org/name)"]
-                if name == _SNIPPET_PLACEHOLDER
-                else []
-            ),
+            *self._load_name_comment(name),
             "# trust_remote_code=True lets sentence-transformers import the model's modules from the",
             "# rcml_st package (pip install rcml-st); nothing is downloaded and run from the Hub.",
             f'model = SentenceTransformer("{name}", trust_remote_code=True)',

@@ -63,11 +63,15 @@ def test_a_trained_model_card_is_the_rcml_card_without_local_paths(trained):
     assert str(trained.parent) not in card and not ABSOLUTE_PATH.findall(card), ABSOLUTE_PATH.findall(card)
 
 
-def test_the_cards_usage_snippet_runs(trained):
+def test_the_cards_usage_snippet_runs_as_written(trained, monkeypatch):
+    """The snippet names the model's folder (not a placeholder, not a local path) and runs unchanged
+    from the folder that holds the model."""
     snippet = _usage_snippet((trained / "README.md").read_text(encoding="utf-8"))
-    assert 'SentenceTransformer("sentence_transformers_model_id", trust_remote_code=True)' in snippet
+    assert 'SentenceTransformer("rcml-baby", trust_remote_code=True)' in snippet
+    assert "sentence_transformers_model_id" not in snippet and str(trained.parent) not in snippet
+    monkeypatch.chdir(trained.parent)
     namespace: dict = {}
-    exec(snippet.replace("sentence_transformers_model_id", trained.as_posix()), namespace)
+    exec(compile(snippet, "README.md", "exec"), namespace)
     assert namespace["embeddings"].shape == (3, 32)
     assert namespace["query"].shape == (1, 32) and namespace["plain"].shape == (3, 32)
     assert not np.allclose(namespace["embeddings"], namespace["plain"])  # the relation changes it

@@ -1,6 +1,6 @@
 """Reading, validating and writing catalogue files (JSON Lines, one item per line).
 
-A catalogue file holds one JSON object per line (see ``interface.md`` section 1)::
+A catalogue file holds one JSON object per line (see ``docs/contract/data-format.md``)::
 
     {"id": "B0001", "text": "Organic cotton nursing pillow", "image": "images/B0001.png",
      "relations": {"used together for infant feeding": ["B0002"]}, "brand": "Acme"}

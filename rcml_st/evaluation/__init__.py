@@ -1,6 +1,6 @@
 """Evaluation: relation-guided retrieval, relation-type prediction, relation validity, baselines.
 
-The protocol follows the RCML paper (see ``interface.md`` section 4). The retrieval task also
+The protocol follows the RCML paper (see ``docs/contract/report-json.md``). The retrieval task also
 exists as a sentence-transformers evaluator for training runs::
 
     from rcml_st.evaluation import RelationRetrievalEvaluator

@@ -1,6 +1,6 @@
 """The whole evaluation of ``rcml-st evaluate``: three tasks, baselines, one JSON-ready report.
 
-The report's JSON (:meth:`EvaluationReport.to_dict`) is fixed by ``interface.md`` section 4::
+The report's JSON (:meth:`EvaluationReport.to_dict`) is fixed by ``docs/contract/report-json.md``::
 
     {"settings": {"negatives": 20, "seed": 0, "queries": 1374,
                   "queries_per_direction": {"tt": 1374, "ii": 1374, "ti": 1374, "it": 1374}, ...},
@@ -116,7 +116,7 @@ class EvaluationReport:
     plain: RelationEmbeddings | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report (``interface.md`` section 4)."""
+        """The JSON report (``docs/contract/report-json.md``)."""
         out: dict[str, Any] = {
             "settings": self.settings,
             "retrieval": {name: result.retrieval.metrics for name, result in self.methods.items()},

@@ -1,6 +1,6 @@
 """Relation-guided retrieval: the RCML paper's main task, and an evaluator for training.
 
-Protocol (``interface.md`` section 4): every ``(source, relation, target)`` edge of a catalogue is
+Protocol (``docs/contract/report-json.md``): every ``(source, relation, target)`` edge of a catalogue is
 a query. Its candidates are the target plus ``negatives`` items drawn, with ``seed``, uniformly
 without replacement from the items that are *not* related to the source under that relation
 (the undirected view, :meth:`~rcml_st.data.Catalog.neighbours`) and are not the source itself.

@@ -1,6 +1,6 @@
 """How a collection stores its points: which named vectors, quantization, on-disk storage, HNSW.
 
-The default (:class:`Layout` ``()``) is the full layout of ``docs/interface.md`` section 5:
+The default (:class:`Layout` ``()``) is the full layout of ``docs/contract/qdrant-layout.md``:
 ``text``, ``image`` and ``item`` vectors as float32 in RAM, Qdrant's default HNSW graph, the
 payload on disk. For large catalogues, store less:
 

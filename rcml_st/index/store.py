@@ -1,12 +1,12 @@
 """The relation index: one Qdrant collection, one point per (item, relation).
 
-Layout (``docs/interface.md`` section 5): named cosine vectors ``text``, ``image`` and ``item``
+Layout (``docs/contract/qdrant-layout.md``): named cosine vectors ``text``, ``image`` and ``item``
 (each present when the item has that modality), a payload with ``item_id``, ``relation``, the
 item's ``text``, ``image`` and metadata, and a keyword *tenant* index on ``relation`` created
 before the first upsert, so that filtering one relation out of many stays fast. Point ids are
 :func:`~rcml_st.index.ids.point_id`, so a re-run overwrites instead of duplicating.
 
-Writing follows what is known about the client (``docs/design.md``): vectors are checked
+Writing works around the client (``upload_points`` retries at once, even on 400): vectors are checked
 before anything is sent; batches go out without waiting for indexing (``wait=False``) and are
 retried whole, with backoff, on transient failures only; :meth:`RelationIndex.finish` then
 waits for every write and checks exact per-relation counts.

@@ -1,4 +1,4 @@
-"""The full evaluation report (JSON shape of interface.md section 4) and the plot."""
+"""The full evaluation report (JSON shape of docs/contract/report-json.md) and the plot."""
 
 from __future__ import annotations
 

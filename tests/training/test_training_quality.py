@@ -2,7 +2,7 @@
 
 The bar (the evaluation issue's): relation-guided retrieval Hit@5 >= 0.9 averaged over the four
 directions, and >= 0.2 above the same model trained with ``--no-conditioning``. Protocol of
-interface.md section 4: every edge of test.jsonl is a query, 20 negatives drawn with seed 0 from
+docs/contract/report-json.md: every edge of test.jsonl is a query, 20 negatives drawn with seed 0 from
 items not related to the source, query and candidates encoded under the query's relation.
 
 Settings (measured, see the training report): 800 generated items (600 train, 200 held out),
