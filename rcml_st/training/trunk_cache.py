@@ -12,12 +12,16 @@ memory when it fits in ``memory_gb`` (per process), and otherwise served from me
 whose pages the operating system caches and evicts as memory allows. The fingerprint covers the
 data (every distinct text, every image path with its size and modification time), the trunk
 weights, the tokenizer and image preprocessing settings and the storage precision: change any of
-them and a new cache is built (the stale one is deleted).
+them and a new cache is built. The stale caches in the same parent folder are deleted, and only
+folders the cache can prove it made (holding its marker or manifest, named by their fingerprint):
+anything else in that folder is left as it is. A cache whose files do not have the sizes its
+manifest records (truncated, overwritten) is rebuilt.
 
 Layout of one cache folder (``<modality>`` is ``text`` or ``image``, ``<r>`` the process that wrote
 the shard; under ``torchrun`` every process computes its share of the items)::
 
-    manifest.json                  written last: shards, widths, precision (its presence = complete)
+    rcml-trunk-cache               written first: the fingerprint (marks the folder as a cache's)
+    manifest.json                  written last: shards, widths, precision, sizes (its presence = complete)
     <modality>-<r>.json            the shard's keys (texts, or image keys) and token counts
     <modality>-<r>.pooled          (n, C) pooled features, raw, in the stored precision
     <modality>-<r>.tokens          (sum of token counts, C') token features, all items end to end
@@ -56,6 +60,8 @@ logger = logging.getLogger("rcml_st.training")
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: Written first into every cache folder: what lets the cache delete only folders it made itself.
+MARKER = "rcml-trunk-cache"
 #: Default in-memory budget of a cache, per process (GiB); beyond it, memory-mapped files serve it.
 DEFAULT_MEMORY_GB = 2.0
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -410,16 +416,23 @@ class TrunkCache:
         parent = Path(folder)
         target = parent / fingerprint
         rank, world_size = _world()
-        reused = (target / MANIFEST).is_file()
+        problem = _check(target) if target.exists() else "absent"
+        reused = problem is None
         _barrier()  # every process has looked before anyone creates or deletes
         if not reused:
             if rank == 0:
-                if parent.is_dir():  # caches of other data or weights: stale
+                if problem != "absent" and log is not None:
+                    log(f"trunk cache in {target} is unusable ({problem}): rebuilding it")
+                if parent.is_dir():  # our caches of other data or weights: stale
                     for stale in parent.iterdir():
-                        if stale.is_dir() and stale.name != fingerprint:
+                        if stale.name != fingerprint and _is_cache_folder(stale):
                             shutil.rmtree(stale, ignore_errors=True)
-                shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier attempt
+                if target.exists():  # an incomplete or damaged earlier attempt
+                    if not _is_cache_folder(target):
+                        raise FileExistsError(f"{target} exists and is not a trunk cache: not replacing it")
+                    shutil.rmtree(target)
                 target.mkdir(parents=True)
+                (target / MARKER).write_text(fingerprint, encoding="utf-8")
             _barrier()
             shards = cls._compute(
                 clip,
@@ -503,12 +516,71 @@ class TrunkCache:
         return shards
 
 
+def _is_cache_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder this cache made (its marker or manifest names it), never a user's."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    for name in (MARKER, MANIFEST):
+        try:
+            text = (path / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if name == MARKER and text == path.name:
+            return True
+        if name == MANIFEST:
+            try:
+                if json.loads(text).get("fingerprint") == path.name:
+                    return True
+            except (ValueError, AttributeError):
+                continue
+    return False
+
+
+def _part_sizes(info: dict[str, Any], dtype: str, lengths: Sequence[int]) -> dict[str, int]:
+    """The byte size of each file of one shard, from its count, widths and token lengths."""
+    item = np.dtype(DTYPES[dtype]).itemsize
+    width, token_width = info["widths"] or (0, 0)
+    tokens = int(sum(lengths))
+    return {
+        "pooled": int(info["count"]) * width * item,
+        "tokens": tokens * token_width * item,
+        "mask": tokens,
+    }
+
+
+def _check(folder: Path) -> str | None:
+    """Why the cache in ``folder`` cannot be used (``None``: complete and intact).
+
+    Compares every shard file with the sizes its manifest records: a truncated or overwritten
+    file, or a missing or unreadable one, makes the cache rebuilt rather than misread.
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT_VERSION:
+            return f"format {manifest.get('format')}, expected {FORMAT_VERSION}"
+        for modality in MODALITIES:
+            for info in manifest[modality]:
+                meta = json.loads((folder / f"{info['name']}.json").read_text(encoding="utf-8"))
+                if len(meta["keys"]) != int(info["count"]) or len(meta["lengths"]) != int(info["count"]):
+                    return f"{info['name']}.json lists {len(meta['keys'])} items, expected {info['count']}"
+                sizes = _part_sizes(info, manifest["dtype"], meta["lengths"])
+                if sum(sizes.values()) != int(info["nbytes"]):
+                    return f"{info['name']}.json does not match the manifest"
+                for part, size in sizes.items():
+                    actual = (folder / f"{info['name']}.{part}").stat().st_size
+                    if actual != size:
+                        return f"{info['name']}.{part} holds {actual} bytes, expected {size}"
+    except FileNotFoundError as error:
+        return f"{Path(error.filename or '?').name} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable: {error}"
+    return None
+
+
 def _finish(writer: _ShardWriter) -> dict[str, Any]:
     info = writer.close()
-    item_bytes = np.dtype(writer.dtype).itemsize
-    width, token_width = info["widths"]
-    tokens = sum(writer.lengths)
-    info["nbytes"] = info["count"] * width * item_bytes + tokens * token_width * item_bytes + tokens
+    dtype = next(name for name, value in DTYPES.items() if value == writer.dtype)
+    info["nbytes"] = sum(_part_sizes(info, dtype, writer.lengths).values())
     return info
 
 

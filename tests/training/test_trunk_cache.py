@@ -279,3 +279,48 @@ def test_the_trainer_example_trains_a_frozen_model_from_the_cache(synthetic, tmp
     assert "trunk cache built: 60 texts, 60 images" in capsys.readouterr().out
     assert len(step_losses) == 2 and all(images == 0 for _, images in step_losses)
     assert rcml_st.load(out)[0].model.visual.proj.requires_grad  # the saved model is not frozen
+
+
+def test_a_folder_given_as_the_cache_folder_keeps_its_other_contents(tmp_path, synthetic):
+    model = rcml_st.build_model("rcml-tiny", device="cpu")
+    freeze_backbone(model)
+    items = read_catalog(synthetic.train_path).items[:4]
+    rows = {"anchor": [{"text": i.text, "image": i.image, "relation": "r"} for i in items]}
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "0123456789abcdef0123456789abcdef").mkdir()  # a user folder named like a cache
+    first = cache_frozen_trunks(model, rows, tmp_path).cache
+    rows["anchor"] = rows["anchor"][:3]  # other data: a new cache, the first one is stale
+    second = cache_frozen_trunks(model, rows, tmp_path).cache
+    assert not first.folder.exists() and second.folder.is_dir()
+    assert (tmp_path / "checkpoint-1" / "model.safetensors").read_bytes() == b"weights"
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "0123456789abcdef0123456789abcdef").is_dir()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete"])
+def test_a_damaged_cache_is_detected_from_its_manifest_and_rebuilt(tmp_path, synthetic, damage):
+    model = rcml_st.build_model("rcml-tiny", device="cpu")
+    freeze_backbone(model)
+    clip = model[0]
+    items = read_catalog(synthetic.train_path).items[:6]
+    texts, images = [i.text for i in items], [i.image for i in items]
+    first = TrunkCache.build(clip, texts, images, tmp_path)
+    expected = first.image_trunk(images), first.text_trunk(texts)
+    victim = first.folder / "image-0.tokens"
+    size = victim.stat().st_size
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[: size // 3])
+    elif damage == "overwrite":
+        victim.write_bytes(b"\0" * (size + 8))
+    else:
+        victim.unlink()
+    lines: list[str] = []
+    again = TrunkCache.build(clip, texts, images, tmp_path, log=lines.append)
+    assert not again.reused and again.folder == first.folder
+    assert "image-0.tokens" in lines[0] and "rebuilding" in lines[0]
+    assert victim.stat().st_size == size
+    for old, new in zip(expected, (again.image_trunk(images), again.text_trunk(texts)), strict=True):
+        assert torch.equal(old.pooled, new.pooled) and torch.equal(old.tokens, new.tokens)
+    assert TrunkCache.build(clip, texts, images, tmp_path).reused
