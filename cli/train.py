@@ -14,7 +14,6 @@ from rcml_st.cli._common import (
     fail,
     quiet_transformers,
     run_command,
-    tune_training_process,
 )
 
 TRAIN_HELP = "\n\n".join(
@@ -267,6 +266,5 @@ train.__doc__ = TRAIN_HELP
 
 
 def _quiet_threads_and_logs() -> None:
-    """Process settings for a training run (:func:`tune_training_process`), before torch is imported."""
-    tune_training_process()
+    """Quiet transformers' logs, before torch is imported."""
     quiet_transformers()

@@ -321,20 +321,6 @@ class TrunkCache:
         """The image trunk outputs of the images with these :func:`image_key` keys, or ``None``."""
         return self._gather("image", keys)
 
-    def row_ids(self, modality: str, keys: Sequence[str]) -> torch.Tensor:
-        """Each cached key's identity (its shard and row), as a long tensor: equal for equal keys.
-
-        Example:
-            >>> import rcml_st, tempfile
-            >>> clip = rcml_st.build_model("rcml-tiny", device="cpu")[0]
-            >>> cache = TrunkCache.build(clip, ["a pram", "a cot"], [], tempfile.mkdtemp())
-            >>> ids = cache.row_ids("text", ["a cot", "a pram", "a cot"]).tolist()
-            >>> ids[0] == ids[2], ids[0] != ids[1]
-            (True, True)
-        """
-        index = self._index[modality]
-        return torch.tensor([(s << 32) + r for s, r in (index[key] for key in keys)], dtype=torch.long)
-
     def _gather(self, modality: str, keys: Sequence[str | None]) -> Any:
         from rcml_st.modules.towers import TrunkOutput
 

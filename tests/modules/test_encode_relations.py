@@ -50,7 +50,7 @@ def test_only_the_asked_modalities_are_returned(model, images):
 def test_runs_the_backbone_once_per_item(model, images, monkeypatch):
     calls = {"image": 0, "text_rows": 0}
     clip = model[0]
-    original_image, original_text = clip.encode_image, clip.encode_text
+    original_image, original_text = clip.image_trunk, clip.text_trunk
 
     def count_image(pixels):
         calls["image"] += pixels.shape[0]
@@ -60,8 +60,8 @@ def test_runs_the_backbone_once_per_item(model, images, monkeypatch):
         calls["text_rows"] += ids.shape[0]
         return original_text(ids)
 
-    monkeypatch.setattr(clip, "encode_image", count_image)
-    monkeypatch.setattr(clip, "encode_text", count_text)
+    monkeypatch.setattr(clip, "image_trunk", count_image)
+    monkeypatch.setattr(clip, "text_trunk", count_text)
     rcml_st.encode_relations(model, _items(images), [f"relation {i}" for i in range(8)])
     assert calls["image"] == 3  # three items have an image, whatever the number of relations
     assert calls["text_rows"] == 3 + 8  # three item texts, plus each relation description once
