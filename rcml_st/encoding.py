@@ -19,7 +19,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 from tqdm.auto import tqdm
 
-from rcml_st.model import rcml_modules
+from rcml_st.modules import rcml_modules
 
 MODALITIES = ("item", "text", "image")
 

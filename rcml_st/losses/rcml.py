@@ -25,7 +25,7 @@ from torch import nn
 
 from rcml_st.losses.distributed import gather_no_grad, gather_sizes, gather_with_grad, union_presence, world
 from rcml_st.losses.positives import RelationGraph
-from rcml_st.model import rcml_modules
+from rcml_st.modules import rcml_modules
 from rcml_st.modules.towers import TRUNK_KEYS
 
 #: Loss term -> (query modality, candidate modality).

@@ -327,6 +327,8 @@ def train(
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers import PrinterCallback, set_seed
 
+    from rcml_st.evaluation.methods import BASELINES
+    from rcml_st.evaluation.report import evaluate_catalog
     from rcml_st.losses import RCMLLoss
     from rcml_st.model import rcml_modules, set_relation_vocabulary
     from rcml_st.model_card import describe_training, record_evaluation
@@ -463,8 +465,11 @@ def train(
             bar.stop()
 
     if trainer.is_world_process_zero():
-        if eval_catalog is not None:
-            record_evaluation(model, eval_catalog, config, say)
+        if eval_catalog is not None:  # relation retrieval, type prediction, validity; and the baselines
+            report = evaluate_catalog(
+                model, eval_catalog, baselines=BASELINES, seed=config.seed, keep_embeddings=False
+            )
+            record_evaluation(model, report, config.eval_file, say)
         model.save_pretrained(str(output))
         say(f"saved the model to {output} (relations: {len(pairs.data_relations)})")
     if world_size > 1:

@@ -55,6 +55,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from rcml_st.modules.towers import TrunkOutput
 
 logger = logging.getLogger("rcml_st.training")
 
@@ -215,26 +218,6 @@ class _ShardWriter:
         return info
 
 
-def _gather_rows(
-    source: torch.Tensor,
-    index: torch.Tensor,
-    out: torch.Tensor,
-    rows: torch.Tensor | None,
-    per_row: int = 1,
-) -> None:
-    """``out[rows] = source[index]`` (``rows`` of ``per_row`` consecutive entries each; ``None``:
-    all of ``out``), in ``out``'s precision, with one copy where the precisions agree."""
-    if rows is None and source.dtype == out.dtype:
-        torch.index_select(source, 0, index, out=out)
-        return
-    picked = torch.index_select(source, 0, index).to(out.dtype)
-    if rows is None:
-        out.copy_(picked)
-    else:
-        spread = (rows[:, None] * per_row + torch.arange(per_row)).reshape(-1)
-        out[spread] = picked
-
-
 class TrunkCache:
     """Per-item trunk outputs of a frozen model, by text and by image key (see the module docstring).
 
@@ -322,43 +305,23 @@ class TrunkCache:
         return self._gather("image", keys)
 
     def _gather(self, modality: str, keys: Sequence[str | None]) -> Any:
-        from rcml_st.modules.towers import TrunkOutput
-
         index, shards = self._index[modality], self._shards[modality]
         spots = [index.get(key) if key is not None else None for key in keys]  # type: ignore[arg-type]
         if not spots or None in spots:
             return None
-        where = np.asarray(spots, dtype=np.int64)  # (n, 2): each key's shard and row
-        # The keys of each shard: ``None`` for all of them when there is one shard (the usual case).
-        groups = []
-        for s in np.unique(where[:, 0]).tolist():
-            rows = None if len(shards) == 1 else np.flatnonzero(where[:, 0] == s)
-            groups.append((shards[s], rows, where[:, 1] if rows is None else where[rows, 1]))
-        starts, ends = np.empty(len(spots), dtype=np.int64), np.empty(len(spots), dtype=np.int64)
-        for shard, rows, chosen in groups:
-            at = slice(None) if rows is None else rows
-            starts[at], ends[at] = shard.offsets[chosen], shard.offsets[chosen + 1]
-        lengths = ends - starts
-        longest = int(lengths.max())
-        # Token j of key i is stored at starts[i] + j; past a key's last token, its last one again
-        # (zeroed below), so that the batch is one gather per shard, not a Python loop over keys.
-        steps = np.arange(longest, dtype=np.int64)
-        real = torch.from_numpy(steps[None, :] < lengths[:, None])
-        flat = starts[:, None] + np.minimum(steps[None, :], lengths[:, None] - 1)
-        first = groups[0][0]
-        pooled = torch.empty((len(spots), first.pooled.shape[1]), dtype=torch.float32)
-        tokens = torch.empty((len(spots), longest, first.tokens.shape[1]), dtype=torch.float32)
-        mask = torch.empty((len(spots), longest), dtype=torch.uint8)
-        for shard, rows, chosen in groups:
-            picked = torch.from_numpy((flat if rows is None else flat[rows]).reshape(-1))
-            at = None if rows is None else torch.from_numpy(rows)
-            _gather_rows(shard.pooled, torch.from_numpy(chosen), pooled, at)
-            _gather_rows(shard.tokens, picked, tokens.view(-1, tokens.shape[2]), at, longest)
-            _gather_rows(shard.mask, picked, mask.view(-1), at, longest)
-        mask = mask.bool() & real
-        if not bool(real.all()):
-            tokens.masked_fill_(~real[:, :, None], 0.0)
-        return TrunkOutput(pooled, tokens, mask)
+        pooled, tokens, mask = [], [], []
+        for s, row in spots:  # type: ignore[misc]
+            shard = shards[s]
+            start, stop = int(shard.offsets[row]), int(shard.offsets[row + 1])
+            pooled.append(shard.pooled[row])
+            tokens.append(shard.tokens[start:stop])
+            mask.append(shard.mask[start:stop])
+        # Tokens padded to the batch's longest item: zeros, masked out.
+        return TrunkOutput(
+            torch.stack(pooled).float(),
+            pad_sequence(tokens, batch_first=True).float(),
+            pad_sequence(mask, batch_first=True).bool(),
+        )
 
     # ------------------------------------------------------------------------------------------
     @classmethod

@@ -9,7 +9,7 @@ from open_clip.loss import ClipLoss
 
 import rcml_st
 from rcml_st.losses import RCMLLoss, RelationGraph
-from rcml_st.model import rcml_modules
+from rcml_st.modules import rcml_modules
 
 RELATIONS = ["matches in colour", "made by the same brand", "the same product"]
 
