@@ -88,10 +88,6 @@ class RCMLLoss(nn.Module):
         >>> # SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss).train()
     """
 
-    dense_scores_budget = 2**24
-    """Most multiply-adds :meth:`_scores` may waste scoring every candidate under every relation of
-    the batch in one product (then keeping each query's own); above it, it loops over relations."""
-
     def __init__(
         self,
         model: SentenceTransformer,
@@ -253,23 +249,12 @@ class RCMLLoss(nn.Module):
         Returns:
             (S, M, B, M, N) logits: ``[s, a, i, b, j] = <query_i^a, candidate_j^b | slot_i> / T``.
         """
-        sides, modalities, batch, dim = queries.shape
-        count, used = candidates.shape[2], candidates.shape[3]
-        useful = sides * modalities * batch * modalities * count * dim  # multiply-adds actually needed
-        if used == 1 or useful * (used - 1) <= self.dense_scores_budget:
-            # Few relations: score against all of them in one product and keep each query's own;
-            # the wasted products cost less than a loop over the relations.
-            flat = candidates.reshape(sides, modalities * count * used, dim)
-            every = torch.bmm(queries.reshape(sides, modalities * batch, dim), flat.transpose(1, 2))
-            every = every.view(sides, modalities, batch, modalities, count, used)
-            pick = slot.view(1, 1, batch, 1, 1, 1).expand(sides, modalities, batch, modalities, count, 1)
-            return every.gather(-1, pick).squeeze(-1) / self.temperature
         # The queries grouped by relation (one reordering), a product per relation on contiguous
         # slices, and the original order back: no scattered writes, none in the backward either.
         order = torch.argsort(slot, stable=True)
         grouped = queries.index_select(2, order)
         parts, start = [], 0
-        for u, size in enumerate(torch.bincount(slot, minlength=used).tolist()):
+        for u, size in enumerate(torch.bincount(slot, minlength=candidates.shape[3]).tolist()):
             if size:
                 part = grouped[:, :, start : start + size]
                 parts.append(torch.einsum("smbd,sknd->smbkn", part, candidates[:, :, :, u]))

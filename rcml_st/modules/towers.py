@@ -136,8 +136,8 @@ def _params(*parts: nn.Module | torch.Tensor | None) -> list[nn.Parameter]:
 class Tower:
     """One tower of an open_clip model, as a trunk and a head (see the module docstring).
 
-    Subclasses implement :meth:`trunk`, :meth:`head`, :meth:`head_parameters` and
-    :meth:`trunk_modules`; ``encode = head(trunk(x))``.
+    Subclasses implement :meth:`trunk`, :meth:`head` (or :meth:`head_global`),
+    :meth:`head_parameters` and :meth:`trunk_modules`; the tower is ``head(trunk(x))``.
     """
 
     modality: str = ""
@@ -164,10 +164,6 @@ class Tower:
     def trunk_modules(self) -> list[nn.Module]:
         """The modules of the trunk (frozen, and put in eval mode, by ``--freeze-backbone``)."""
         raise NotImplementedError
-
-    def encode(self, inputs: torch.Tensor) -> Embeddings:
-        """The whole tower: ``head(trunk(inputs))``."""
-        return self.head(self.trunk(inputs))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,10 +80,6 @@ class _Shard:
     mask: torch.Tensor  # (T,) uint8
     offsets: np.ndarray  # (n + 1,) int64: item i's tokens are tokens[offsets[i]:offsets[i + 1]]
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.pooled.nbytes + self.tokens.nbytes + self.mask.nbytes)
-
 
 def image_key(image: Any) -> str | None:
     """The cache key of an image input: its path (as the data gives it), or ``None``.
@@ -291,10 +287,6 @@ class TrunkCache:
     def image_count(self) -> int:
         """How many distinct images the cache holds."""
         return len(self._index["image"])
-
-    def has(self, modality: str, key: str) -> bool:
-        """Whether ``key`` (a text, or an :func:`image_key`) is cached for ``modality``."""
-        return key in self._index[modality]
 
     def text_trunk(self, texts: Sequence[str]) -> Any:
         """The text trunk outputs of ``texts`` (all cached), or ``None`` if one is missing."""
