@@ -5,11 +5,11 @@ For an item and a relation ``r``, per modality ``m`` (text, image)::
     pooled_m = MultiHeadAttention(query = e_r, keys = values = tokens_m)
     z_m      = normalize(beta * normalize(global_m) + (1 - beta) * normalize(pooled_m))
 
-(:meth:`RelationPooling.condition`, the one place the formula is computed: ``encode``, the
-training loss and the evaluation all reach it through :meth:`RelationPooling.embed`.)
-
 where ``e_r`` is the relation description's CLIP text embedding, ``tokens_m`` the item's token
-features projected to the joint space and ``global_m`` CLIP's own embedding of the item. One
+features projected to the joint space and ``global_m`` CLIP's own embedding of the item.
+:meth:`RelationPooling.condition` is the one place this is computed: ``model.encode`` (``forward``,
+each item under its own relation), the training loss (``forward(all_relations=True)``) and
+``encode_relations`` / the evaluation (:meth:`RelationPooling.embed`) all call it. One
 attention block (Q, K, V, O projections) is shared by both modalities: for a 512-wide space it
 has 1,050,624 parameters, the size difference the RCML paper reports over CLIP.
 
