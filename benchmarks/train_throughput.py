@@ -27,17 +27,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from rcml_st.cli._common import thread_wait_policy
-
-os.environ.update(thread_wait_policy())  # as `rcml-st train` does, before torch is imported
 
 import torch
 from open_clip.loss import ClipLoss
@@ -49,9 +44,6 @@ from rcml_st.losses import RCMLLoss
 from rcml_st.modules.backbone import create_backbone
 from rcml_st.training import build_pairs
 from rcml_st.training.architectures import is_builtin, write_architecture
-from rcml_st.training.memory import keep_freed_memory
-
-keep_freed_memory()  # as `rcml-st train` does: both workloads train with the same allocator
 
 
 def _parse() -> argparse.Namespace:

@@ -13,7 +13,6 @@ from rcml_st.cli._common import (
     err_console,
     quiet_transformers,
     run_command,
-    tune_training_process,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +64,6 @@ def demo(
     """Run the whole job end to end on generated data (see the full help)."""
 
     def body() -> None:
-        tune_training_process()  # before torch is imported
         _run(workdir, items, epochs, pairs_per_epoch, seed, device)
 
     run_command(body)

@@ -1,6 +1,6 @@
 """`rcml-st index`: encode a data file under every relation and upsert the vectors into Qdrant.
 
-Also holds the Qdrant connection options and helpers that `rcml-st search` shares.
+Also holds :func:`warnings_to_stderr`, which `rcml-st search` shares.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rcml_st.cli._common import (
@@ -24,12 +24,20 @@ from rcml_st.cli._common import (
     run_command,
     set_trust_remote_code,
 )
-
-if TYPE_CHECKING:
-    from rcml_st.index import RelationIndex
-
-DEFAULT_QDRANT_PATH = Path("qdrant_data")
-DEFAULT_RETRY_TIMEOUT = 120.0
+from rcml_st.cli.options import (
+    DEFAULT_RETRY_TIMEOUT,
+    ApiKeyOption,
+    CollectionOption,
+    DeviceOption,
+    GrpcPortOption,
+    ModelOption,
+    ProgressOption,
+    QdrantPathOption,
+    QdrantTarget,
+    QdrantUrlOption,
+    RetryTimeoutOption,
+    SkipInvalidOption,
+)
 
 INDEX_HELP = "\n\n".join(
     [
@@ -61,111 +69,6 @@ INDEX_HELP = "\n\n".join(
         "  rcml-st index big.jsonl -m rcml-baby --qdrant-url URL --verify-only",
     ]
 )
-
-
-# -- options shared with `rcml-st search` ---------------------------------------------------------
-
-ModelOption = Annotated[
-    Path,
-    typer.Option(
-        "--model",
-        "-m",
-        metavar="DIR",
-        help="The RCML model directory (written by rcml-st train).",
-        show_default=False,
-    ),
-]
-QdrantUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--qdrant-url",
-        metavar="URL",
-        help="A Qdrant server, e.g. http://localhost:6333 or https://xyz.cloud.qdrant.io "
-        "(default: the embedded store in --qdrant-path).",
-        show_default=False,
-    ),
-]
-ApiKeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        metavar="KEY",
-        envvar="QDRANT_API_KEY",
-        help="The server's API key (also read from QDRANT_API_KEY).",
-        show_default=False,
-    ),
-]
-GrpcPortOption = Annotated[
-    int | None,
-    typer.Option(
-        "--grpc-port",
-        metavar="PORT",
-        min=1,
-        max=65535,
-        help="The server's gRPC port, when it is not 6334. gRPC (faster) is used when the URL is on "
-        "port 6333 or this is given; otherwise REST.",
-        show_default=False,
-    ),
-]
-QdrantPathOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--qdrant-path",
-        metavar="DIR",
-        help="The embedded store's folder, used without --qdrant-url (default: ./qdrant_data).",
-        show_default=False,
-    ),
-]
-CollectionOption = Annotated[str, typer.Option("--collection", metavar="NAME", help="The collection name.")]
-RetryTimeoutOption = Annotated[
-    float,
-    typer.Option(
-        "--retry-timeout",
-        metavar="SECONDS",
-        min=0,
-        help="How long to keep retrying a server that is down or failing (backoff between tries).",
-    ),
-]
-DeviceOption = Annotated[Device, typer.Option("--device", help="Where to run the model.")]
-
-
-def open_index(
-    *,
-    qdrant_url: str | None,
-    api_key: str | None,
-    grpc_port: int | None,
-    qdrant_path: Path | None,
-    collection: str,
-    retry_timeout: float,
-    must_exist: bool = False,
-) -> RelationIndex:
-    """Connects to the server or opens the embedded store, as the command-line options say.
-
-    Args:
-        must_exist: the embedded store must already exist (searching a store that was never
-            written is a mistake, not an empty result).
-    """
-    from rcml_st.errors import UsageError
-    from rcml_st.index import RelationIndex, RetryPolicy
-
-    if qdrant_url is not None and qdrant_path is not None:
-        raise UsageError(
-            "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-        )
-    if qdrant_url is None and grpc_port is not None:
-        raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
-    path = qdrant_path if qdrant_path is not None else DEFAULT_QDRANT_PATH
-    if qdrant_url is None and must_exist and not path.is_dir():
-        raise UsageError(
-            f"no embedded Qdrant store at {path}; run rcml-st index first, or pass --qdrant-path DIR "
-            "or --qdrant-url URL"
-        )
-    retry = RetryPolicy(max_time=retry_timeout)
-    if qdrant_url is None:
-        return RelationIndex.connect(path=path, collection=collection, retry=retry)
-    return RelationIndex.connect(
-        url=qdrant_url, api_key=api_key, grpc_port=grpc_port, collection=collection, retry=retry
-    )
 
 
 class _WarningLines(logging.Handler):
@@ -322,12 +225,9 @@ def index(
         ),
     ] = None,
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option("--skip-invalid", help="Skip bad records (counted) instead of stopping at the first."),
-    ] = False,
+    skip_invalid: SkipInvalidOption = False,
     device: DeviceOption = Device.auto,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: ProgressOption = True,
     force: Annotated[
         bool,
         typer.Option(
@@ -338,165 +238,105 @@ def index(
     ] = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
+    target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
+    storage = {
+        "quantization": quantization,
+        "on_disk": vectors_on_disk,
+        "on_disk_payload": not payload_in_ram,
+        "hnsw_m": hnsw_m,
+        "hnsw_ef_construct": hnsw_ef_construct,
+    }
+
     def body() -> None:
         set_trust_remote_code(trust_remote_code)
-        _run(
-            data=data,
-            model_dir=model,
-            qdrant_url=qdrant_url,
-            api_key=api_key,
-            grpc_port=grpc_port,
-            qdrant_path=qdrant_path,
-            collection=collection,
-            relations=list(relation or []),
-            batch_size=batch_size,
-            shards=shards,
-            replication_factor=replication_factor,
-            retry_timeout=retry_timeout,
-            skip_invalid=skip_invalid,
-            device=device,
-            progress=progress,
-            storage={
-                "vectors": vectors,
-                "quantization": quantization,
-                "on_disk": vectors_on_disk,
-                "on_disk_payload": not payload_in_ram,
-                "hnsw_m": hnsw_m,
-                "hnsw_ef_construct": hnsw_ef_construct,
-            },
-            shard=shard,
-            verify_only=verify_only,
-            overlap=overlap,
-            force=force,
+        from rcml_st.data import Shard, stream_catalog
+        from rcml_st.errors import UsageError
+
+        relations = list(relation or [])
+        if qdrant_url is not None and qdrant_path is not None:
+            raise UsageError(
+                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+            )
+        slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
+        if slice_ is not None and slice_.whole:
+            slice_ = None
+        if verify_only and slice_ is not None and shard is not None:
+            raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
+        # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
+        # is loaded or server reached, and the file is never held in memory.
+        items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
+        if items.skip_summary():
+            err_console.print(f"Warning: {items.skip_summary()}", markup=False)
+        if not (verify_only and relations):
+            check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
+
+        from rcml_st.index import Layout, index_catalog, verify_index
+        from rcml_st.index.pipeline import resolve_relations
+
+        layout = Layout(vectors=Layout.parse_vectors(vectors), **storage)  # type: ignore[arg-type]
+        if verify_only:
+            chosen = relations or resolve_relations(load_model(model, "cpu"), None)
+            with warnings_to_stderr():
+                store = target.open(must_exist=True)
+                try:
+                    counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
+                finally:
+                    store.close()
+            listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
+            console.print(
+                f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+
+        rcml = load_model(model, _device(device, slice_ is not None and shard is None))
+        chosen = resolve_relations(rcml, relations)
+        if slice_ is not None:
+            err_console.print(
+                f"Slice {slice_} of {data}: {len(items)} of {items.items} items",
+                markup=False,
+                highlight=False,
+            )
+        with warnings_to_stderr():
+            store = target.open()
+            try:
+                with _progress_bar(progress, len(items), len(chosen)) as on_batch:
+                    report = index_catalog(
+                        rcml,
+                        items,
+                        store,
+                        relations=chosen,
+                        batch_size=batch_size,
+                        progress=on_batch,
+                        shards=shards,
+                        replication_factor=replication_factor,
+                        layout=layout,
+                        overlap=overlap,
+                        verify="points" if slice_ is not None else "counts",
+                        force=force,
+                    )
+            finally:
+                store.close()
+        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s",
+            markup=False,
+            highlight=False,
         )
+        if slice_ is not None:
+            console.print(
+                "When every slice is done, check the whole catalogue with the same command and --verify-only "
+                "(without --shard).",
+                markup=False,
+                highlight=False,
+            )
 
     run_command(body)
 
 
 index.__doc__ = INDEX_HELP
-
-
-def _run(
-    *,
-    data: Path,
-    model_dir: Path,
-    qdrant_url: str | None,
-    api_key: str | None,
-    grpc_port: int | None,
-    qdrant_path: Path | None,
-    collection: str,
-    relations: list[str],
-    batch_size: int,
-    shards: int | None,
-    replication_factor: int | None,
-    retry_timeout: float,
-    skip_invalid: bool,
-    device: Device,
-    progress: bool,
-    storage: dict[str, object],
-    shard: str | None,
-    verify_only: bool,
-    overlap: bool | None,
-    force: bool = False,
-) -> None:
-    from rcml_st.data import Shard, stream_catalog
-    from rcml_st.errors import UsageError
-
-    if qdrant_url is not None and qdrant_path is not None:
-        raise UsageError(
-            "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-        )
-    slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
-    if slice_ is not None and slice_.whole:
-        slice_ = None
-    if verify_only and slice_ is not None and shard is not None:
-        raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
-    # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
-    # is loaded or server reached, and the file is never held in memory.
-    items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
-    if items.skip_summary():
-        err_console.print(f"Warning: {items.skip_summary()}", markup=False)
-    if not (verify_only and relations):
-        check_model_dir(model_dir)  # a wrong --model fails now, not after importing qdrant-client
-
-    from rcml_st.index import Layout, index_catalog, verify_index
-    from rcml_st.index.pipeline import resolve_relations
-
-    layout = Layout(vectors=Layout.parse_vectors(storage.pop("vectors")), **storage)  # type: ignore[arg-type]
-    if verify_only:
-        chosen = relations or resolve_relations(load_model(model_dir, "cpu"), None)
-        with warnings_to_stderr():
-            store = _open(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout, True)
-            try:
-                counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
-            finally:
-                store.close()
-        listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
-        console.print(
-            f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        return
-
-    rcml = load_model(model_dir, _device(device, slice_ is not None and shard is None))
-    chosen = resolve_relations(rcml, relations)
-    if slice_ is not None:
-        err_console.print(
-            f"Slice {slice_} of {data}: {len(items)} of {items.items} items", markup=False, highlight=False
-        )
-    with warnings_to_stderr():
-        store = _open(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout, False)
-        try:
-            with _progress_bar(progress, len(items), len(chosen)) as on_batch:
-                report = index_catalog(
-                    rcml,
-                    items,
-                    store,
-                    relations=chosen,
-                    batch_size=batch_size,
-                    progress=on_batch,
-                    shards=shards,
-                    replication_factor=replication_factor,
-                    layout=layout,
-                    overlap=overlap,
-                    verify="points" if slice_ is not None else "counts",
-                    force=force,
-                )
-        finally:
-            store.close()
-    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
-    console.print(
-        f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s", markup=False, highlight=False
-    )
-    if slice_ is not None:
-        console.print(
-            "When every slice is done, check the whole catalogue with the same command and --verify-only "
-            "(without --shard).",
-            markup=False,
-            highlight=False,
-        )
-
-
-def _open(
-    qdrant_url: str | None,
-    api_key: str | None,
-    grpc_port: int | None,
-    qdrant_path: Path | None,
-    collection: str,
-    retry_timeout: float,
-    must_exist: bool,
-) -> RelationIndex:
-    return open_index(
-        qdrant_url=qdrant_url,
-        api_key=api_key,
-        grpc_port=grpc_port,
-        qdrant_path=qdrant_path,
-        collection=collection,
-        retry_timeout=retry_timeout,
-        must_exist=must_exist,
-    )
 
 
 def _device(device: Device, from_launcher: bool) -> str | None:

@@ -17,7 +17,8 @@ from rcml_st.cli._common import (
     run_command,
     set_trust_remote_code,
 )
-from rcml_st.cli.index import (
+from rcml_st.cli.index import warnings_to_stderr
+from rcml_st.cli.options import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
     CollectionOption,
@@ -25,10 +26,9 @@ from rcml_st.cli.index import (
     GrpcPortOption,
     ModelOption,
     QdrantPathOption,
+    QdrantTarget,
     QdrantUrlOption,
     RetryTimeoutOption,
-    open_index,
-    warnings_to_stderr,
 )
 
 if TYPE_CHECKING:
@@ -105,107 +105,60 @@ def search(
     ] = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
+    target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
+
     def body() -> None:
         set_trust_remote_code(trust_remote_code)
-        _run(
-            model_dir=model,
-            relation=relation,
-            item_id=item_id,
-            text=text,
-            image=image,
-            limit=limit,
-            modality=modality,
-            as_json=as_json,
-            qdrant_url=qdrant_url,
-            api_key=api_key,
-            grpc_port=grpc_port,
-            qdrant_path=qdrant_path,
-            collection=collection,
-            retry_timeout=retry_timeout,
-            device=device,
-            force=force,
-        )
+        from rcml_st.errors import InputDataError, UsageError
+
+        queries = (("--id", item_id), ("--text", text), ("--image", image))
+        given = [name for name, value in queries if value is not None]
+        if len(given) != 1:
+            what = "none" if not given else " and ".join(given)
+            raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
+        if not relation.strip():
+            raise UsageError("--relation must be a non-empty text")
+        if text is not None and not text.strip():
+            raise UsageError("--text must not be empty")
+        if image is not None and not image.is_file():
+            raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
+
+        if item_id is not None:
+            # The item's stored vectors are the query: the model is not needed, only checked.
+            check_model_dir(model)
+            rcml = None
+        else:
+            rcml = load_model(model, resolve_device(device))
+        # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
+        from rcml_st.index import search_index
+
+        with warnings_to_stderr():
+            store = target.open(must_exist=True)
+            try:
+                hits = search_index(
+                    rcml,
+                    store,
+                    relation,
+                    item_id=item_id,
+                    text=text,
+                    image=image,
+                    using=modality.value,
+                    limit=limit,
+                    force=force,
+                )
+            finally:
+                store.close()
+        if as_json:
+            import json
+
+            typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
+            return
+        console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
 
     run_command(body)
 
 
 search.__doc__ = SEARCH_HELP
-
-
-def _run(
-    *,
-    model_dir: Path,
-    relation: str,
-    item_id: str | None,
-    text: str | None,
-    image: Path | None,
-    limit: int,
-    modality: Modality,
-    as_json: bool,
-    qdrant_url: str | None,
-    api_key: str | None,
-    grpc_port: int | None,
-    qdrant_path: Path | None,
-    collection: str,
-    retry_timeout: float,
-    device: Device,
-    force: bool = False,
-) -> None:
-    from rcml_st.errors import InputDataError, UsageError
-
-    given = [
-        name for name, value in (("--id", item_id), ("--text", text), ("--image", image)) if value is not None
-    ]
-    if len(given) != 1:
-        what = "none" if not given else " and ".join(given)
-        raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
-    if not relation.strip():
-        raise UsageError("--relation must be a non-empty text")
-    if text is not None and not text.strip():
-        raise UsageError("--text must not be empty")
-    if image is not None and not image.is_file():
-        raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
-
-    if item_id is not None:
-        # The item's stored vectors are the query: the model is not needed, only checked.
-        check_model_dir(model_dir)
-        rcml = None
-    else:
-        rcml = load_model(model_dir, resolve_device(device))
-    # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
-    from rcml_st.index import search_index
-
-    with warnings_to_stderr():
-        store = open_index(
-            qdrant_url=qdrant_url,
-            api_key=api_key,
-            grpc_port=grpc_port,
-            qdrant_path=qdrant_path,
-            collection=collection,
-            retry_timeout=retry_timeout,
-            must_exist=True,
-        )
-        try:
-            hits = search_index(
-                rcml,
-                store,
-                relation,
-                item_id=item_id,
-                text=text,
-                image=image,
-                using=modality.value,
-                limit=limit,
-                force=force,
-            )
-        finally:
-            store.close()
-
-    if as_json:
-        import json
-
-        typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
-        return
-    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
 
 
 def _table(hits: list[Hit], relation: str, kind: str, query: str, modality: str) -> object:

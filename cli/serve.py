@@ -16,15 +16,15 @@ from rcml_st.cli._common import (
     resolve_device,
     run_command,
 )
-from rcml_st.cli.index import (
+from rcml_st.cli.index import warnings_to_stderr
+from rcml_st.cli.options import (
     CollectionOption,
     DeviceOption,
     GrpcPortOption,
     ModelOption,
     QdrantPathOption,
+    QdrantTarget,
     QdrantUrlOption,
-    open_index,
-    warnings_to_stderr,
 )
 
 API_KEY_ENV = "RCML_ST_API_KEY"
@@ -164,19 +164,13 @@ def _run(
             markup=False,
         )
     check_model_dir(model_dir)
+    from rcml_st.index.ownership import check_search_model, model_fingerprint
     from rcml_st.serve import SearchService
 
     # The store first: one locked by another process (the demo, an indexer) fails in a second.
     with warnings_to_stderr():
-        store = open_index(
-            qdrant_url=qdrant_url,
-            api_key=qdrant_api_key,
-            grpc_port=grpc_port,
-            qdrant_path=qdrant_path,
-            collection=collection,
-            retry_timeout=retry_timeout,
-            must_exist=True,
-        )
+        target = QdrantTarget(qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout)
+        store = target.open(must_exist=True)
     try:
         rcml = load_model(model_dir, resolve_device(device))
     except BaseException:
@@ -186,6 +180,8 @@ def _run(
     try:
         try:
             service.check()
+            # The collection records the model that indexed it: serving it with another is an error.
+            check_search_model(store, model_fingerprint(rcml))
             relations = service.relations()
             listing = f"{len(relations)} relations, " + ", ".join(f"{r!r} {n}" for r, n in relations.items())
         except ServiceError as exc:  # Qdrant down now: serve anyway, /api/health says 503 until it is back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,6 @@ from rcml_st.cli._common import (
     fail,
     quiet_transformers,
     run_command,
-    tune_training_process,
 )
 
 TRAIN_HELP = "\n\n".join(
@@ -214,6 +214,7 @@ def train(
     ] = None,
 ) -> None:
     """Train an RCML model on DATA.jsonl and save it to DIR (see the full help above)."""
+    options = {**locals(), "device": device.value}
     rank = int(os.environ.get("RANK", "0") or 0)
 
     def say(message: str) -> None:
@@ -225,36 +226,17 @@ def train(
             err_console.print(f"Warning: {message}", markup=False)
 
     def body() -> None:
-        _quiet_threads_and_logs()
+        quiet_transformers()
         from rcml_st.training import TrainConfig
         from rcml_st.training import train as run_training
         from rcml_st.training.checkpoints import checkpoints_dir
 
+        # The options that are TrainConfig fields by the same name, plus the negated switches.
         config = TrainConfig(
-            data=data,
-            output=output,
-            backbone=backbone,
-            pretrained=pretrained,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            beta=beta,
-            temperature=temperature,
-            freeze_backbone=freeze_backbone,
-            freeze_projections=freeze_projections,
-            trunk_cache_memory=trunk_cache_memory,
+            **{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
             conditioning=not no_conditioning,
             intra_modal=not no_intra_modal,
             inter_sample=not no_inter_sample,
-            same_item=same_item,
-            eval_file=eval_file,
-            device=device.value,
-            seed=seed,
-            resume=resume,
-            overwrite=overwrite,
-            skip_invalid=skip_invalid,
-            workers=workers,
-            pairs_per_epoch=pairs_per_epoch,
         )
         try:
             result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn)
@@ -273,9 +255,3 @@ def train(
 
 
 train.__doc__ = TRAIN_HELP
-
-
-def _quiet_threads_and_logs() -> None:
-    """Process settings for a training run (:func:`tune_training_process`), before torch is imported."""
-    tune_training_process()
-    quiet_transformers()

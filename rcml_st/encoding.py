@@ -19,7 +19,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import batch_to_device
 from tqdm.auto import tqdm
 
-from rcml_st.model import rcml_modules
+from rcml_st.modules import rcml_modules
 
 MODALITIES = ("item", "text", "image")
 
@@ -127,26 +127,15 @@ def encode_relations(
                 ]
                 features = batch_to_device(clip.preprocess(chunk), device)
                 features = clip(features)
-                per_modality = {}
-                for modality, index_key in (("text", "text_index"), ("image", "image_index")):
-                    if f"{modality}_global" not in features:
-                        per_modality[modality] = None
-                        continue
-                    m_out = torch.zeros(
-                        (features[index_key].shape[0], r, dim), device=device, dtype=torch.float32
-                    )
-                    if named:
-                        m_out[:, named] = pooling.modality_embeddings(features, modality, queries).float()
-                    if plain:
-                        m_out[:, plain] = pooling.modality_embeddings(features, modality, None).float()
-                    per_modality[modality] = m_out
-                fused = pooling.fuse(
-                    len(chunk),
-                    per_modality["text"],
-                    features["text_index"],
-                    per_modality["image"],
-                    features.get("image_index"),
-                )
+                # The named relations in one pass, the plain embedding in another, side by side.
+                parts = [(named, pooling.embed(features, queries))] if named else []
+                if plain or not named:
+                    parts.append((plain, pooling.embed(features, None)))
+                fused = {"has_text": parts[0][1]["has_text"], "has_image": parts[0][1]["has_image"]}
+                for key in ("sentence_embedding", "text_embedding", "image_embedding"):
+                    fused[key] = torch.zeros((len(chunk), r, dim), device=device, dtype=torch.float32)
+                    for columns, out in parts:
+                        fused[key][:, columns] = out[key].float()
                 stop = start + len(chunk)
                 for modality in modalities:
                     key = "sentence_embedding" if modality == "item" else f"{modality}_embedding"

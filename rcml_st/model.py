@@ -10,7 +10,8 @@ from sentence_transformers import SentenceTransformer
 
 from rcml_st.errors import UsageError
 from rcml_st.hub import is_hub_id, resolve_model
-from rcml_st.modules import DEFAULT_BETA, OpenCLIPInput, RelationPooling
+from rcml_st.model_card import RCMLModelCardData
+from rcml_st.modules import DEFAULT_BETA, OpenCLIPInput, RelationPooling, rcml_modules
 from rcml_st.safe_load import check_module_types
 
 logger = logging.getLogger("rcml_st")
@@ -48,8 +49,6 @@ def build_model(
     pooling = RelationPooling(
         clip.get_embedding_dimension(), num_heads=num_heads, beta=beta, relations=relations
     )
-    from rcml_st.model_card import RCMLModelCardData
-
     return SentenceTransformer(
         modules=[clip, pooling],
         device=device,
@@ -94,8 +93,6 @@ def load(
         >>> model = rcml_st.load("org/rcml-baby")  # doctest: +SKIP
         >>> model.encode(["nursing pillow"], relation="used together for infant feeding")  # doctest: +SKIP
     """
-    from rcml_st.model_card import RCMLModelCardData
-
     directory = resolve_model(name_or_path, revision=revision)
     if not (directory / "modules.json").is_file():
         raise UsageError(f"{name_or_path} is not a saved model directory (no modules.json)")
@@ -114,13 +111,6 @@ def load(
     if is_hub_id(str(name_or_path)) and not Path(name_or_path).exists():
         model.model_card_data.set_model_id(str(name_or_path))
     return model
-
-
-def rcml_modules(model: SentenceTransformer) -> tuple[OpenCLIPInput, RelationPooling]:
-    """The model's input module and relation pooling (raises for a non-RCML model)."""
-    if len(model) < 2 or not isinstance(model[0], OpenCLIPInput) or not isinstance(model[1], RelationPooling):
-        raise UsageError("not an RCML model: expected OpenCLIPInput followed by RelationPooling")
-    return model[0], model[1]
 
 
 def relation_vocabulary(model: SentenceTransformer) -> list[str]:

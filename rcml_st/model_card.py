@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformerModelCardData
 
+from rcml_st.modules.openclip import REQUIREMENTS
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -179,26 +181,25 @@ def describe_training(
 
 
 def record_evaluation(
-    model: SentenceTransformer, catalog: Catalog, config: Any, say: Callable[[str], None] | None = None
+    model: SentenceTransformer,
+    report: EvaluationReport,
+    eval_file: Any,
+    say: Callable[[str], None] | None = None,
 ) -> None:
-    """Evaluates the trained model and the baselines on the ``--eval`` file, for the card.
+    """Puts the evaluation of the trained model and the baselines on the ``--eval`` file on the card.
 
-    Relation-guided retrieval (per direction), relation-type prediction and relation validity,
-    for the model, ``clip`` and ``product``, exactly as ``rcml-st evaluate`` computes them.
+    The card is handed the results (``rcml_st.evaluation.report.evaluate_catalog``'s report, as
+    ``rcml-st train`` computes it); it runs nothing itself.
     """
-    from rcml_st.evaluation.methods import BASELINES
-    from rcml_st.evaluation.report import evaluate_catalog
-
-    report = evaluate_catalog(model, catalog, baselines=BASELINES, seed=config.seed, keep_embeddings=False)
     card = model.model_card_data
     if isinstance(card, RCMLModelCardData):
-        card.evaluation = evaluation_summary(report, config.eval_file)
+        card.evaluation = evaluation_summary(report, eval_file)
     if say is not None:
         scores = ", ".join(
             f"{name} {_fmt(result.retrieval.metrics['avg']['hit@5'])}"
             for name, result in report.methods.items()
         )
-        say(f"evaluation on {public_name(config.eval_file)} for the model card, Hit@5 (avg): {scores}")
+        say(f"evaluation on {public_name(eval_file)} for the model card, Hit@5 (avg): {scores}")
 
 
 def _fmt(value: Any) -> str:
@@ -335,13 +336,7 @@ class RCMLModelCardData(SentenceTransformerModelCardData):
                 for row in evaluation["methods"]
             ]
             evaluation["directions"] = list(DIRECTION_NAMES.values())
-        requirements = {}
-        try:
-            from rcml_st.modules.openclip import REQUIREMENTS
-
-            requirements = dict(REQUIREMENTS)
-        except ImportError:  # pragma: no cover - requirements are informative only
-            pass
+        requirements = dict(REQUIREMENTS)
         from rcml_st import __version__
 
         metadata.update(

@@ -35,7 +35,7 @@ import numpy as np
 from rcml_st.encoding import RelationEmbeddings, encode_relations
 from rcml_st.errors import UsageError
 from rcml_st.evaluation.retrieval import catalog_inputs
-from rcml_st.model import rcml_modules
+from rcml_st.modules import rcml_modules
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

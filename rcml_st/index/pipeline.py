@@ -125,7 +125,7 @@ class IndexReport:
 
 def model_dims(model: SentenceTransformer) -> dict[str, int]:
     """The named vectors an RCML model makes and their size: ``{"text": D, "image": D, "item": D}``."""
-    from rcml_st.model import rcml_modules
+    from rcml_st.modules import rcml_modules
 
     dim = int(rcml_modules(model)[0].get_embedding_dimension())
     return dict.fromkeys(VECTOR_NAMES, dim)

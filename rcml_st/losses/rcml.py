@@ -16,8 +16,7 @@ process (gathered with their gradients).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,8 +25,8 @@ from torch import nn
 
 from rcml_st.losses.distributed import gather_no_grad, gather_sizes, gather_with_grad, union_presence, world
 from rcml_st.losses.positives import RelationGraph
-from rcml_st.model import rcml_modules
-from rcml_st.modules.columns import column_sizes, concat_columns
+from rcml_st.modules import rcml_modules
+from rcml_st.modules.towers import TRUNK_KEYS
 
 #: Loss term -> (query modality, candidate modality).
 DIRECTIONS: dict[str, tuple[str, str]] = {
@@ -89,10 +88,6 @@ class RCMLLoss(nn.Module):
         >>> # SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss).train()
     """
 
-    dense_scores_budget = 2**24
-    """Most multiply-adds :meth:`_scores` may waste scoring every candidate under every relation of
-    the batch in one product (then keeping each query's own); above it, it loops over relations."""
-
     def __init__(
         self,
         model: SentenceTransformer,
@@ -130,19 +125,7 @@ class RCMLLoss(nn.Module):
         if isinstance(logit_scale, nn.Parameter):
             logit_scale.requires_grad_(False)
         self.last_num_candidates = 0  # for tests and diagnostics: candidates per query, last call
-
-    @contextlib.contextmanager
-    def _all_relations(self) -> Iterator[None]:
-        _, pooling = rcml_modules(_unwrap(self.model))
-        previous = pooling.output_all_relations
-        pooling.output_all_relations = True
-        try:
-            # Both columns use the same weights, and the step calls backward once on their terms:
-            # a folded attention's weight products are computed once for both.
-            with pooling.shared_products.scope():
-                yield
-        finally:
-            pooling.output_all_relations = previous
+        self._relation_trunk: Any = None  # the relations' frozen trunk outputs (see _encode)
 
     def forward(
         self, sentence_features: Sequence[dict[str, Any]], labels: torch.Tensor
@@ -176,7 +159,7 @@ class RCMLLoss(nn.Module):
         position[used] = torch.arange(used.numel(), device=device)
         slot = position[relation]  # each pair's relation as an index into the `*_all` outputs
 
-        anchor, positive = self._encode(sentence_features, self.relation_tokens[used].to(device))
+        anchor, positive = self._encode(sentence_features, self.relation_tokens.to(device), used)
 
         rank, world_size = world() if self.gather_across_devices else (0, 1)
         sizes = gather_sizes(batch, device) if world_size > 1 else [batch]
@@ -232,28 +215,28 @@ class RCMLLoss(nn.Module):
         return terms
 
     def _encode(
-        self, columns: Sequence[dict[str, Any]], relation_tokens: torch.Tensor
+        self, columns: Sequence[dict[str, Any]], relation_tokens: torch.Tensor, used: torch.Tensor
     ) -> list[dict[str, torch.Tensor]]:
-        """Every item of every column under each of ``relation_tokens`` (the ``*_all`` outputs).
+        """Every item of every column under each relation in ``used``: the model's ordinary forward,
+        with ``all_relations=True`` for the pooling (the ``*_embedding_all`` outputs).
 
-        The columns go through the model as one batch when their features allow it
-        (:func:`~rcml_st.modules.columns.concat_columns`), else one by one. Only the ``*_all``
-        outputs are used here; with no per-item relation the pooling skips its per-item pass.
+        With frozen trunks the relation descriptions' trunk outputs are constants: computed once
+        and handed to the model as precomputed (``relation_trunk_*``), like a trunk cache's items.
         """
-        merged = concat_columns(columns) if len(columns) > 1 else None
-        batches = [dict(c) for c in columns] if merged is None else [merged]
+        clip, _ = rcml_modules(_unwrap(self.model))
+        if clip.trunks_frozen and self._relation_trunk is None:
+            with torch.no_grad():
+                self._relation_trunk = clip.text_trunk(relation_tokens)
         outputs = []
-        with self._all_relations():
-            for features in batches:
-                features["relation_tokens"] = relation_tokens
-                features["relation_index"] = torch.full_like(features["relation_index"], -1)
-                outputs.append(self.model(features))
-        if merged is None:
-            return outputs
-        sizes = column_sizes(columns)
-        keys = ("text_embedding_all", "image_embedding_all", "has_text", "has_image", "sentence_embedding")
-        parts = {key: outputs[0][key].split(sizes) for key in keys}
-        return [{key: parts[key][i] for key in keys} for i in range(len(columns))]
+        for column in columns:
+            features = {**column, "relation_tokens": relation_tokens[used]}
+            features["relation_index"] = torch.full_like(column["relation_index"], -1)
+            if clip.trunks_frozen:
+                trunk = self._relation_trunk
+                parts = (trunk.pooled[used], trunk.tokens[used], trunk.mask[used])
+                features.update(zip(TRUNK_KEYS["relation"], parts, strict=True))
+            outputs.append(self.model(features, all_relations=True))
+        return outputs
 
     def _scores(self, queries: torch.Tensor, candidates: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """Logits of every query against every candidate, both under the query's relation.
@@ -266,23 +249,12 @@ class RCMLLoss(nn.Module):
         Returns:
             (S, M, B, M, N) logits: ``[s, a, i, b, j] = <query_i^a, candidate_j^b | slot_i> / T``.
         """
-        sides, modalities, batch, dim = queries.shape
-        count, used = candidates.shape[2], candidates.shape[3]
-        useful = sides * modalities * batch * modalities * count * dim  # multiply-adds actually needed
-        if used == 1 or useful * (used - 1) <= self.dense_scores_budget:
-            # Few relations: score against all of them in one product and keep each query's own;
-            # the wasted products cost less than a loop over the relations.
-            flat = candidates.reshape(sides, modalities * count * used, dim)
-            every = torch.bmm(queries.reshape(sides, modalities * batch, dim), flat.transpose(1, 2))
-            every = every.view(sides, modalities, batch, modalities, count, used)
-            pick = slot.view(1, 1, batch, 1, 1, 1).expand(sides, modalities, batch, modalities, count, 1)
-            return every.gather(-1, pick).squeeze(-1) / self.temperature
         # The queries grouped by relation (one reordering), a product per relation on contiguous
         # slices, and the original order back: no scattered writes, none in the backward either.
         order = torch.argsort(slot, stable=True)
         grouped = queries.index_select(2, order)
         parts, start = [], 0
-        for u, size in enumerate(torch.bincount(slot, minlength=used).tolist()):
+        for u, size in enumerate(torch.bincount(slot, minlength=candidates.shape[3]).tolist()):
             if size:
                 part = grouped[:, :, start : start + size]
                 parts.append(torch.einsum("smbd,sknd->smbkn", part, candidates[:, :, :, u]))

@@ -30,16 +30,8 @@ from rcml_st.modules.backbone import (
     get_tokenizer,
     save_backbone,
 )
-from rcml_st.modules.folded_attention import TokenProjection
 from rcml_st.modules.inputs import MAX_TEXT_CHARS, parse_batch
-from rcml_st.modules.towers import TrunkOutput, image_tower, text_tower
-from rcml_st.modules.trunk_features import (
-    TRUNK_INVERSE_KEYS,
-    TrunkMemo,
-    concat_trunks,
-    expand_rows,
-    precomputed_trunk,
-)
+from rcml_st.modules.towers import TrunkOutput, concat_trunks, image_tower, precomputed_trunk, text_tower
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
 """Package requirements a saved model declares in ``config_sentence_transformers.json``."""
@@ -153,130 +145,52 @@ class OpenCLIPInput(InputModule):
         return features
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Runs the towers once: global embeddings, projected tokens, relation embeddings.
+        """Runs each tower's trunk and head: global embeddings, projected tokens, relation embeddings.
 
-        Items whose trunk outputs the features already carry (``text_trunk_*`` / ``image_trunk_*``,
-        from a trunk cache) skip the trunk: only the projections run. With frozen trunks
-        (:meth:`freeze_trunks`) the trunks run without building a graph, and each relation
-        description's trunk output is computed once and remembered. While frozen trunks train and
-        a tower's head is one affine layer, its tokens are not projected at all: the features
-        carry ``{modality}_token_source`` (the trunk tokens) and ``{modality}_token_weight`` (and
-        ``_bias``), and :class:`~rcml_st.modules.RelationPooling` folds the projection into its
-        attention (:mod:`rcml_st.modules.folded_attention`).
+        Items whose trunk outputs the features already carry (``text_trunk_*`` / ``image_trunk_*``
+        from a trunk cache, ``relation_trunk_*`` for the relation descriptions) skip the trunk:
+        only the heads run. Frozen trunks
+        (:meth:`freeze_trunks`) run without building a graph.
         """
         heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
         dtype = heads[0].dtype if heads else None  # precomputed trunk outputs are cast to it
-        self._text_features(features, dtype)
-        self._image_features(features, dtype)
-        return features
-
-    def _text_features(self, features: dict[str, torch.Tensor], dtype: torch.dtype | None) -> None:
         relation_ids = features["relation_tokens"]
         given = precomputed_trunk(features, "text", dtype)
-        inverse = features.get(TRUNK_INVERSE_KEYS["text"]) if given is not None else None
-        # Rows of the batch (with `inverse`, `given` holds each distinct one once).
-        if inverse is not None:
-            n_text = inverse.shape[0]
+        relations = precomputed_trunk(features, "relation", dtype)
+        if given is None and relations is None:  # item texts and relation descriptions share one pass
+            n_text = features["input_ids"].shape[0]
+            text = self._trunk(self.text_trunk, torch.cat([features["input_ids"], relation_ids]))
         else:
-            n_text = features["input_ids"].shape[0] if given is None else given.pooled.shape[0]
-        if n_text + relation_ids.shape[0] == 0:
+            items = given if given is not None else self._trunk(self.text_trunk, features["input_ids"])
+            n_text = 0 if items is None else items.pooled.shape[0]
+            if relations is None:
+                relations = self._trunk(self.text_trunk, relation_ids)
+            text = concat_trunks([items, relations])
+        if text is None:
             features["relation_embedding"] = relation_ids.new_zeros(
                 (0, self.embedding_dimension), dtype=torch.float
             )
-            return
-        if given is None and not self.trunks_frozen:  # item texts and relations share one pass
-            global_, tokens, mask = self.encode_text(torch.cat([features["input_ids"], relation_ids]))
         else:
-            items, relations = self._frozen_text_trunks(features, given, relation_ids)
-            projection = self._folded_projection("text")
-            if projection is None and inverse is not None:
-                items = expand_rows(items, inverse)  # type: ignore[arg-type]
-            parts = [t for t in (items, relations) if t is not None]
-            if projection is not None:  # the relations need only their global embedding
-                pooled = [t.pooled for t in parts]
-                global_ = self.text_adapter.head_global(torch.cat(pooled) if len(pooled) > 1 else pooled[0])
-                distinct = 0 if items is None else items.pooled.shape[0]
-                if distinct:
-                    self._put_folded(features, "text", global_[:distinct], items, projection, inverse)  # type: ignore[arg-type]
-                features["relation_embedding"] = global_[distinct:]
-                return
-            global_, tokens, mask = self.text_head(concat_trunks(parts))
-        if n_text:  # like images: a batch without item texts has no text features at all
-            features["text_global"] = global_[:n_text]
-            features["text_tokens"] = tokens[:n_text]
-            features["text_token_mask"] = mask[:n_text]
-        features["relation_embedding"] = global_[n_text:]
-
-    def _image_features(self, features: dict[str, torch.Tensor], dtype: torch.dtype | None) -> None:
+            global_, tokens, mask = self.text_head(text)
+            if n_text:  # like images: a batch without item texts has no text features at all
+                features.update(
+                    text_global=global_[:n_text], text_tokens=tokens[:n_text], text_token_mask=mask[:n_text]
+                )
+            features["relation_embedding"] = global_[n_text:]
         image = precomputed_trunk(features, "image", dtype)
-        inverse = features.get(TRUNK_INVERSE_KEYS["image"]) if image is not None else None
-        if image is None and "pixel_values" in features and self.trunks_frozen:
-            with torch.no_grad():
-                image = self.image_trunk(features["pixel_values"])
-        projection = self._folded_projection("image") if image is not None else None
-        if image is not None and projection is not None:
-            global_ = self.image_adapter.head_global(image.pooled)
-            self._put_folded(features, "image", global_, image, projection, inverse)
-            return
-        if image is None and "pixel_values" not in features:
-            return
+        if image is None and "pixel_values" in features:
+            image = self._trunk(self.image_trunk, features["pixel_values"])
         if image is not None:
-            global_, tokens, mask = self.image_head(image if inverse is None else expand_rows(image, inverse))
-        else:
-            global_, tokens, mask = self.encode_image(features["pixel_values"])
-        features["image_global"] = global_
-        features["image_tokens"] = tokens
-        features["image_token_mask"] = mask
+            global_, tokens, mask = self.image_head(image)
+            features.update(image_global=global_, image_tokens=tokens, image_token_mask=mask)
+        return features
 
-    def _folded_projection(self, modality: str) -> TokenProjection | None:
-        """The head's affine map when a modality's tokens go unprojected to the pooling, else ``None``.
-
-        Only while frozen trunks train (their tokens are constants, see
-        :mod:`rcml_st.modules.folded_attention`) and the head is one affine layer; the pooling
-        then folds the map into its attention.
-        """
-        if not (self.trunks_frozen and torch.is_grad_enabled()):
+    def _trunk(self, trunk: Any, inputs: torch.Tensor) -> TrunkOutput | None:
+        """``trunk(inputs)``, without a graph when the trunks are frozen; ``None`` for no inputs."""
+        if inputs.shape[0] == 0:
             return None
-        adapter = self.text_adapter if modality == "text" else self.image_adapter
-        return adapter.token_projection()
-
-    @staticmethod
-    def _put_folded(
-        features: dict[str, torch.Tensor],
-        modality: str,
-        global_: torch.Tensor,
-        trunk: TrunkOutput,
-        projection: TokenProjection,
-        inverse: torch.Tensor | None = None,
-    ) -> None:
-        """Features of the items of ``trunk`` (their ``global_`` embeddings), whose tokens the pooling
-        projects itself. With ``inverse`` the trunk holds a batch's distinct rows: the global
-        embeddings are handed out to every row, and the pooling gets the map (``_token_inverse``)."""
-        weight, bias = projection
-        features[f"{modality}_global"] = global_ if inverse is None else global_.index_select(0, inverse)
-        features[f"{modality}_token_source"] = trunk.tokens.detach()
-        features[f"{modality}_token_mask"] = trunk.mask
-        features[f"{modality}_token_weight"] = weight
-        if bias is not None:
-            features[f"{modality}_token_bias"] = bias
-        if inverse is not None:
-            features[f"{modality}_token_inverse"] = inverse
-
-    def _frozen_text_trunks(
-        self, features: dict[str, torch.Tensor], given: TrunkOutput | None, relation_ids: torch.Tensor
-    ) -> tuple[TrunkOutput | None, TrunkOutput | None]:
-        """The trunk outputs of the item texts (precomputed, or through the frozen trunk) and of the
-        relation descriptions (remembered), ``None`` where there are none."""
-        items, relations = given, None
         with torch.no_grad() if self.trunks_frozen else contextlib.nullcontext():
-            if given is None and features["input_ids"].shape[0]:
-                items = self.text_trunk(features["input_ids"])
-            if relation_ids.shape[0]:
-                if self.trunks_frozen:
-                    relations = self._relation_memo(relation_ids, self.text_trunk)
-                else:
-                    relations = self.text_trunk(relation_ids)
-        return items, relations
+            return trunk(inputs)
 
     @property
     def trunks_frozen(self) -> bool:
@@ -287,7 +201,7 @@ class OpenCLIPInput(InputModule):
         """Freezes (or unfreezes) the towers' trunks; the projections stay trainable.
 
         Frozen trunks get no gradient, stay in eval mode when the model trains (dropout, batch
-        norm), run without building a graph, and remember the relation descriptions' outputs.
+        norm) and run without building a graph.
         open_clip's ``logit_scale`` / ``logit_bias`` are left as they are.
 
         Example:
@@ -301,33 +215,14 @@ class OpenCLIPInput(InputModule):
             if id(parameter) not in head and not name.startswith("logit_"):
                 parameter.requires_grad_(not frozen)
         self._trunks_frozen = frozen
-        self._relation_memo = TrunkMemo()
-        if not getattr(self, "_memo_hook", None):
-            # Loading weights may change the trunks: forget what was remembered.
-            self._memo_hook = self.register_load_state_dict_post_hook(
-                lambda module, _keys: module._relation_memo.clear()
-            )
         self.train(self.training)
 
     def train(self, mode: bool = True) -> OpenCLIPInput:
-        """``nn.Module.train``, keeping frozen trunks in eval mode (the trainer calls it every step).
-
-        With frozen trunks only the modules outside them are switched; a trunk is walked (put in
-        eval mode) only when its root is found in training mode, so the trainer's call at every
-        step does not visit the towers' hundreds of modules twice.
-        """
-        if not self.trunks_frozen:
-            return super().train(mode)
-        trunks = {id(module) for module in self.trunk_modules()}
-        stack: list[nn.Module] = [self]
-        while stack:
-            module = stack.pop()
-            module.training = mode
-            for child in module.children():
-                if id(child) not in trunks:
-                    stack.append(child)
-                elif child.training:
-                    child.eval()
+        """``nn.Module.train``, keeping frozen trunks in eval mode (dropout, batch norm)."""
+        super().train(mode)
+        if self.trunks_frozen:
+            for module in self.trunk_modules():
+                module.eval()
         return self
 
     # ----------------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ For an item and a relation ``r``, per modality ``m`` (text, image)::
     z_m      = normalize(beta * normalize(global_m) + (1 - beta) * normalize(pooled_m))
 
 where ``e_r`` is the relation description's CLIP text embedding, ``tokens_m`` the item's token
-features projected to the joint space and ``global_m`` CLIP's own embedding of the item. One
+features projected to the joint space and ``global_m`` CLIP's own embedding of the item.
+:meth:`RelationPooling.condition` is the one place this is computed: ``model.encode`` (``forward``,
+each item under its own relation), the training loss (``forward(all_relations=True)``) and
+``encode_relations`` / the evaluation (:meth:`RelationPooling.embed`) all call it. One
 attention block (Q, K, V, O projections) is shared by both modalities: for a 512-wide space it
 has 1,050,624 parameters, the size difference the RCML paper reports over CLIP.
 
@@ -26,12 +29,12 @@ import torch.nn.functional as F
 from sentence_transformers.base.modules import Module
 from torch import nn
 
-from rcml_st.modules.folded_attention import SharedProducts, TokenProjection, folded_attention
-
 DEFAULT_BETA = 0.5
 """Default mix of global and pooled embedding. The paper finds results stable for beta in
 [0, 0.6] and poor at 1 (plain CLIP); 0.5 keeps half of CLIP's embedding, so a freshly
 initialised pooling head starts from a sensible point when fine-tuning a pretrained backbone."""
+
+MODALITIES = ("text", "image")
 
 
 class RelationPooling(Module):
@@ -43,6 +46,11 @@ class RelationPooling(Module):
         beta: weight of the global embedding in the mix, in [0, 1] (default 0.5).
         relations: the relation vocabulary the model was trained on (kept with the model).
 
+    ``forward`` embeds every item under its own relation (``model.encode``); called with
+    ``all_relations=True`` (a forward keyword sentence-transformers passes on to this module)
+    it embeds every item under every relation of the batch instead, as ``*_embedding_all``
+    (B, U, D): what the training loss scores in-batch negatives with.
+
     Example:
         >>> pooling = RelationPooling(512)
         >>> sum(p.numel() for p in pooling.parameters())
@@ -50,6 +58,7 @@ class RelationPooling(Module):
     """
 
     config_keys = ["embedding_dimension", "num_heads", "beta", "relations"]
+    forward_kwargs = {"all_relations"}
 
     def __init__(
         self,
@@ -69,152 +78,137 @@ class RelationPooling(Module):
         self.num_heads = int(num_heads)
         self.beta = float(beta)
         self.relations = list(relations or [])
-        # Set by training losses (not saved): forward then also embeds every item under every
-        # relation of the batch, as ``*_embedding_all`` (B, U, D), for in-batch negatives that are
-        # encoded under the anchor's relation.
-        self.output_all_relations = False
         self.attention = nn.MultiheadAttention(self.embedding_dimension, self.num_heads, batch_first=True)
-        # Weight products of the folded attention, shared by the columns of one training step
-        # while a loss holds its scope open (see RCMLLoss); not saved.
-        self.shared_products = SharedProducts()
 
     def get_embedding_dimension(self) -> int:
         """The output embedding width (same as the backbone's)."""
         return self.embedding_dimension
 
     def condition(
-        self,
-        global_: torch.Tensor,
-        tokens: torch.Tensor,
-        mask: torch.Tensor,
-        queries: torch.Tensor,
-        projection: TokenProjection | None = None,
-        inverse: torch.Tensor | None = None,
+        self, global_: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, queries: torch.Tensor
     ) -> torch.Tensor:
-        """Conditioned embeddings of N items under Q relations each.
+        """The module docstring's formula: N items, each under Q relations.
 
         Args:
             global_: the items' global embeddings (N, D).
-            tokens: their token features (N, L, D), or with ``projection`` the trunk tokens
-                (N, L, C) before the head's affine map into the joint space.
+            tokens: their token features in the joint space (N, L, D).
             mask: which tokens are real (N, L), bool.
             queries: relation embeddings (N, Q, D), or (Q, D) shared by every item.
-            projection: the head's ``(weight (D, C), bias)``; the attention then folds it in
-                (:func:`~rcml_st.modules.folded_attention.folded_attention`), same result.
-            inverse: with ``projection``, ``tokens`` may hold the distinct items only: item n's
-                tokens are then ``tokens[inverse[n]]`` (shared queries pool each once).
 
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
         """
-        if tokens.shape[0] == 0:  # attention rejects an empty batch; no items, no embeddings
-            return global_.new_zeros((0, queries.shape[-2], global_.shape[-1]))
         plain = F.normalize(global_, dim=-1).unsqueeze(1)
-        if self.beta == 1.0:
+        if self.beta == 1.0 or tokens.shape[0] == 0:  # CLIP's own; attention rejects an empty batch
             return plain.expand(-1, queries.shape[-2], -1)
-        if projection is not None:
-            if inverse is not None and queries.dim() == 3:  # a query per item: each item's own tokens
-                tokens, mask, inverse = tokens[inverse], mask[inverse], None
-            pooled = folded_attention(self.attention, queries, tokens, mask, projection, self.shared_products)
-            if inverse is not None:
-                pooled = pooled.index_select(0, inverse)
-        else:
-            if queries.dim() == 2:
-                queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-            pooled, _ = self.attention(
-                queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
-            )
+        if queries.dim() == 2:
+            queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        pooled, _ = self.attention(
+            queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
+        )
         mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled, dim=-1)
         return F.normalize(mixed, dim=-1)
 
-    def modality_embeddings(
-        self, features: dict[str, torch.Tensor], modality: str, queries: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        """One modality's embeddings for the items that have it: (n, Q, D), or (n, 1, D) plain.
+    def embed(
+        self, features: dict[str, torch.Tensor], queries: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Every item of a batch under every relation of ``queries`` (Q, D), or plainly (``None``).
 
-        ``queries`` is (n, Q, D) or (Q, D); ``None`` gives the plain backbone embedding.
+        Args:
+            features: :meth:`~rcml_st.modules.OpenCLIPInput.forward`'s output (B items).
+            queries: relation embeddings (Q, D); ``None`` gives the plain backbone embeddings.
+
+        Returns:
+            ``text_embedding``, ``image_embedding`` and the fused ``sentence_embedding``, each
+            (B, Q, D) ((B, 1, D) plain), zeros where an item lacks the modality, and the
+            ``has_text`` / ``has_image`` masks (B,).
         """
-        if f"{modality}_global" not in features:
-            return None
-        global_ = features[f"{modality}_global"]
-        if queries is None:
-            return F.normalize(global_, dim=-1).unsqueeze(1)
-        mask = features[f"{modality}_token_mask"]
-        if f"{modality}_token_source" in features:  # frozen trunk tokens, not projected
-            projection = (features[f"{modality}_token_weight"], features.get(f"{modality}_token_bias"))
-            source, inverse = features[f"{modality}_token_source"], features.get(f"{modality}_token_inverse")
-            return self.condition(global_, source, mask, queries, projection, inverse)
-        return self.condition(global_, features[f"{modality}_tokens"], mask, queries)
+        per_modality = {}
+        for modality in MODALITIES:
+            if f"{modality}_global" not in features:
+                per_modality[modality] = None
+            elif queries is None:
+                per_modality[modality] = F.normalize(features[f"{modality}_global"], dim=-1).unsqueeze(1)
+            else:
+                per_modality[modality] = self.condition(
+                    features[f"{modality}_global"],
+                    features[f"{modality}_tokens"],
+                    features[f"{modality}_token_mask"],
+                    queries,
+                )
+        return self.fuse(features["relation_index"].shape[0], per_modality, features)
 
     @staticmethod
     def fuse(
-        batch_size: int,
-        text: torch.Tensor | None,
-        text_index: torch.Tensor,
-        image: torch.Tensor | None,
-        image_index: torch.Tensor | None,
+        batch_size: int, per_modality: dict[str, torch.Tensor | None], features: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Scatters per-modality embeddings (n, Q, D) into batch order and fuses them.
 
-        Returns ``text_embedding``, ``image_embedding``, ``sentence_embedding`` of shape
-        (B, Q, D) and the ``has_text`` / ``has_image`` masks (B,).
-        """
-        ref = text if text is not None else image
-        assert ref is not None, "an item has text or an image"
-        shape = (batch_size, ref.shape[1], ref.shape[2])
-        has_text = torch.zeros(batch_size, dtype=torch.bool, device=ref.device)
-        has_image = torch.zeros(batch_size, dtype=torch.bool, device=ref.device)
-        text_out = ref.new_zeros(shape)
-        image_out = ref.new_zeros(shape)
-        if text is not None:
-            text_out = text_out.index_copy(0, text_index, text)
-            has_text[text_index] = True
-        if image is not None and image_index is not None:
-            image_out = image_out.index_copy(0, image_index, image)
-            has_image[image_index] = True
-        item = F.normalize(text_out + image_out, dim=-1)
-        return {
-            "text_embedding": text_out,
-            "image_embedding": image_out,
-            "sentence_embedding": item,
-            "has_text": has_text,
-            "has_image": has_image,
-        }
+        Args:
+            batch_size: B, the batch's item count.
+            per_modality: ``"text"`` / ``"image"`` -> embeddings (n, ...) of the items with that
+                modality (``None``: none has it), in the order of ``features[f"{modality}_index"]``.
+            features: the batch's features (the ``text_index`` / ``image_index`` rows).
 
-    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Embeds every item under its own relation (or plainly, when it has none)."""
-        relation_index = features["relation_index"]
-        relation_embedding = features["relation_embedding"]
-        batch_size = relation_index.shape[0]
-        outputs: dict[str, torch.Tensor | None] = {}
-        for modality, index_key in (("text", "text_index"), ("image", "image_index")):
-            if f"{modality}_global" not in features:
-                outputs[modality] = None
-                continue
-            global_ = features[f"{modality}_global"]
-            plain = F.normalize(global_, dim=-1)
-            rel = relation_index[features[index_key]]
-            if relation_embedding.shape[0] == 0 or bool((rel < 0).all()):
-                outputs[modality] = plain.unsqueeze(1)
-                continue
-            queries = relation_embedding[rel.clamp(min=0)].unsqueeze(1)
-            conditioned = self.modality_embeddings(features, modality, queries)[:, 0]
-            outputs[modality] = torch.where((rel >= 0)[:, None], conditioned, plain).unsqueeze(1)
-        fused = self.fuse(
-            batch_size, outputs["text"], features["text_index"], outputs["image"], features.get("image_index")
-        )
-        if self.output_all_relations and relation_embedding.shape[0] > 0:
-            every = {m: self.modality_embeddings(features, m, relation_embedding) for m in ("text", "image")}
-            fused_all = self.fuse(
-                batch_size, every["text"], features["text_index"], every["image"], features.get("image_index")
+        Returns:
+            ``text_embedding``, ``image_embedding``, ``sentence_embedding`` of shape (B, ...),
+            zeros where an item lacks the modality, and the ``has_text`` / ``has_image`` masks (B,).
+        """
+        ref = next(e for e in per_modality.values() if e is not None)
+        out: dict[str, torch.Tensor] = {}
+        for modality in MODALITIES:
+            embedding, has = (
+                ref.new_zeros((batch_size, *ref.shape[1:])),
+                ref.new_zeros(batch_size, dtype=torch.bool),
             )
-            for name in ("text_embedding", "image_embedding", "sentence_embedding"):
-                features[f"{name}_all"] = fused_all[name]
+            if per_modality[modality] is not None:
+                index = features[f"{modality}_index"]
+                embedding = embedding.index_copy(0, index, per_modality[modality])
+                has[index] = True
+            out[f"{modality}_embedding"], out[f"has_{modality}"] = embedding, has
+        out["sentence_embedding"] = F.normalize(out["text_embedding"] + out["image_embedding"], dim=-1)
+        return out
+
+    def forward(self, features: dict[str, Any], all_relations: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """Embeds every item under its own relation (plainly when it has none), or under all of them.
+
+        Args:
+            features: :meth:`~rcml_st.modules.OpenCLIPInput.forward`'s output.
+            all_relations: embed every item under every relation of the batch instead, as
+                ``text_embedding_all``, ``image_embedding_all``, ``sentence_embedding_all`` (B, U, D).
+        """
+        relations = features["relation_embedding"]
+        if all_relations:
+            fused = self.embed(features, relations if relations.shape[0] else None)
+            outputs = {f"{k}_all" if k.endswith("embedding") else k: v for k, v in fused.items()}
+        else:
+            # Each item under its own relation: the relations' embeddings as per-item queries.
+            index = features["relation_index"]
+            queries = relations[index.clamp(min=0)].unsqueeze(1) if relations.shape[0] else None
+            per_item = {}
+            for modality in MODALITIES:
+                if f"{modality}_global" not in features:
+                    continue
+                rows = features[f"{modality}_index"]
+                plain = F.normalize(features[f"{modality}_global"], dim=-1)
+                if queries is None:
+                    per_item[modality] = plain
+                    continue
+                conditioned = self.condition(
+                    features[f"{modality}_global"],
+                    features[f"{modality}_tokens"],
+                    features[f"{modality}_token_mask"],
+                    queries[rows],
+                )[:, 0]
+                per_item[modality] = torch.where((index[rows] >= 0)[:, None], conditioned, plain)
+            fused = self.fuse(index.shape[0], {m: per_item.get(m) for m in MODALITIES}, features)
+            outputs = fused
         # Keep the outputs (and the inputs' index features), drop the heavy token tensors.
-        heavy = ("tokens", "token_mask", "token_source", "token_weight", "token_bias", "token_inverse")
-        for key in [f"{m}_{name}" for m in ("text", "image") for name in heavy] + ["pixel_values"]:
+        for key in [f"{m}_{name}" for m in MODALITIES for name in ("tokens", "token_mask")] + [
+            "pixel_values"
+        ]:
             features.pop(key, None)
-        features.update({name: value[:, 0] if value.dim() == 3 else value for name, value in fused.items()})
+        features.update(outputs)
         return features
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from rcml_st.errors import UsageError
-from rcml_st.modules.folded_attention import TokenProjection, linear_map
 
 try:
     from open_clip.transformer import text_global_pool
@@ -64,6 +63,58 @@ class TrunkOutput:
     mask: torch.Tensor
 
 
+#: Feature keys of precomputed trunk outputs (a trunk cache's; ``relation``: the relation descriptions'),
+#: per modality: ``(pooled, tokens, mask)``.
+#: None ends in a suffix the sentence-transformers trainer groups a column's features by.
+TRUNK_KEYS: dict[str, tuple[str, str, str]] = {
+    m: (f"{m}_trunk_pooled", f"{m}_trunk_tokens", f"{m}_trunk_mask") for m in ("text", "image", "relation")
+}
+
+
+def precomputed_trunk(
+    features: dict[str, Any], modality: str, dtype: torch.dtype | None = None
+) -> TrunkOutput | None:
+    """The precomputed trunk output of a modality's items in ``features`` (cast to ``dtype``), or ``None``.
+
+    Example:
+        >>> f = {"text_trunk_pooled": torch.ones(2, 4), "text_trunk_tokens": torch.ones(2, 3, 4),
+        ...      "text_trunk_mask": torch.ones(2, 3, dtype=torch.bool)}
+        >>> precomputed_trunk(f, "text").tokens.shape, precomputed_trunk(f, "image")
+        (torch.Size([2, 3, 4]), None)
+    """
+    pooled, tokens, mask = TRUNK_KEYS[modality]
+    if pooled not in features:
+        return None
+    return TrunkOutput(features[pooled].to(dtype), features[tokens].to(dtype), features[mask].bool())
+
+
+def concat_trunks(parts: list[TrunkOutput | None]) -> TrunkOutput | None:
+    """Stacks trunk outputs (``None`` ones skipped), padding tokens to the longest (mask ``False``).
+
+    Example:
+        >>> a = TrunkOutput(torch.ones(1, 4), torch.ones(1, 2, 4), torch.ones(1, 2, dtype=torch.bool))
+        >>> b = TrunkOutput(torch.ones(2, 4), torch.ones(2, 5, 4), torch.ones(2, 5, dtype=torch.bool))
+        >>> both = concat_trunks([a, None, b])
+        >>> both.tokens.shape, both.mask.sum(dim=1).tolist()
+        (torch.Size([3, 5, 4]), [2, 5, 5])
+    """
+    given = [p for p in parts if p is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+    longest = max(p.tokens.shape[1] for p in given)
+    dtype = given[0].tokens.dtype
+
+    def pad(x: torch.Tensor, value: Any) -> torch.Tensor:
+        extra = [0, 0] * (x.dim() - 2) + [0, longest - x.shape[1]]
+        return F.pad(x, extra, value=value)
+
+    return TrunkOutput(
+        torch.cat([p.pooled.to(dtype) for p in given]),
+        torch.cat([pad(p.tokens.to(dtype), 0.0) for p in given]),
+        torch.cat([pad(p.mask, False) for p in given]),
+    )
+
+
 def _apply(projection: nn.Module | torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     if projection is None:
         return x
@@ -85,8 +136,8 @@ def _params(*parts: nn.Module | torch.Tensor | None) -> list[nn.Parameter]:
 class Tower:
     """One tower of an open_clip model, as a trunk and a head (see the module docstring).
 
-    Subclasses implement :meth:`trunk`, :meth:`head`, :meth:`head_parameters` and
-    :meth:`trunk_modules`; ``encode = head(trunk(x))``.
+    Subclasses implement :meth:`trunk`, :meth:`head` (or :meth:`head_global`),
+    :meth:`head_parameters` and :meth:`trunk_modules`; the tower is ``head(trunk(x))``.
     """
 
     modality: str = ""
@@ -110,22 +161,9 @@ class Tower:
         """The global embedding of a pooled feature: the first part of :meth:`head`."""
         raise NotImplementedError
 
-    def token_projection(self) -> TokenProjection | None:
-        """The head's map of one token when it is a single affine layer, ``(weight (D, C), bias)``.
-
-        With it, frozen-trunk training folds the projection into the relation pooling's attention
-        (:mod:`rcml_st.modules.folded_attention`) instead of projecting every token. ``None``
-        (the default, and for heads that are not one affine layer) projects tokens as usual.
-        """
-        return None
-
     def trunk_modules(self) -> list[nn.Module]:
         """The modules of the trunk (frozen, and put in eval mode, by ``--freeze-backbone``)."""
         raise NotImplementedError
-
-    def encode(self, inputs: torch.Tensor) -> Embeddings:
-        """The whole tower: ``head(trunk(inputs))``."""
-        return self.head(self.trunk(inputs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +189,6 @@ class VisionTransformerTower(Tower):
 
     def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
         return _apply(self.visual.proj, pooled)
-
-    def token_projection(self) -> TokenProjection | None:
-        return linear_map(self.visual.proj)
 
     def trunk_modules(self) -> list[nn.Module]:
         return list(self.visual.children())
@@ -211,9 +246,6 @@ class TimmTower(Tower):
 
     def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
         return self._project(pooled)
-
-    def token_projection(self) -> TokenProjection | None:
-        return linear_map(self.classifier, self.visual.head)
 
     def trunk_modules(self) -> list[nn.Module]:
         if self.classifier is None:
@@ -340,9 +372,6 @@ class TransformerTextTower(Tower):
     def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
         return _apply(self.owner.text_projection, pooled)
 
-    def token_projection(self) -> TokenProjection | None:
-        return linear_map(self.owner.text_projection)
-
     def trunk_modules(self) -> list[nn.Module]:
         names = ("token_embedding", "transformer", "ln_final", "cls_emb")
         modules = [getattr(self.owner, name, None) for name in names]
@@ -378,9 +407,6 @@ class HFTextTower(Tower):
 
     def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.text.proj(pooled)
-
-    def token_projection(self) -> TokenProjection | None:
-        return linear_map(self.text.proj)
 
     def trunk_modules(self) -> list[nn.Module]:
         return [self.text.transformer, self.text.pooler]

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from rcml_st.training.architectures import ARCHITECTURES, write_architecture
     from rcml_st.training.device import DeviceChoice, choose_device
     from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
-    from rcml_st.training.memory import keep_freed_memory
     from rcml_st.training.pairs import SAME_ITEM, PairSet, build_pairs
     from rcml_st.training.run import TrainConfig, TrainResult, load_training_data, train
 
@@ -29,7 +28,6 @@ _LAZY = {
     "choose_device": "rcml_st.training.device",
     "cache_frozen_trunks": "rcml_st.training.frozen",
     "freeze_backbone": "rcml_st.training.frozen",
-    "keep_freed_memory": "rcml_st.training.memory",
     "SAME_ITEM": "rcml_st.training.pairs",
     "PairSet": "rcml_st.training.pairs",
     "build_pairs": "rcml_st.training.pairs",
@@ -53,7 +51,6 @@ __all__ = [
     "cache_frozen_trunks",
     "choose_device",
     "freeze_backbone",
-    "keep_freed_memory",
     "load_training_data",
     "train",
     "write_architecture",

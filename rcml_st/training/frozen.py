@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rcml_st.model import rcml_modules
+from rcml_st.modules import rcml_modules
 from rcml_st.training.trunk_cache import DEFAULT_MEMORY_GB, TrunkCache, dataset_items
 from rcml_st.training.trunk_collator import TrunkCacheCollator
 

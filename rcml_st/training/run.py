@@ -339,6 +339,8 @@ def train(
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers import PrinterCallback, set_seed
 
+    from rcml_st.evaluation.methods import BASELINES
+    from rcml_st.evaluation.report import evaluate_catalog
     from rcml_st.losses import RCMLLoss
     from rcml_st.model import rcml_modules, set_relation_vocabulary
     from rcml_st.model_card import describe_training, record_evaluation
@@ -477,8 +479,11 @@ def train(
             bar.stop()
 
     if trainer.is_world_process_zero():
-        if eval_catalog is not None:
-            record_evaluation(model, eval_catalog, config, say)
+        if eval_catalog is not None:  # relation retrieval, type prediction, validity; and the baselines
+            report = evaluate_catalog(
+                model, eval_catalog, baselines=BASELINES, seed=config.seed, keep_embeddings=False
+            )
+            record_evaluation(model, report, config.eval_file, say)
         check_finite(model, f"the model trained for {output}")
         with staged_folder(output) as staging:  # whole files, umask modes, no leftovers in output
             model.save_pretrained(str(staging))

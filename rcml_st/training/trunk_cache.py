@@ -12,12 +12,16 @@ memory when it fits in ``memory_gb`` (per process), and otherwise served from me
 whose pages the operating system caches and evicts as memory allows. The fingerprint covers the
 data (every distinct text, every image path with its size and modification time), the trunk
 weights, the tokenizer and image preprocessing settings and the storage precision: change any of
-them and a new cache is built (the stale one is deleted).
+them and a new cache is built. The stale caches in the same parent folder are deleted, and only
+folders the cache can prove it made (holding its marker or manifest, named by their fingerprint):
+anything else in that folder is left as it is. A cache whose files do not have the sizes its
+manifest records (truncated, overwritten) is rebuilt.
 
 Layout of one cache folder (``<modality>`` is ``text`` or ``image``, ``<r>`` the process that wrote
 the shard; under ``torchrun`` every process computes its share of the items)::
 
-    manifest.json                  written last: shards, widths, precision (its presence = complete)
+    rcml-trunk-cache               written first: the fingerprint (marks the folder as a cache's)
+    manifest.json                  written last: shards, widths, precision, sizes (its presence = complete)
     <modality>-<r>.json            the shard's keys (texts, or image keys) and token counts
     <modality>-<r>.pooled          (n, C) pooled features, raw, in the stored precision
     <modality>-<r>.tokens          (sum of token counts, C') token features, all items end to end
@@ -51,11 +55,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from rcml_st.modules.towers import TrunkOutput
 
 logger = logging.getLogger("rcml_st.training")
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: Written first into every cache folder: what lets the cache delete only folders it made itself.
+MARKER = "rcml-trunk-cache"
 #: Default in-memory budget of a cache, per process (GiB); beyond it, memory-mapped files serve it.
 DEFAULT_MEMORY_GB = 2.0
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -70,10 +79,6 @@ class _Shard:
     tokens: torch.Tensor  # (T, C')
     mask: torch.Tensor  # (T,) uint8
     offsets: np.ndarray  # (n + 1,) int64: item i's tokens are tokens[offsets[i]:offsets[i + 1]]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.pooled.nbytes + self.tokens.nbytes + self.mask.nbytes)
 
 
 def image_key(image: Any) -> str | None:
@@ -209,26 +214,6 @@ class _ShardWriter:
         return info
 
 
-def _gather_rows(
-    source: torch.Tensor,
-    index: torch.Tensor,
-    out: torch.Tensor,
-    rows: torch.Tensor | None,
-    per_row: int = 1,
-) -> None:
-    """``out[rows] = source[index]`` (``rows`` of ``per_row`` consecutive entries each; ``None``:
-    all of ``out``), in ``out``'s precision, with one copy where the precisions agree."""
-    if rows is None and source.dtype == out.dtype:
-        torch.index_select(source, 0, index, out=out)
-        return
-    picked = torch.index_select(source, 0, index).to(out.dtype)
-    if rows is None:
-        out.copy_(picked)
-    else:
-        spread = (rows[:, None] * per_row + torch.arange(per_row)).reshape(-1)
-        out[spread] = picked
-
-
 class TrunkCache:
     """Per-item trunk outputs of a frozen model, by text and by image key (see the module docstring).
 
@@ -303,10 +288,6 @@ class TrunkCache:
         """How many distinct images the cache holds."""
         return len(self._index["image"])
 
-    def has(self, modality: str, key: str) -> bool:
-        """Whether ``key`` (a text, or an :func:`image_key`) is cached for ``modality``."""
-        return key in self._index[modality]
-
     def text_trunk(self, texts: Sequence[str]) -> Any:
         """The text trunk outputs of ``texts`` (all cached), or ``None`` if one is missing."""
         return self._gather("text", texts)
@@ -315,58 +296,24 @@ class TrunkCache:
         """The image trunk outputs of the images with these :func:`image_key` keys, or ``None``."""
         return self._gather("image", keys)
 
-    def row_ids(self, modality: str, keys: Sequence[str]) -> torch.Tensor:
-        """Each cached key's identity (its shard and row), as a long tensor: equal for equal keys.
-
-        Example:
-            >>> import rcml_st, tempfile
-            >>> clip = rcml_st.build_model("rcml-tiny", device="cpu")[0]
-            >>> cache = TrunkCache.build(clip, ["a pram", "a cot"], [], tempfile.mkdtemp())
-            >>> ids = cache.row_ids("text", ["a cot", "a pram", "a cot"]).tolist()
-            >>> ids[0] == ids[2], ids[0] != ids[1]
-            (True, True)
-        """
-        index = self._index[modality]
-        return torch.tensor([(s << 32) + r for s, r in (index[key] for key in keys)], dtype=torch.long)
-
     def _gather(self, modality: str, keys: Sequence[str | None]) -> Any:
-        from rcml_st.modules.towers import TrunkOutput
-
         index, shards = self._index[modality], self._shards[modality]
         spots = [index.get(key) if key is not None else None for key in keys]  # type: ignore[arg-type]
         if not spots or None in spots:
             return None
-        where = np.asarray(spots, dtype=np.int64)  # (n, 2): each key's shard and row
-        # The keys of each shard: ``None`` for all of them when there is one shard (the usual case).
-        groups = []
-        for s in np.unique(where[:, 0]).tolist():
-            rows = None if len(shards) == 1 else np.flatnonzero(where[:, 0] == s)
-            groups.append((shards[s], rows, where[:, 1] if rows is None else where[rows, 1]))
-        starts, ends = np.empty(len(spots), dtype=np.int64), np.empty(len(spots), dtype=np.int64)
-        for shard, rows, chosen in groups:
-            at = slice(None) if rows is None else rows
-            starts[at], ends[at] = shard.offsets[chosen], shard.offsets[chosen + 1]
-        lengths = ends - starts
-        longest = int(lengths.max())
-        # Token j of key i is stored at starts[i] + j; past a key's last token, its last one again
-        # (zeroed below), so that the batch is one gather per shard, not a Python loop over keys.
-        steps = np.arange(longest, dtype=np.int64)
-        real = torch.from_numpy(steps[None, :] < lengths[:, None])
-        flat = starts[:, None] + np.minimum(steps[None, :], lengths[:, None] - 1)
-        first = groups[0][0]
-        pooled = torch.empty((len(spots), first.pooled.shape[1]), dtype=torch.float32)
-        tokens = torch.empty((len(spots), longest, first.tokens.shape[1]), dtype=torch.float32)
-        mask = torch.empty((len(spots), longest), dtype=torch.uint8)
-        for shard, rows, chosen in groups:
-            picked = torch.from_numpy((flat if rows is None else flat[rows]).reshape(-1))
-            at = None if rows is None else torch.from_numpy(rows)
-            _gather_rows(shard.pooled, torch.from_numpy(chosen), pooled, at)
-            _gather_rows(shard.tokens, picked, tokens.view(-1, tokens.shape[2]), at, longest)
-            _gather_rows(shard.mask, picked, mask.view(-1), at, longest)
-        mask = mask.bool() & real
-        if not bool(real.all()):
-            tokens.masked_fill_(~real[:, :, None], 0.0)
-        return TrunkOutput(pooled, tokens, mask)
+        pooled, tokens, mask = [], [], []
+        for s, row in spots:  # type: ignore[misc]
+            shard = shards[s]
+            start, stop = int(shard.offsets[row]), int(shard.offsets[row + 1])
+            pooled.append(shard.pooled[row])
+            tokens.append(shard.tokens[start:stop])
+            mask.append(shard.mask[start:stop])
+        # Tokens padded to the batch's longest item: zeros, masked out.
+        return TrunkOutput(
+            torch.stack(pooled).float(),
+            pad_sequence(tokens, batch_first=True).float(),
+            pad_sequence(mask, batch_first=True).bool(),
+        )
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -410,16 +357,23 @@ class TrunkCache:
         parent = Path(folder)
         target = parent / fingerprint
         rank, world_size = _world()
-        reused = (target / MANIFEST).is_file()
+        problem = _check(target) if target.exists() else "absent"
+        reused = problem is None
         _barrier()  # every process has looked before anyone creates or deletes
         if not reused:
             if rank == 0:
-                if parent.is_dir():  # caches of other data or weights: stale
+                if problem != "absent" and log is not None:
+                    log(f"trunk cache in {target} is unusable ({problem}): rebuilding it")
+                if parent.is_dir():  # our caches of other data or weights: stale
                     for stale in parent.iterdir():
-                        if stale.is_dir() and stale.name != fingerprint:
+                        if stale.name != fingerprint and _is_cache_folder(stale):
                             shutil.rmtree(stale, ignore_errors=True)
-                shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier attempt
+                if target.exists():  # an incomplete or damaged earlier attempt
+                    if not _is_cache_folder(target):
+                        raise FileExistsError(f"{target} exists and is not a trunk cache: not replacing it")
+                    shutil.rmtree(target)
                 target.mkdir(parents=True)
+                (target / MARKER).write_text(fingerprint, encoding="utf-8")
             _barrier()
             shards = cls._compute(
                 clip,
@@ -503,12 +457,71 @@ class TrunkCache:
         return shards
 
 
+def _is_cache_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder this cache made (its marker or manifest names it), never a user's."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    for name in (MARKER, MANIFEST):
+        try:
+            text = (path / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if name == MARKER and text == path.name:
+            return True
+        if name == MANIFEST:
+            try:
+                if json.loads(text).get("fingerprint") == path.name:
+                    return True
+            except (ValueError, AttributeError):
+                continue
+    return False
+
+
+def _part_sizes(info: dict[str, Any], dtype: str, lengths: Sequence[int]) -> dict[str, int]:
+    """The byte size of each file of one shard, from its count, widths and token lengths."""
+    item = np.dtype(DTYPES[dtype]).itemsize
+    width, token_width = info["widths"] or (0, 0)
+    tokens = int(sum(lengths))
+    return {
+        "pooled": int(info["count"]) * width * item,
+        "tokens": tokens * token_width * item,
+        "mask": tokens,
+    }
+
+
+def _check(folder: Path) -> str | None:
+    """Why the cache in ``folder`` cannot be used (``None``: complete and intact).
+
+    Compares every shard file with the sizes its manifest records: a truncated or overwritten
+    file, or a missing or unreadable one, makes the cache rebuilt rather than misread.
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT_VERSION:
+            return f"format {manifest.get('format')}, expected {FORMAT_VERSION}"
+        for modality in MODALITIES:
+            for info in manifest[modality]:
+                meta = json.loads((folder / f"{info['name']}.json").read_text(encoding="utf-8"))
+                if len(meta["keys"]) != int(info["count"]) or len(meta["lengths"]) != int(info["count"]):
+                    return f"{info['name']}.json lists {len(meta['keys'])} items, expected {info['count']}"
+                sizes = _part_sizes(info, manifest["dtype"], meta["lengths"])
+                if sum(sizes.values()) != int(info["nbytes"]):
+                    return f"{info['name']}.json does not match the manifest"
+                for part, size in sizes.items():
+                    actual = (folder / f"{info['name']}.{part}").stat().st_size
+                    if actual != size:
+                        return f"{info['name']}.{part} holds {actual} bytes, expected {size}"
+    except FileNotFoundError as error:
+        return f"{Path(error.filename or '?').name} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable: {error}"
+    return None
+
+
 def _finish(writer: _ShardWriter) -> dict[str, Any]:
     info = writer.close()
-    item_bytes = np.dtype(writer.dtype).itemsize
-    width, token_width = info["widths"]
-    tokens = sum(writer.lengths)
-    info["nbytes"] = info["count"] * width * item_bytes + tokens * token_width * item_bytes + tokens
+    dtype = next(name for name, value in DTYPES.items() if value == writer.dtype)
+    info["nbytes"] = sum(_part_sizes(info, dtype, writer.lengths).values())
     return info
 
 

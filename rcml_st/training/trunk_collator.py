@@ -19,7 +19,7 @@ import torch
 from sentence_transformers.base.data_collator import BaseDataCollator
 
 from rcml_st.modules.inputs import looks_like_image_path
-from rcml_st.modules.trunk_features import TRUNK_KEYS, TRUNK_ROW_KEYS
+from rcml_st.modules.towers import TRUNK_KEYS
 from rcml_st.training.trunk_cache import TrunkCache, image_key
 
 
@@ -96,8 +96,6 @@ class CachedPreprocess:
                 return None
             pooled, tokens, mask = TRUNK_KEYS[modality]
             features.update({pooled: trunk.pooled, tokens: trunk.tokens, mask: trunk.mask})
-            # Which cached item each row is: a loss that merges its columns computes repeats once.
-            features[TRUNK_ROW_KEYS[modality]] = self.cache.row_ids(modality, keys)  # type: ignore[arg-type]
             if modality == "image":
                 features["image_index"] = torch.tensor(index, dtype=torch.long)
         return features
@@ -126,7 +124,7 @@ class TrunkCacheCollator(BaseDataCollator):
         >>> collate = TrunkCacheCollator(model[0], cache)
         >>> batch = collate([{"anchor": {"text": "a red pram", "image": None, "relation": "r"}}])
         >>> sorted(k.removeprefix("anchor_text_") for k in batch if "trunk" in k)
-        ['trunk_mask', 'trunk_pooled', 'trunk_row', 'trunk_tokens']
+        ['trunk_mask', 'trunk_pooled', 'trunk_tokens']
     """
 
     def __init__(self, clip: Any, cache: TrunkCache, **kwargs: Any) -> None:

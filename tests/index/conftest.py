@@ -10,6 +10,7 @@ loopback ports, else the tests skip with the reason. With ``CI`` set they fail i
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -214,3 +215,29 @@ def tiny_model(tiny_model_dir: Path):
     import rcml_st
 
     return rcml_st.load(tiny_model_dir, device="cpu")
+
+
+class FakeClock:
+    """A monotonic clock that moves only when something sleeps on it (records the sleeps)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def retry_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The index's retries wait on a :class:`FakeClock` instead of the wall clock."""
+    import rcml_st.index.store as store
+    from rcml_st.index.retry import with_retry
+
+    clock = FakeClock()
+    monkeypatch.setattr(store, "with_retry", functools.partial(with_retry, sleep=clock.sleep, clock=clock))
+    return clock

@@ -50,7 +50,7 @@ def test_only_the_asked_modalities_are_returned(model, images):
 def test_runs_the_backbone_once_per_item(model, images, monkeypatch):
     calls = {"image": 0, "text_rows": 0}
     clip = model[0]
-    original_image, original_text = clip.encode_image, clip.encode_text
+    original_image, original_text = clip.image_trunk, clip.text_trunk
 
     def count_image(pixels):
         calls["image"] += pixels.shape[0]
@@ -60,8 +60,8 @@ def test_runs_the_backbone_once_per_item(model, images, monkeypatch):
         calls["text_rows"] += ids.shape[0]
         return original_text(ids)
 
-    monkeypatch.setattr(clip, "encode_image", count_image)
-    monkeypatch.setattr(clip, "encode_text", count_text)
+    monkeypatch.setattr(clip, "image_trunk", count_image)
+    monkeypatch.setattr(clip, "text_trunk", count_text)
     rcml_st.encode_relations(model, _items(images), [f"relation {i}" for i in range(8)])
     assert calls["image"] == 3  # three items have an image, whatever the number of relations
     assert calls["text_rows"] == 3 + 8  # three item texts, plus each relation description once
@@ -117,3 +117,17 @@ def test_relation_texts_are_encoded_once_per_run_and_again_after_a_weight_change
     again = encode_relations(model, ["a red pram"], relations).item
     assert rows == [2, 1, 1, 2, 1]
     assert first.shape == again.shape == (2, 1, 32)
+
+
+def test_the_training_forward_under_every_relation_equals_encode_under_each(model, images):
+    """The loss's forward (``all_relations=True``) and ``encode`` reach the same pooling formula."""
+    items = _items(images)
+    features = model.preprocess([{"text": "x", "relation": r} for r in RELATIONS])
+    batch = model.preprocess(items)
+    batch["relation_tokens"] = features["relation_tokens"]  # every item under each of the three
+    with torch.no_grad():
+        out = model(batch, all_relations=True)
+    assert out["sentence_embedding_all"].shape == (5, 3, 32)
+    for r, relation in enumerate(RELATIONS):
+        expected = model.encode(items, relation=relation, convert_to_tensor=True)
+        torch.testing.assert_close(out["sentence_embedding_all"][:, r], expected, atol=1e-5, rtol=1e-5)

@@ -198,10 +198,6 @@ def test_a_batch_without_item_texts_still_takes_relations(model, images):
         torch.zeros(0, 32), torch.zeros(0, 5, 32), torch.zeros(0, 5, dtype=torch.bool), torch.zeros(3, 32)
     )
     assert empty.shape == (0, 3, 32)
-    pooling.output_all_relations = True
-    try:
-        out = model(model.preprocess([{"image": images[0][0], "relation": COLOUR}]))
-    finally:
-        pooling.output_all_relations = False
+    out = model(model.preprocess([{"image": images[0][0], "relation": COLOUR}]), all_relations=True)
     assert out["sentence_embedding_all"].shape == (1, 1, 32)
     assert not bool(out["has_text"][0])

@@ -15,7 +15,6 @@ import rcml_st
 from rcml_st.data import read_catalog
 from rcml_st.losses import RCMLLoss
 from rcml_st.modules import OpenCLIPInput
-from rcml_st.modules.columns import concat_columns
 from rcml_st.training import build_pairs, train
 from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
 from rcml_st.training.trunk_cache import TrunkCache, dataset_items
@@ -194,44 +193,6 @@ def test_collated_cache_features_embed_mixed_items_like_preprocessing(mixed_cata
     assert hits == 3 and misses == 1  # the unseen anchor text sent its column to preprocess
 
 
-def test_items_repeated_in_a_batch_are_pooled_once_with_the_same_losses_and_gradients(mixed_catalog):
-    torch.manual_seed(0)
-    model = rcml_st.build_model("rcml-tiny", device="cpu")
-    freeze_backbone(model)
-    pairs = build_pairs(read_catalog(mixed_catalog))
-    dataset = pairs.to_dataset()
-    collator = cache_frozen_trunks(model, dataset)
-    rows = [dataset[i] for i in range(min(8, len(dataset)))]
-    source, target, relation = rows[0]["label"]
-    swapped = {"anchor": rows[0]["positive"], "positive": rows[0]["anchor"]}
-    swapped["label"] = [target, source, relation]
-    batch = collator([*rows, rows[1], swapped])  # repeats within a column and across the two
-    prefixes = ("anchor_", "positive_")
-    columns = [{k[len(p) :]: v for k, v in batch.items() if k.startswith(p)} for p in prefixes]
-    without = [{k: v for k, v in c.items() if not k.endswith("_trunk_row")} for c in columns]
-    merged, plain = concat_columns(columns), concat_columns(without)
-    for modality in ("text", "image"):
-        assert merged[f"{modality}_trunk_tokens"].shape[0] < plain[f"{modality}_trunk_tokens"].shape[0]
-        assert merged[f"{modality}_trunk_inverse"].shape[0] == plain[f"{modality}_trunk_tokens"].shape[0]
-    assert "text_trunk_inverse" not in plain
-
-    def step(features):
-        model.zero_grad(set_to_none=True)
-        terms = RCMLLoss(model, pairs.relations, pairs.graph())(features, batch["label"])
-        torch.stack(list(terms.values())).sum().backward()
-        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-        return [t.item() for t in terms.values()], grads
-
-    (terms, grads), (plain_terms, plain_grads) = step(columns), step(without)
-    assert terms == pytest.approx(plain_terms, abs=1e-6)
-    for a, b in zip(grads, plain_grads, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-    # The per-item pass (each item under its own relation) hands every row its own tokens.
-    out, plain_out = model(dict(merged)), model(dict(plain))
-    for key in ("sentence_embedding", "text_embedding", "image_embedding"):
-        torch.testing.assert_close(out[key], plain_out[key], atol=1e-6, rtol=1e-5)
-
-
 def test_train_mode_reaches_every_module_outside_the_frozen_trunks_and_none_inside():
     model = rcml_st.build_model("rcml-tiny", device="cpu")
     freeze_backbone(model)
@@ -255,17 +216,14 @@ def test_frozen_trunks_stay_in_eval_mode_and_relations_go_through_them_once(trun
     assert not any(m.training for m in clip.trunk_modules()) and model[1].training
     assert not any(p.requires_grad for m in clip.trunk_modules() for p in m.parameters())
     assert all(p.requires_grad for _, p in clip.head_parameters())
-    items = [
-        {"text": "red bib", "relation": "matches in colour"},
-        {"text": "blue cup", "relation": "same brand"},
-    ]
-    features = [model.preprocess(items) for _ in range(2)]
-    for f in features:
-        model(f)
-    assert trunk_calls["text"] == 2 + 2 + 2  # item texts each call, the two relations once
-    clip.load_state_dict(clip.state_dict())  # weights loaded: remembered relations are forgotten
-    model(model.preprocess(items))
-    assert trunk_calls["text"] == 6 + 2 + 2
+    relations = ["matches in colour", "same brand"]
+    loss = RCMLLoss(model, relations)
+    items = [{"text": "red bib", "relation": relations[0]}, {"text": "blue cup", "relation": relations[1]}]
+    labels = torch.tensor([[0, 1, 0], [1, 0, 1]])
+    for _ in range(3):  # three training steps
+        loss([model.preprocess(items), model.preprocess(items[::-1])], labels)
+    # The item texts at every step (2 columns x 2 items); the loss's two relations once.
+    assert trunk_calls["text"] == 3 * 4 + 2
 
 
 def test_the_trainer_example_trains_a_frozen_model_from_the_cache(synthetic, tmp_path, capsys, step_losses):
@@ -279,3 +237,48 @@ def test_the_trainer_example_trains_a_frozen_model_from_the_cache(synthetic, tmp
     assert "trunk cache built: 60 texts, 60 images" in capsys.readouterr().out
     assert len(step_losses) == 2 and all(images == 0 for _, images in step_losses)
     assert rcml_st.load(out)[0].model.visual.proj.requires_grad  # the saved model is not frozen
+
+
+def test_a_folder_given_as_the_cache_folder_keeps_its_other_contents(tmp_path, synthetic):
+    model = rcml_st.build_model("rcml-tiny", device="cpu")
+    freeze_backbone(model)
+    items = read_catalog(synthetic.train_path).items[:4]
+    rows = {"anchor": [{"text": i.text, "image": i.image, "relation": "r"} for i in items]}
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "0123456789abcdef0123456789abcdef").mkdir()  # a user folder named like a cache
+    first = cache_frozen_trunks(model, rows, tmp_path).cache
+    rows["anchor"] = rows["anchor"][:3]  # other data: a new cache, the first one is stale
+    second = cache_frozen_trunks(model, rows, tmp_path).cache
+    assert not first.folder.exists() and second.folder.is_dir()
+    assert (tmp_path / "checkpoint-1" / "model.safetensors").read_bytes() == b"weights"
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "0123456789abcdef0123456789abcdef").is_dir()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete"])
+def test_a_damaged_cache_is_detected_from_its_manifest_and_rebuilt(tmp_path, synthetic, damage):
+    model = rcml_st.build_model("rcml-tiny", device="cpu")
+    freeze_backbone(model)
+    clip = model[0]
+    items = read_catalog(synthetic.train_path).items[:6]
+    texts, images = [i.text for i in items], [i.image for i in items]
+    first = TrunkCache.build(clip, texts, images, tmp_path)
+    expected = first.image_trunk(images), first.text_trunk(texts)
+    victim = first.folder / "image-0.tokens"
+    size = victim.stat().st_size
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[: size // 3])
+    elif damage == "overwrite":
+        victim.write_bytes(b"\0" * (size + 8))
+    else:
+        victim.unlink()
+    lines: list[str] = []
+    again = TrunkCache.build(clip, texts, images, tmp_path, log=lines.append)
+    assert not again.reused and again.folder == first.folder
+    assert "image-0.tokens" in lines[0] and "rebuilding" in lines[0]
+    assert victim.stat().st_size == size
+    for old, new in zip(expected, (again.image_trunk(images), again.text_trunk(texts)), strict=True):
+        assert torch.equal(old.pooled, new.pooled) and torch.equal(old.tokens, new.tokens)
+    assert TrunkCache.build(clip, texts, images, tmp_path).reused

@@ -1,0 +1,135 @@
+"""Command-line options declared once and shared by the commands (``typing.Annotated`` aliases).
+
+A command names an option by its alias (``model: ModelOption``) instead of repeating its flags,
+metavar and help; :class:`QdrantTarget` carries the Qdrant connection options as one value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rcml_st.cli._common import Device
+
+if TYPE_CHECKING:
+    from rcml_st.index import RelationIndex
+
+DEFAULT_QDRANT_PATH = Path("qdrant_data")
+DEFAULT_RETRY_TIMEOUT = 120.0
+
+ModelOption = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="DIR",
+        help="The RCML model directory (written by rcml-st train).",
+        show_default=False,
+    ),
+]
+QdrantUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--qdrant-url",
+        metavar="URL",
+        help="A Qdrant server, e.g. http://localhost:6333 or https://xyz.cloud.qdrant.io "
+        "(default: the embedded store in --qdrant-path).",
+        show_default=False,
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        envvar="QDRANT_API_KEY",
+        help="The server's API key (also read from QDRANT_API_KEY).",
+        show_default=False,
+    ),
+]
+GrpcPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--grpc-port",
+        metavar="PORT",
+        min=1,
+        max=65535,
+        help="The server's gRPC port, when it is not 6334. gRPC (faster) is used when the URL is on "
+        "port 6333 or this is given; otherwise REST.",
+        show_default=False,
+    ),
+]
+QdrantPathOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--qdrant-path",
+        metavar="DIR",
+        help="The embedded store's folder, used without --qdrant-url (default: ./qdrant_data).",
+        show_default=False,
+    ),
+]
+CollectionOption = Annotated[str, typer.Option("--collection", metavar="NAME", help="The collection name.")]
+RetryTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--retry-timeout",
+        metavar="SECONDS",
+        min=0,
+        help="How long to keep retrying a server that is down or failing (backoff between tries).",
+    ),
+]
+DeviceOption = Annotated[Device, typer.Option("--device", help="Where to run the model.")]
+
+
+SkipInvalidOption = Annotated[
+    bool,
+    typer.Option("--skip-invalid", help="Skip bad records (counted) instead of stopping at the first."),
+]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """Where the vectors live, as the command-line options say (``--qdrant-url`` ... ``--retry-timeout``)."""
+
+    url: str | None = None
+    api_key: str | None = None
+    grpc_port: int | None = None
+    path: Path | None = None
+    collection: str = "rcml"
+    retry_timeout: float = DEFAULT_RETRY_TIMEOUT
+
+    def open(self, must_exist: bool = False) -> RelationIndex:
+        """Connects to the server or opens the embedded store.
+
+        Args:
+            must_exist: the embedded store must already exist (searching a store that was never
+                written is a mistake, not an empty result).
+        """
+        from rcml_st.errors import UsageError
+        from rcml_st.index import RelationIndex, RetryPolicy
+
+        if self.url is not None and self.path is not None:
+            raise UsageError(
+                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+            )
+        if self.url is None and self.grpc_port is not None:
+            raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
+        path = self.path if self.path is not None else DEFAULT_QDRANT_PATH
+        if self.url is None and must_exist and not path.is_dir():
+            raise UsageError(
+                f"no embedded Qdrant store at {path}; run rcml-st index first, or pass --qdrant-path DIR "
+                "or --qdrant-url URL"
+            )
+        retry = RetryPolicy(max_time=self.retry_timeout)
+        if self.url is None:
+            return RelationIndex.connect(path=path, collection=self.collection, retry=retry)
+        return RelationIndex.connect(
+            url=self.url,
+            api_key=self.api_key,
+            grpc_port=self.grpc_port,
+            collection=self.collection,
+            retry=retry,
+        )
