@@ -125,6 +125,23 @@ def resolve_device(device: Device) -> str | None:
     return device.value
 
 
+def locate_model(path: Path | str) -> Path:
+    """The local folder of a saved sentence-transformers model (a folder or a Hub id), unchecked.
+
+    Raises:
+        UsageError: no such folder or Hub model, or a folder that is not a saved model (exit 2).
+        ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
+    """
+    from rcml_st.hub import resolve_model
+
+    directory = resolve_model(path)
+    if not directory.is_dir():
+        raise UsageError(f"{path} is not a model directory")
+    if not (directory / "modules.json").is_file():
+        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+    return directory
+
+
 def check_model_dir(path: Path | str) -> Path:
     """The local folder of ``--model``: a model folder, or a Hugging Face Hub id (``org/name``).
 
@@ -138,14 +155,9 @@ def check_model_dir(path: Path | str) -> Path:
             names code from elsewhere without ``--trust-remote-code`` (exit 2).
         ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
     """
-    from rcml_st.hub import resolve_model
     from rcml_st.safe_load import check_module_types
 
-    directory = resolve_model(path)
-    if not directory.is_dir():
-        raise UsageError(f"{path} is not a model directory")
-    if not (directory / "modules.json").is_file():
-        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
+    directory = locate_model(path)
     foreign = check_module_types(directory, trust_remote_code=_state["trust_remote_code"], name=str(path))
     if foreign:
         err_console.print(

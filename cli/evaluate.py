@@ -13,6 +13,7 @@ from rcml_st.cli._common import (
     console,
     err_console,
     load_model,
+    locate_model,
     resolve_device,
     run_command,
     set_trust_remote_code,
@@ -238,7 +239,9 @@ def _run(
     # Then the model: a missing folder or Hub id fails before torch is imported too.
     check_model_dir(model_dir)
     names = _compare_names(compare)
-    plain = {name for name, path in names.items() if not _is_rcml_dir(check_model_dir(path))}
+    # Plain sentence-transformers models load with trust_remote_code=False (sentence-transformers then
+    # imports only its own classes); RCML ones go through the checked loader.
+    plain = {name for name, path in names.items() if not _is_rcml_dir(locate_model(path))}
     if prompt_template is not None and not plain:
         raise UsageError(
             "--prompt-template applies to --compare models that are not RCML (plain sentence-transformers "
@@ -312,7 +315,7 @@ def _load_plain_model(path: Path, device: str | None) -> Any:
 
     from rcml_st.errors import RCMLError, UsageError
 
-    directory = check_model_dir(path)
+    directory = locate_model(path)
     try:
         return SentenceTransformer(
             str(directory), device=device, trust_remote_code=False, local_files_only=True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -139,10 +140,23 @@ def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def published_name(folder: str | os.PathLike[str]) -> str:
+    """The name ``folder`` is published under: the target's name for a :func:`staged_folder`.
+
+    Example:
+        >>> published_name("runs/.rcml-baby.staging-k2j4x9.rcml-tmp"), published_name("runs/rcml-baby")
+        ('rcml-baby', 'rcml-baby')
+    """
+    name = Path(folder).name
+    match = re.fullmatch(rf"\.(.+)\.staging-[^.]*{re.escape(TEMP_SUFFIX)}", name)
+    return match.group(1) if match else name
+
+
 __all__ = [
     "TEMP_SUFFIX",
     "atomic_path",
     "default_mode",
+    "published_name",
     "staged_folder",
     "write_bytes",
     "write_text",

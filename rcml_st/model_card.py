@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformerModelCardData
 
+from rcml_st.atomic import published_name
 from rcml_st.modules.openclip import REQUIREMENTS
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ class RCMLModelCardData(SentenceTransformerModelCardData):
         """What the snippets load: the Hub id when known, else the name of the folder the card is
         written into (``rcml-baby`` for ``runs/rcml-baby``: no local path), else the placeholder that
         sentence-transformers replaces with the id on ``push_to_hub``."""
-        return self.model_id or (self.save_dir and Path(self.save_dir).name) or _SNIPPET_PLACEHOLDER
+        return self.model_id or (self.save_dir and published_name(self.save_dir)) or _SNIPPET_PLACEHOLDER
 
     def set_base_model(self, model_id: str, revision: str | None = None) -> bool:
         """No Hub base model: the backbone is an open_clip model (shown in the card's details)."""
