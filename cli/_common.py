@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,16 +43,6 @@ def debug_enabled() -> bool:
 def set_trust_remote_code(value: bool) -> None:
     """Records ``--trust-remote-code``: models may name module classes from outside rcml_st."""
     _state["trust_remote_code"] = bool(value)
-
-
-TrustRemoteCodeOption = Annotated[
-    bool,
-    typer.Option(
-        "--trust-remote-code",
-        help="Let the model's files name module classes from outside rcml_st (their code runs): "
-        "only for a model you trust. Without it such a model is refused before anything is imported.",
-    ),
-]
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

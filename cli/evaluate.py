@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rcml_st.cli._common import (
     Device,
-    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
@@ -16,6 +15,15 @@ from rcml_st.cli._common import (
     resolve_device,
     run_command,
     set_trust_remote_code,
+)
+from rcml_st.cli.options import (
+    DeviceOption,
+    ModelOption,
+    ProgressOption,
+    SeedOption,
+    SkipInvalidOption,
+    TrustRemoteCodeOption,
+    with_help,
 )
 
 if TYPE_CHECKING:
@@ -63,17 +71,7 @@ def evaluate(
             show_default=False,
         ),
     ],
-    model: Annotated[
-        Path,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="DIR|ID",
-            help="The RCML model: a folder written by rcml-st train, or a Hugging Face Hub id (org/name; "
-            "from the local cache when HF_HUB_OFFLINE=1).",
-            show_default=False,
-        ),
-    ],
+    model: ModelOption,
     compare: Annotated[
         list[Path] | None,
         typer.Option(
@@ -102,10 +100,7 @@ def evaluate(
     negatives: Annotated[
         int, typer.Option("--negatives", min=1, help="Negatives per retrieval query (the paper uses 20).")
     ] = 20,
-    seed: Annotated[
-        int,
-        typer.Option("--seed", help="Seed for negatives and the probe's split (same seed, same numbers)."),
-    ] = 0,
+    seed: with_help(SeedOption, "Seed for negatives and the probe's split (same seed, same numbers).") = 0,
     json_file: Annotated[
         Path | None,
         typer.Option(
@@ -144,7 +139,7 @@ def evaluate(
         ),
     ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoding batch.")] = 32,
-    device: Annotated[Device, typer.Option("--device", help="Where to run the models.")] = Device.auto,
+    device: DeviceOption = Device.auto,
     probe_max_edges: Annotated[
         int,
         typer.Option(
@@ -153,13 +148,8 @@ def evaluate(
             help="At most this many edges (a seeded sample) feed the validity probe.",
         ),
     ] = 10_000,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option("--skip-invalid", help="Skip bad records (counted) instead of stopping at the first."),
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show progress bars while encoding.")
-    ] = True,
+    skip_invalid: SkipInvalidOption = False,
+    progress: ProgressOption = True,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:

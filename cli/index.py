@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
-    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
@@ -37,6 +36,7 @@ from rcml_st.cli.options import (
     QdrantUrlOption,
     RetryTimeoutOption,
     SkipInvalidOption,
+    TrustRemoteCodeOption,
 )
 
 INDEX_HELP = "\n\n".join(

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
-    TrustRemoteCodeOption,
     check_model_dir,
     console,
     load_model,
@@ -29,6 +28,7 @@ from rcml_st.cli.options import (
     QdrantTarget,
     QdrantUrlOption,
     RetryTimeoutOption,
+    TrustRemoteCodeOption,
 )
 
 if TYPE_CHECKING:
