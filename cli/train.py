@@ -16,6 +16,7 @@ from rcml_st.cli._common import (
     quiet_transformers,
     run_command,
 )
+from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -184,10 +185,8 @@ def train(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="auto: CUDA (bf16) when present, else CPU.")] = (
-        Device.auto
-    ),
-    seed: Annotated[int, typer.Option("--seed", help="Seed for initialisation and batch order.")] = 0,
+    device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = Device.auto,
+    seed: with_help(SeedOption, "Seed for initialisation and batch order.") = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR.checkpoints.")
     ] = False,
@@ -199,10 +198,7 @@ def train(
             "DIR even when it holds another model or other files (replacing those of the same names).",
         ),
     ] = False,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option("--skip-invalid", help="Skip bad records (counted and reported) instead of failing."),
-    ] = False,
+    skip_invalid: SkipInvalidOption = False,
     workers: Annotated[
         int | None,
         typer.Option(
