@@ -108,9 +108,8 @@ def with_help(option: Any, help: str) -> Any:
 
     Examples:
         >>> seed = with_help(SeedOption, "Seed for --cluster.")
-        >>> info = get_args(seed)[1]
-        >>> info.param_decls, info.help
-        (('--seed',), 'Seed for --cluster.')
+        >>> get_args(seed)[1].help
+        'Seed for --cluster.'
         >>> get_args(SeedOption)[1].help
         'The random seed (same seed, same result).'
     """
