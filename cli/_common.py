@@ -51,6 +51,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """Prints ``Warning: message`` on stderr (as it is: no markup)."""
+    err_console.print(f"Warning: {message}", markup=False)
+
+
 def run_command(body: Callable[[], T]) -> T:
     """Runs a command body, mapping exceptions to one-line errors and exit codes.
 
@@ -138,10 +143,7 @@ def check_model_dir(path: Path | str) -> Path:
         raise UsageError(f"{path} is not a saved model directory (no modules.json)")
     foreign = check_module_types(directory, trust_remote_code=_state["trust_remote_code"], name=str(path))
     if foreign:
-        err_console.print(
-            f"Warning: --trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)",
-            markup=False,
-        )
+        warn(f"--trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)")
     return directory
 
 

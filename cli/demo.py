@@ -11,9 +11,9 @@ import typer
 from rcml_st.cli._common import (
     Device,
     console,
-    err_console,
     quiet_transformers,
     run_command,
+    warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, with_help
 
@@ -170,7 +170,7 @@ def _train(train_path: Path, model_dir: Path, epochs: int, pairs: int, seed: int
         config,
         console=console,
         log=lambda message: console.print(f"  {message}", markup=False, highlight=False),
-        warn=lambda message: err_console.print(f"Warning: {message}", markup=False),
+        warn=warn,
     )
     return rcml_st.load(model_dir, device=None if device == "auto" else device)
 

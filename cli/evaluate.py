@@ -10,11 +10,11 @@ from rcml_st.cli._common import (
     Device,
     check_model_dir,
     console,
-    err_console,
     load_model,
     resolve_device,
     run_command,
     set_trust_remote_code,
+    warn,
 )
 from rcml_st.cli.options import (
     DeviceOption,
@@ -208,11 +208,9 @@ def _run(
         from rcml_st.evaluation.prompted import check_prompt_template
 
         check_prompt_template(prompt_template)
-    catalog = read_catalog(
-        data, skip_invalid=skip_invalid, on_warning=lambda m: err_console.print(f"Warning: {m}")
-    )
+    catalog = read_catalog(data, skip_invalid=skip_invalid, on_warning=warn)
     if catalog.skip_summary():
-        err_console.print(f"Warning: {catalog.skip_summary()}")
+        warn(catalog.skip_summary())
     if not catalog.edges:
         raise UsageError(f"{data}: no relation edges, nothing to evaluate (items need 'relations')")
     unknown = [r for r in plot_relations if r not in catalog.relations]

@@ -22,6 +22,7 @@ from rcml_st.cli._common import (
     resolve_device,
     run_command,
     set_trust_remote_code,
+    warn,
 )
 from rcml_st.cli.options import (
     DEFAULT_RETRY_TIMEOUT,
@@ -76,7 +77,7 @@ class _WarningLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            err_console.print(f"Warning: {record.getMessage()}", markup=False, highlight=False)
+            warn(record.getMessage())
         except Exception:  # never let a warning line break the run
             self.handleError(record)
 
@@ -266,7 +267,7 @@ def index(
         # is loaded or server reached, and the file is never held in memory.
         items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
         if items.skip_summary():
-            err_console.print(f"Warning: {items.skip_summary()}", markup=False)
+            warn(items.skip_summary())
         if not (verify_only and relations):
             check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command
+from rcml_st.cli._common import console, err_console, run_command, warn
 from rcml_st.cli.options import JsonlOutputOption, SeedOption, SkipInvalidOption, with_help
 
 if TYPE_CHECKING:
@@ -384,10 +384,9 @@ def _print_log_summary(summary: LogRelationsSummary) -> None:
     table.add_row("memory bound", "", summary.memory_bound)
     console.print(table)
     if stats.unknown_items * 2 > stats.rows:
-        err_console.print(
-            f"Warning: {stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
-            f"{unknown}: check --item-column and --catalog.",
-            soft_wrap=True,
+        warn(
+            f"{stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
+            f"{unknown}: check --item-column and --catalog."
         )
 
 

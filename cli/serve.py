@@ -11,10 +11,10 @@ from rcml_st.cli._common import (
     Device,
     check_model_dir,
     console,
-    err_console,
     load_model,
     resolve_device,
     run_command,
+    warn,
 )
 from rcml_st.cli.index import warnings_to_stderr
 from rcml_st.cli.options import (
@@ -146,11 +146,7 @@ def _run(
     if api_key is not None and not api_key.strip():
         raise UsageError(f"--api-key ({API_KEY_ENV}) must not be empty")
     if host not in LOOPBACK and api_key is None:
-        err_console.print(
-            f"Warning: listening on {host} without --api-key: anyone who can reach this port can query "
-            "the index",
-            markup=False,
-        )
+        warn(f"listening on {host} without --api-key: anyone who can reach this port can query the index")
     check_model_dir(model_dir)
     from rcml_st.index.ownership import check_search_model, model_fingerprint
     from rcml_st.serve import SearchService
@@ -173,7 +169,7 @@ def _run(
             listing = f"{len(relations)} relations, " + ", ".join(f"{r!r} {n}" for r, n in relations.items())
         except ServiceError as exc:  # Qdrant down now: serve anyway, /api/health says 503 until it is back
             listing = "Qdrant does not answer yet"
-            err_console.print(f"Warning: {exc}", markup=False)
+            warn(str(exc))
         app = create_app(service, api_key=api_key, max_upload_bytes=max_upload_bytes)
         shown = f"[{host}]" if ":" in host else host
         console.print(

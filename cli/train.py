@@ -11,10 +11,10 @@ import typer
 from rcml_st.cli._common import (
     Device,
     console,
-    err_console,
     fail,
     quiet_transformers,
     run_command,
+    warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
 
@@ -217,9 +217,9 @@ def train(
         if rank == 0:
             console.print(message, markup=False, highlight=False)
 
-    def warn(message: str) -> None:
+    def warn_once(message: str) -> None:  # one process of a distributed run speaks
         if rank == 0:
-            err_console.print(f"Warning: {message}", markup=False)
+            warn(message)
 
     def body() -> None:
         quiet_transformers()
@@ -235,7 +235,7 @@ def train(
             inter_sample=not no_inter_sample,
         )
         try:
-            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn)
+            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)
         except KeyboardInterrupt:
             raise fail(
                 f"interrupted; run the same command with --resume to continue from the last checkpoint in "
