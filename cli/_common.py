@@ -1,4 +1,4 @@
-"""Shared command-line plumbing: error handling, consoles and option helpers.
+"""Shared command-line plumbing: error handling, consoles, warnings and option helpers.
 
 Every command body runs inside :func:`run_command`, which turns library errors into one
 ``Error:`` line on stderr and the right exit code, and keeps tracebacks for ``--debug``.
@@ -6,10 +6,12 @@ Every command body runs inside :func:`run_command`, which turns library errors i
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -54,6 +56,31 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def warn(message: str) -> None:
     """Prints ``Warning: message`` on stderr (as it is: no markup)."""
     err_console.print(f"Warning: {message}", markup=False)
+
+
+class _WarningLines(logging.Handler):
+    """Shows the index's warnings (retries, ignored options) as ``Warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            warn(record.getMessage())
+        except Exception:  # never let a warning line break the run
+            self.handleError(record)
+
+
+@contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Routes ``rcml_st.index`` warnings to ``Warning:`` lines for the duration."""
+    logger = logging.getLogger("rcml_st.index")
+    handler = _WarningLines(logging.WARNING)
+    logger.addHandler(handler)
+    propagate = logger.propagate
+    logger.propagate = False  # no second copy through the root logger / lastResort
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def run_command(body: Callable[[], T]) -> T:

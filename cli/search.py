@@ -15,8 +15,8 @@ from rcml_st.cli._common import (
     resolve_device,
     run_command,
     set_trust_remote_code,
+    warnings_to_stderr,
 )
-from rcml_st.cli.index import warnings_to_stderr
 from rcml_st.cli.options import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
