@@ -1,4 +1,4 @@
-"""Shared command-line plumbing: error handling, consoles and option helpers.
+"""Shared command-line plumbing: error handling, consoles, warnings and option helpers.
 
 Every command body runs inside :func:`run_command`, which turns library errors into one
 ``Error:`` line on stderr and the right exit code, and keeps tracebacks for ``--debug``.
@@ -6,13 +6,15 @@ Every command body runs inside :func:`run_command`, which turns library errors i
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
@@ -45,20 +47,40 @@ def set_trust_remote_code(value: bool) -> None:
     _state["trust_remote_code"] = bool(value)
 
 
-TrustRemoteCodeOption = Annotated[
-    bool,
-    typer.Option(
-        "--trust-remote-code",
-        help="Let the model's files name module classes from outside rcml_st (their code runs): "
-        "only for a model you trust. Without it such a model is refused before anything is imported.",
-    ),
-]
-
-
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Prints ``Error: message`` on stderr and returns the ``typer.Exit`` to raise."""
     err_console.print(f"Error: {message}", markup=False)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Prints ``Warning: message`` on stderr (as it is: no markup)."""
+    err_console.print(f"Warning: {message}", markup=False)
+
+
+class _WarningLines(logging.Handler):
+    """Shows the index's warnings (retries, ignored options) as ``Warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            warn(record.getMessage())
+        except Exception:  # never let a warning line break the run
+            self.handleError(record)
+
+
+@contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Routes ``rcml_st.index`` warnings to ``Warning:`` lines for the duration."""
+    logger = logging.getLogger("rcml_st.index")
+    handler = _WarningLines(logging.WARNING)
+    logger.addHandler(handler)
+    propagate = logger.propagate
+    logger.propagate = False  # no second copy through the root logger / lastResort
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def run_command(body: Callable[[], T]) -> T:
@@ -160,10 +182,7 @@ def check_model_dir(path: Path | str) -> Path:
     directory = locate_model(path)
     foreign = check_module_types(directory, trust_remote_code=_state["trust_remote_code"], name=str(path))
     if foreign:
-        err_console.print(
-            f"Warning: --trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)",
-            markup=False,
-        )
+        warn(f"--trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)")
     return directory
 
 

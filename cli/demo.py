@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
+    Device,
     console,
-    err_console,
     quiet_transformers,
     run_command,
+    warn,
 )
+from rcml_st.cli.options import DeviceOption, SeedOption, with_help
 
 if TYPE_CHECKING:
     from rcml_st.data import Catalog, Item
@@ -58,13 +60,13 @@ def demo(
     pairs_per_epoch: Annotated[
         int, typer.Option("--pairs-per-epoch", min=2, help="Training pairs drawn per epoch.")
     ] = DEMO_PAIRS_PER_EPOCH,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the catalogue and training.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: with_help(SeedOption, "Seed for the catalogue and training.") = 0,
+    device: DeviceOption = Device.auto,
 ) -> None:
     """Run the whole job end to end on generated data (see the full help)."""
 
     def body() -> None:
-        _run(workdir, items, epochs, pairs_per_epoch, seed, device)
+        _run(workdir, items, epochs, pairs_per_epoch, seed, device.value)
 
     run_command(body)
 
@@ -83,8 +85,6 @@ def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: i
     # Checked before any heavy import.
     if workdir.exists() and not workdir.is_dir():
         raise UsageError(f"--workdir {workdir} exists and is not a folder")
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
     quiet_transformers()
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def _train(train_path: Path, model_dir: Path, epochs: int, pairs: int, seed: int
         config,
         console=console,
         log=lambda message: console.print(f"  {message}", markup=False, highlight=False),
-        warn=lambda message: err_console.print(f"Warning: {message}", markup=False),
+        warn=warn,
     )
     return rcml_st.load(model_dir, device=None if device == "auto" else device)
 

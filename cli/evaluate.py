@@ -8,15 +8,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rcml_st.cli._common import (
     Device,
-    TrustRemoteCodeOption,
     check_model_dir,
     console,
-    err_console,
     load_model,
     locate_model,
     resolve_device,
     run_command,
     set_trust_remote_code,
+    warn,
+)
+from rcml_st.cli.options import (
+    DeviceOption,
+    ModelOption,
+    ProgressOption,
+    SeedOption,
+    SkipInvalidOption,
+    TrustRemoteCodeOption,
+    with_help,
 )
 
 if TYPE_CHECKING:
@@ -64,17 +72,7 @@ def evaluate(
             show_default=False,
         ),
     ],
-    model: Annotated[
-        Path,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="DIR|ID",
-            help="The RCML model: a folder written by rcml-st train, or a Hugging Face Hub id (org/name; "
-            "from the local cache when HF_HUB_OFFLINE=1).",
-            show_default=False,
-        ),
-    ],
+    model: ModelOption,
     compare: Annotated[
         list[Path] | None,
         typer.Option(
@@ -103,10 +101,7 @@ def evaluate(
     negatives: Annotated[
         int, typer.Option("--negatives", min=1, help="Negatives per retrieval query (the paper uses 20).")
     ] = 20,
-    seed: Annotated[
-        int,
-        typer.Option("--seed", help="Seed for negatives and the probe's split (same seed, same numbers)."),
-    ] = 0,
+    seed: with_help(SeedOption, "Seed for negatives and the probe's split (same seed, same numbers).") = 0,
     json_file: Annotated[
         Path | None,
         typer.Option(
@@ -145,7 +140,7 @@ def evaluate(
         ),
     ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoding batch.")] = 32,
-    device: Annotated[Device, typer.Option("--device", help="Where to run the models.")] = Device.auto,
+    device: DeviceOption = Device.auto,
     probe_max_edges: Annotated[
         int,
         typer.Option(
@@ -154,13 +149,8 @@ def evaluate(
             help="At most this many edges (a seeded sample) feed the validity probe.",
         ),
     ] = 10_000,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option("--skip-invalid", help="Skip bad records (counted) instead of stopping at the first."),
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show progress bars while encoding.")
-    ] = True,
+    skip_invalid: SkipInvalidOption = False,
+    progress: ProgressOption = True,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     def body() -> None:
@@ -219,11 +209,9 @@ def _run(
         from rcml_st.evaluation.prompted import check_prompt_template
 
         check_prompt_template(prompt_template)
-    catalog = read_catalog(
-        data, skip_invalid=skip_invalid, on_warning=lambda m: err_console.print(f"Warning: {m}")
-    )
+    catalog = read_catalog(data, skip_invalid=skip_invalid, on_warning=warn)
     if catalog.skip_summary():
-        err_console.print(f"Warning: {catalog.skip_summary()}")
+        warn(catalog.skip_summary())
     if not catalog.edges:
         raise UsageError(f"{data}: no relation edges, nothing to evaluate (items need 'relations')")
     unknown = [r for r in plot_relations if r not in catalog.relations]

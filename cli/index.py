@@ -1,11 +1,7 @@
-"""`rcml-st index`: encode a data file under every relation and upsert the vectors into Qdrant.
-
-Also holds :func:`warnings_to_stderr`, which `rcml-st search` shares.
-"""
+"""`rcml-st index`: encode a data file under every relation and upsert the vectors into Qdrant."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +11,6 @@ from typing import Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
-    TrustRemoteCodeOption,
     check_model_dir,
     console,
     err_console,
@@ -23,6 +18,8 @@ from rcml_st.cli._common import (
     resolve_device,
     run_command,
     set_trust_remote_code,
+    warn,
+    warnings_to_stderr,
 )
 from rcml_st.cli.options import (
     DEFAULT_RETRY_TIMEOUT,
@@ -37,6 +34,7 @@ from rcml_st.cli.options import (
     QdrantUrlOption,
     RetryTimeoutOption,
     SkipInvalidOption,
+    TrustRemoteCodeOption,
 )
 
 INDEX_HELP = "\n\n".join(
@@ -69,31 +67,6 @@ INDEX_HELP = "\n\n".join(
         "  rcml-st index big.jsonl -m rcml-baby --qdrant-url URL --verify-only",
     ]
 )
-
-
-class _WarningLines(logging.Handler):
-    """Shows the index's warnings (retries, ignored options) as ``Warning:`` lines on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            err_console.print(f"Warning: {record.getMessage()}", markup=False, highlight=False)
-        except Exception:  # never let a warning line break the run
-            self.handleError(record)
-
-
-@contextmanager
-def warnings_to_stderr() -> Iterator[None]:
-    """Routes ``rcml_st.index`` warnings to ``Warning:`` lines for the duration."""
-    logger = logging.getLogger("rcml_st.index")
-    handler = _WarningLines(logging.WARNING)
-    logger.addHandler(handler)
-    propagate = logger.propagate
-    logger.propagate = False  # no second copy through the root logger / lastResort
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -266,7 +239,7 @@ def index(
         # is loaded or server reached, and the file is never held in memory.
         items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
         if items.skip_summary():
-            err_console.print(f"Warning: {items.skip_summary()}", markup=False)
+            warn(items.skip_summary())
         if not (verify_only and relations):
             check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
 

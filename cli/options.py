@@ -1,14 +1,16 @@
 """Command-line options declared once and shared by the commands (``typing.Annotated`` aliases).
 
 A command names an option by its alias (``model: ModelOption``) instead of repeating its flags,
-metavar and help; :class:`QdrantTarget` carries the Qdrant connection options as one value.
+metavar and help; :func:`with_help` gives one command its own help text where that says more;
+:class:`QdrantTarget` carries the Qdrant connection options as one value.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rcml_st.cli._common import Device
@@ -24,8 +26,9 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        metavar="DIR",
-        help="The RCML model directory (written by rcml-st train).",
+        metavar="DIR|ID",
+        help="The RCML model: a folder written by rcml-st train, or a Hugging Face Hub id (org/name; "
+        "from the local cache when HF_HUB_OFFLINE=1).",
         show_default=False,
     ),
 ]
@@ -81,13 +84,39 @@ RetryTimeoutOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[Device, typer.Option("--device", help="Where to run the model.")]
-
-
+SeedOption = Annotated[int, typer.Option("--seed", help="The random seed (same seed, same result).")]
 SkipInvalidOption = Annotated[
     bool,
     typer.Option("--skip-invalid", help="Skip bad records (counted) instead of stopping at the first."),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let the model's files name module classes from outside rcml_st (their code runs): "
+        "only for a model you trust. Without it such a model is refused before anything is imported.",
+    ),
+]
+JsonlOutputOption = Annotated[
+    Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).", show_default=False)
+]
+
+
+def with_help(option: Any, help: str) -> Any:
+    """One of the aliases above with a command's own help text (where it says more than the shared one).
+
+    Examples:
+        >>> seed = with_help(SeedOption, "Seed for --cluster.")
+        >>> get_args(seed)[1].help
+        'Seed for --cluster.'
+        >>> get_args(SeedOption)[1].help
+        'The random seed (same seed, same result).'
+    """
+    kind, info = get_args(option)
+    info = copy.copy(info)
+    info.help = help
+    return Annotated[kind, info]
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command
+from rcml_st.cli._common import console, err_console, run_command, warn
+from rcml_st.cli.options import JsonlOutputOption, SeedOption, SkipInvalidOption, with_help
 
 if TYPE_CHECKING:
     from rcml_st.data.amazon import ConversionSummary
     from rcml_st.data.interactions import LogRelationsSummary
+
+ClusterSeedOption = with_help(SeedOption, "Seed for --cluster (same seed, same relation types).")
 
 app = typer.Typer(help="Convert public catalogue formats into rcml-st JSON Lines.", no_args_is_help=True)
 
@@ -63,9 +66,7 @@ def amazon(
             show_default=False,
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).", show_default=False)
-    ],
+    output: JsonlOutputOption,
     images: Annotated[
         Path | None,
         typer.Option(
@@ -106,15 +107,10 @@ def amazon(
             help="Group the co-purchase edges into K relation types, named from what linked products share.",
         ),
     ] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed for --cluster (same seed, same relation types).")
-    ] = 0,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option(
-            "--skip-invalid", help="Skip bad records (counted, first of each kind shown) instead of stopping."
-        ),
-    ] = False,
+    seed: ClusterSeedOption = 0,
+    skip_invalid: with_help(
+        SkipInvalidOption, "Skip bad records (counted, first of each kind shown) instead of stopping."
+    ) = False,
     reviews: Annotated[
         Path | None,
         typer.Option(
@@ -274,9 +270,7 @@ def log(
             show_default=False,
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).", show_default=False)
-    ],
+    output: JsonlOutputOption,
     user_column: Annotated[
         str, typer.Option("--user-column", help="Column of the customer, order or session id.")
     ] = "user_id",
@@ -325,10 +319,8 @@ def log(
             "--cluster", min=1, metavar="K", help="Group the new edges into K named relation types."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for --cluster.")] = 0,
-    skip_invalid: Annotated[
-        bool, typer.Option("--skip-invalid", help="Skip bad log rows (counted) instead of stopping.")
-    ] = False,
+    seed: ClusterSeedOption = 0,
+    skip_invalid: SkipInvalidOption = False,
 ) -> None:
     def body() -> None:
         from rcml_st.data.interactions import LogColumns, add_log_relations, parse_duration
@@ -392,10 +384,9 @@ def _print_log_summary(summary: LogRelationsSummary) -> None:
     table.add_row("memory bound", "", summary.memory_bound)
     console.print(table)
     if stats.unknown_items * 2 > stats.rows:
-        err_console.print(
-            f"Warning: {stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
-            f"{unknown}: check --item-column and --catalog.",
-            soft_wrap=True,
+        warn(
+            f"{stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
+            f"{unknown}: check --item-column and --catalog."
         )
 
 

@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
-    TrustRemoteCodeOption,
     check_model_dir,
     console,
     load_model,
     resolve_device,
     run_command,
     set_trust_remote_code,
+    warnings_to_stderr,
 )
-from rcml_st.cli.index import warnings_to_stderr
 from rcml_st.cli.options import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
@@ -29,6 +28,7 @@ from rcml_st.cli.options import (
     QdrantTarget,
     QdrantUrlOption,
     RetryTimeoutOption,
+    TrustRemoteCodeOption,
 )
 
 if TYPE_CHECKING:

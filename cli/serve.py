@@ -11,12 +11,12 @@ from rcml_st.cli._common import (
     Device,
     check_model_dir,
     console,
-    err_console,
     load_model,
     resolve_device,
     run_command,
+    warn,
+    warnings_to_stderr,
 )
-from rcml_st.cli.index import warnings_to_stderr
 from rcml_st.cli.options import (
     CollectionOption,
     DeviceOption,
@@ -25,6 +25,8 @@ from rcml_st.cli.options import (
     QdrantPathOption,
     QdrantTarget,
     QdrantUrlOption,
+    RetryTimeoutOption,
+    with_help,
 )
 
 API_KEY_ENV = "RCML_ST_API_KEY"
@@ -91,15 +93,9 @@ def serve(
     max_batch: Annotated[
         int, typer.Option("--max-batch", min=1, help="The most queries encoded together.")
     ] = 32,
-    retry_timeout: Annotated[
-        float,
-        typer.Option(
-            "--retry-timeout",
-            metavar="SECONDS",
-            min=0,
-            help="How long a request retries a Qdrant that does not answer before it gets a 503.",
-        ),
-    ] = 3.0,
+    retry_timeout: with_help(
+        RetryTimeoutOption, "How long a request retries a Qdrant that does not answer before it gets a 503."
+    ) = 3.0,
     device: DeviceOption = Device.auto,
 ) -> None:
     def body() -> None:
@@ -109,17 +105,14 @@ def serve(
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         _run(
             model_dir=model,
-            qdrant_url=qdrant_url,
-            qdrant_api_key=qdrant_api_key,
-            grpc_port=grpc_port,
-            qdrant_path=qdrant_path,
-            collection=collection,
+            target=QdrantTarget(
+                qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout
+            ),
             host=host,
             port=port,
             api_key=api_key,
             max_upload_bytes=int(max_upload_mb * 2**20),
             max_batch=max_batch,
-            retry_timeout=retry_timeout,
             device=device,
         )
 
@@ -132,17 +125,12 @@ serve.__doc__ = SERVE_HELP
 def _run(
     *,
     model_dir: Path,
-    qdrant_url: str | None,
-    qdrant_api_key: str | None,
-    grpc_port: int | None,
-    qdrant_path: Path | None,
-    collection: str,
+    target: QdrantTarget,
     host: str,
     port: int,
     api_key: str | None,
     max_upload_bytes: int,
     max_batch: int,
-    retry_timeout: float,
     device: Device,
 ) -> None:
     from rcml_st.errors import ServiceError, UsageError
@@ -158,18 +146,13 @@ def _run(
     if api_key is not None and not api_key.strip():
         raise UsageError(f"--api-key ({API_KEY_ENV}) must not be empty")
     if host not in LOOPBACK and api_key is None:
-        err_console.print(
-            f"Warning: listening on {host} without --api-key: anyone who can reach this port can query "
-            "the index",
-            markup=False,
-        )
+        warn(f"listening on {host} without --api-key: anyone who can reach this port can query the index")
     check_model_dir(model_dir)
     from rcml_st.index.ownership import check_search_model, model_fingerprint
     from rcml_st.serve import SearchService
 
     # The store first: one locked by another process (the demo, an indexer) fails in a second.
     with warnings_to_stderr():
-        target = QdrantTarget(qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout)
         store = target.open(must_exist=True)
     try:
         rcml = load_model(model_dir, resolve_device(device))
@@ -186,11 +169,11 @@ def _run(
             listing = f"{len(relations)} relations, " + ", ".join(f"{r!r} {n}" for r, n in relations.items())
         except ServiceError as exc:  # Qdrant down now: serve anyway, /api/health says 503 until it is back
             listing = "Qdrant does not answer yet"
-            err_console.print(f"Warning: {exc}", markup=False)
+            warn(str(exc))
         app = create_app(service, api_key=api_key, max_upload_bytes=max_upload_bytes)
         shown = f"[{host}]" if ":" in host else host
         console.print(
-            f"Serving collection {collection!r} at {store.target} ({listing})\n"
+            f"Serving collection {target.collection!r} at {store.target} ({listing})\n"
             f"  page: http://{shown}:{port}/   API: http://{shown}:{port}/docs   (Ctrl-C to stop)",
             highlight=False,
             markup=False,

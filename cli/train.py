@@ -11,11 +11,12 @@ import typer
 from rcml_st.cli._common import (
     Device,
     console,
-    err_console,
     fail,
     quiet_transformers,
     run_command,
+    warn,
 )
+from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -184,10 +185,8 @@ def train(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="auto: CUDA (bf16) when present, else CPU.")] = (
-        Device.auto
-    ),
-    seed: Annotated[int, typer.Option("--seed", help="Seed for initialisation and batch order.")] = 0,
+    device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = Device.auto,
+    seed: with_help(SeedOption, "Seed for initialisation and batch order.") = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR.checkpoints.")
     ] = False,
@@ -199,10 +198,7 @@ def train(
             "DIR even when it holds another model or other files (replacing those of the same names).",
         ),
     ] = False,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option("--skip-invalid", help="Skip bad records (counted and reported) instead of failing."),
-    ] = False,
+    skip_invalid: SkipInvalidOption = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -221,9 +217,9 @@ def train(
         if rank == 0:
             console.print(message, markup=False, highlight=False)
 
-    def warn(message: str) -> None:
+    def warn_once(message: str) -> None:  # one process of a distributed run speaks
         if rank == 0:
-            err_console.print(f"Warning: {message}", markup=False)
+            warn(message)
 
     def body() -> None:
         quiet_transformers()
@@ -239,7 +235,7 @@ def train(
             inter_sample=not no_inter_sample,
         )
         try:
-            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn)
+            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)
         except KeyboardInterrupt:
             raise fail(
                 f"interrupted; run the same command with --resume to continue from the last checkpoint in "
