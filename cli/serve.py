@@ -38,10 +38,11 @@ SERVE_HELP = "\n\n".join(
         "Open http://HOST:PORT/ in a browser: pick or search an item, type a text or drop a photo, and see "
         "its neighbours under every chosen relation side by side, with images and scores; click a "
         "neighbour to make it the query. The page is shipped in the package and works offline.",
-        "The HTTP API (its OpenAPI page at /docs): /api/search by item id, text (GET) or uploaded image "
-        "(POST), several relations at once (the model runs once per query), with limit, modality and "
-        "Qdrant payload filters; /api/encode for embeddings under relations; /api/relations; /api/item, "
-        "/api/image; /api/health (503 while Qdrant does not answer). Text and image queries of concurrent "
+        "The HTTP API (schema at /openapi.json; its page /docs loads from a CDN, blank offline): "
+        "/api/search by item id, text (GET) or uploaded image (POST), several relations at once (the "
+        "model runs once per query), with limit, modality and Qdrant payload filters; /api/encode for "
+        "embeddings under relations; /api/relations; /api/items?contains=, /api/item, /api/image; "
+        "/api/health (503 while Qdrant does not answer). Text and image queries of concurrent "
         "requests are encoded together in micro-batches.",
         "Loopback only by default (--host 0.0.0.0 to listen on every interface: set --api-key then). "
         "--api-key KEY (or RCML_ST_API_KEY) makes every /api route but health need the header "

@@ -13,7 +13,8 @@ Routes (all JSON; errors are ``{"error": "one line"}`` with a 4xx status, or 503
   embeddings under relations, for other services.
 - ``GET /api/items?contains=TEXT&limit=20``: indexed items whose id is TEXT or whose text contains it.
 - ``GET /api/item?id=ID``: an item's payload. ``GET /api/image?id=ID``: its image file.
-- ``GET /docs``: the OpenAPI page (``/openapi.json`` is the schema).
+- ``GET /docs``: the OpenAPI page (it loads its script from a CDN: blank offline);
+  ``/openapi.json`` is the schema.
 
 With an API key set, every ``/api`` route but health needs it, as ``X-API-Key: KEY`` or
 ``Authorization: Bearer KEY``.
