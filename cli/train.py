@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,14 @@ from rcml_st.cli._common import (
     run_command,
     tune_training_process,
 )
+
+
+class Batches(str, Enum):
+    """How training pairs are put into batches (``--batches``)."""
+
+    random = "random"
+    by_source = "by-source"
+
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -175,6 +184,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    batches: Annotated[
+        Batches,
+        typer.Option(
+            "--batches",
+            help="random: uniformly shuffled pairs (the paper's setting). by-source: each batch holds an "
+            "item's pairs under different relations side by side, so its partners under the other "
+            "relations are in-batch negatives (relation-aware hard negatives).",
+        ),
+    ] = Batches.random,
     eval_file: Annotated[
         Path | None,
         typer.Option(
@@ -246,6 +264,7 @@ def train(
             skip_invalid=skip_invalid,
             workers=workers,
             pairs_per_epoch=pairs_per_epoch,
+            mix_relations=batches is Batches.by_source,
         )
         try:
             result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn)

@@ -84,6 +84,9 @@ class TrainConfig:
         workers: data-loading worker processes (``None``: 0 on CPU, up to 4 on CUDA).
         pairs_per_epoch: train each epoch on a fresh random subset of this many pairs
             (``None``: all of them); for dense relation graphs.
+        mix_relations: batches that hold each source's pairs under different relations side by
+            side (``--batches by-source``), so its partners under the other relations are in-batch
+            negatives; ``False``: uniformly shuffled batches (the paper's setting).
     """
 
     data: Path
@@ -113,6 +116,7 @@ class TrainConfig:
     warmup: float = 0.1
     workers: int | None = None
     pairs_per_epoch: int | None = None
+    mix_relations: bool = False
 
     def options(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded next to the checkpoints)."""
@@ -418,7 +422,9 @@ def train(
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=_workers(config, device),
-        batch_sampler=functools.partial(PairBatchSampler, pairs_per_epoch=config.pairs_per_epoch),
+        batch_sampler=functools.partial(
+            PairBatchSampler, pairs_per_epoch=config.pairs_per_epoch, mix_relations=config.mix_relations
+        ),
         # Parameters without a gradient in a step (a modality absent from the data, pooling at
         # beta = 1) would stall DDP unless it looks for them.
         ddp_find_unused_parameters=(not uses_images or not uses_texts or pooling.beta == 1.0),

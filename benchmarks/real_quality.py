@@ -1,0 +1,385 @@
+"""RCML against what a user would pick instead, on real catalogues: every method x direction, with cost.
+
+One command; per catalogue, on held-out items (never seen in training), the same queries for every
+method, with the paper's random negatives (Hit@5) and with hard negatives (Hit@1; the source's
+partners under the *other* relations, where a model that ignores the relation fails):
+
+- ``clipart``: the Open Clip Art Library (real drawings with their titles, text+image), built by
+  ``benchmarks/build_openclipart.py`` from the extracted Debian packages (``--openclipart``); three
+  conflicting relations (same category, same artist, shared keyword). Subsampled deterministically:
+  whole artists with 5+ drawings in a seeded order, at most ``--per-artist`` each, ``--limit`` in
+  all; the held-out quarter is a hash of each drawing's id.
+- ``magazine``: the real Amazon *Magazine Subscriptions* metadata (text only) through
+  ``rcml-st prepare amazon``; relations ``also_buy`` / ``also_view``; 75/25 item split (``--seed``).
+- ``digits``: scikit-learn's real handwritten digits (image only), "same digit" vs "adds up to
+  nine" (the relations are derived from the labels); 75/25 item split.
+
+Methods, all trained on the same training pairs with the same budget (``--epochs`` x
+``--pairs-per-epoch`` pairs, batch ``--batch-size``):
+
+- ``RCML``: ``rcml-st train --backbone rcml-lite --freeze-backbone`` (pretrained all-MiniLM-L6-v2
+  and EfficientNet-Lite0 trunks, frozen; projections and relation pooling trained);
+- ``RCML by-source``: the same with ``--batches by-source`` (an item's pairs under different
+  relations in one batch: relation-aware hard negatives in the loss);
+- ``no-conditioning``: the same training with ``--no-conditioning``;
+- ``specialists``: one such model per relation, each trained on that relation's pairs only with
+  the whole budget (R models, R times the training and R backbone passes per item to index);
+- ``prompted MiniLM``: what a sentence-transformers user would do: all-MiniLM-L6-v2 fine-tuned with
+  the relation written into both texts (``"{relation}: {text}"``), MultipleNegativesRankingLoss,
+  SentenceTransformerTrainer, the same text pairs and number of pairs seen (text directions only);
+- ``MiniLM zero-shot (prompted)``: the same model untrained, same prompt;
+- ``zero-shot backbone``: the untrained rcml-lite, relation text appended to the item text;
+- ``RCML's backbone w/o pooling (clip)``: the trained RCML model's *own* (trained projections)
+  backbone without its relation pooling, relation text appended (``rcml-st evaluate``'s ``clip``);
+- ``product``: the training-free ``(zA.zr)(zB.zr)`` score on the zero-shot backbone.
+
+Cost: seconds to encode the held-out items under all R relations (what indexing R relations costs;
+measured on a shared machine, compare within one run) and the backbone passes that takes.
+
+Usage::
+
+    python benchmarks/real_quality.py --openclipart /tmp/openclipart          # all three catalogues
+    python benchmarks/real_quality.py --data clipart --openclipart /tmp/openclipart --limit 800
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import build_openclipart
+import pretrained_quality
+
+DIRECTIONS = ("tt", "ii", "ti", "it", "avg")
+TEMPLATE = "{relation}: {text}"
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data", nargs="+", choices=["clipart", "magazine", "digits"], default=["clipart", "magazine"]
+    )
+    parser.add_argument(
+        "--openclipart", type=Path, default=Path("/tmp/openclipart"), help="extracted packages"
+    )
+    parser.add_argument("--work", type=Path, default=Path("bench-real"), help="working folder (reused)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--pairs-per-epoch", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3, help="RCML heads (frozen trunks)")
+    parser.add_argument("--st-lr", type=float, default=5e-5, help="prompted MiniLM (full fine-tune)")
+    parser.add_argument("--limit", type=int, default=800, help="clip art: drawings in all")
+    parser.add_argument("--per-artist", type=int, default=30, help="clip art: drawings per artist at most")
+    parser.add_argument("--partners", type=int, default=4, help="targets per item and relation")
+    parser.add_argument("--negatives", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], help="method keys to leave out (e.g. specialists)")
+    return parser.parse_args()
+
+
+def _cli(*args: str) -> float:
+    print("$ rcml-st " + " ".join(args), flush=True)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "rcml_st.cli.main", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def _catalogue(name: str, folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:
+    if name == "clipart":
+        if not (folder / "test.jsonl").is_file():
+            build_openclipart.main([
+                str(args.openclipart), "--output", str(folder), "--limit", str(args.limit),
+                "--per-artist", str(args.per_artist), "--partners", str(args.partners),
+                "--seed", str(args.seed),
+            ])  # fmt: skip
+        return folder / "train.jsonl", folder / "test.jsonl"
+    if (folder / "test.jsonl").is_file():
+        return folder / "train.jsonl", folder / "test.jsonl"
+    if name == "magazine":
+        source = pretrained_quality._magazine(folder)
+    else:
+        source = pretrained_quality._digits(folder, args.partners, args.seed)
+    return pretrained_quality._split(source, folder, args.seed)
+
+
+def _only_relation(train: Path, relation: str, index: int) -> Path:
+    """The training file with one relation's edges (every item kept: same intra-sample pairs)."""
+    out = train.with_name(f"train-relation{index}.jsonl")
+    if not out.is_file():
+        lines = []
+        for line in train.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            record["relations"] = {r: t for r, t in record.get("relations", {}).items() if r == relation}
+            lines.append(json.dumps(record, ensure_ascii=False))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(out)
+    return out
+
+
+def _train_rcml(train: Path, out: Path, args: argparse.Namespace, *extra: str) -> float | None:
+    if (out / "modules.json").is_file():
+        return None
+    return _cli(
+        "train", str(train), "--output", str(out), "--backbone", "rcml-lite", "--freeze-backbone",
+        "--lr", str(args.lr), "--epochs", str(args.epochs), "--pairs-per-epoch", str(args.pairs_per_epoch),
+        "--batch-size", str(args.batch_size), "--seed", str(args.seed), *extra,
+    )  # fmt: skip
+
+
+def _minilm():
+    """all-MiniLM-L6-v2 as sentence-transformers builds it (mean pooling, normalized), from the lite wheel."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    from rcml_st.modules.lite import text_tower_dir
+
+    transformer = Transformer(str(text_tower_dir()), max_seq_length=256)
+    pooling = Pooling(transformer.get_embedding_dimension(), "mean")
+    return SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu")
+
+
+def _train_prompted_minilm(train: Path, out: Path, args: argparse.Namespace) -> float | None:
+    """The usual sentence-transformers recipe, the relation as a prompt on both sides."""
+    if (out / "modules.json").is_file():
+        return None
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from rcml_st.data.catalog import read_catalog
+
+    catalog = read_catalog(train, check_images=False)
+    items = catalog.items
+    anchors, positives = [], []
+    for edge in catalog.edges:  # the same inter-sample pairs RCML trains on (texts only)
+        a, b = items[edge.source].text, items[edge.target].text
+        if a and b:
+            anchors.append(TEMPLATE.format(relation=edge.relation, text=a))
+            positives.append(TEMPLATE.format(relation=edge.relation, text=b))
+    dataset = Dataset.from_dict({"anchor": anchors, "positive": positives})
+    model = _minilm()
+    started = time.monotonic()
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        train_dataset=dataset,
+        loss=MultipleNegativesRankingLoss(model),
+        args=SentenceTransformerTrainingArguments(
+            output_dir=str(out) + ".checkpoints",
+            max_steps=args.epochs * (args.pairs_per_epoch // args.batch_size),  # as many pairs as RCML sees
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.st_lr,
+            warmup_ratio=0.1,
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            seed=args.seed,
+            disable_tqdm=True,
+        ),
+    )
+    trainer.train()
+    model.save_pretrained(str(out))
+    return time.monotonic() - started
+
+
+def _timed(encode: Callable[..., object], *args: object) -> tuple[object, float]:
+    started = time.perf_counter()
+    value = encode(*args)
+    return value, time.perf_counter() - started
+
+
+def _per_relation_hit1(result, queries, relations: list[str], direction: str) -> dict[str, float]:
+    rows = queries.rows(direction)
+    ranks = result.ranks[direction]
+    out = {}
+    for index, relation in enumerate(relations):
+        mine = queries.relation[rows] == index
+        if mine.any():
+            out[relation] = float(np.mean(ranks[mine] == 0))  # rank 0: the target comes first
+    return out
+
+
+def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Namespace) -> dict:
+    import rcml_st
+    from rcml_st.data.catalog import read_catalog
+    from rcml_st.encoding import RelationEmbeddings, encode_relations
+    from rcml_st.evaluation import build_hard_queries, build_queries, score_retrieval
+    from rcml_st.evaluation.methods import catalog_inputs, clip_baseline, encode_with_plain, product_baseline
+    from rcml_st.evaluation.prompted import PromptedModel, encode_prompted, served_directions
+
+    runs = folder / "runs"
+    catalog = read_catalog(test)
+    train_catalog = read_catalog(train, check_images=False)
+    relations = catalog.relations
+    n, r = len(catalog), len(relations)
+    has_text = any(item.text for item in catalog.items)
+    has_image = any(item.image for item in catalog.items)
+    training: dict[str, float | None] = {}
+    skip = set(args.skip)
+    training["rcml"] = _train_rcml(train, runs / "rcml", args)
+    if "by-source" not in skip:
+        training["rcml-by-source"] = _train_rcml(
+            train, runs / "rcml-by-source", args, "--batches", "by-source"
+        )
+    training["no-conditioning"] = _train_rcml(train, runs / "no-conditioning", args, "--no-conditioning")
+    if "specialists" not in skip:
+        for i, relation in enumerate(train_catalog.relations):
+            training[f"specialist{i}"] = _train_rcml(
+                _only_relation(train, relation, i), runs / f"specialist{i}", args
+            )
+    if has_text and "prompted" not in skip:
+        training["prompted-minilm"] = _train_prompted_minilm(train, runs / "prompted-minilm", args)
+
+    queries = build_queries(catalog, args.negatives, args.seed, relations)
+    hard = build_hard_queries(catalog, args.negatives, args.seed, relations)
+    rows: dict[str, dict] = {}
+
+    def add(label: str, embeddings: RelationEmbeddings, seconds: float, passes: str, served=None) -> None:
+        easy = score_retrieval(embeddings, queries, served)
+        tough = score_retrieval(embeddings, hard, served)
+        rows[label] = {
+            "random": easy.metrics,
+            "hard": tough.metrics,
+            "hard_ii_by_relation": _per_relation_hit1(tough, hard, relations, "ii") if has_image else {},
+            "hard_tt_by_relation": _per_relation_hit1(tough, hard, relations, "tt") if has_text else {},
+            "encode_seconds": round(seconds, 1),
+            "passes": passes,
+        }
+        print(
+            f"  {label}: avg hit@5 {easy.metrics['avg']['hit@5']}, hard hit@1 {tough.metrics['avg']['hit@1']}"
+        )
+
+    per_item = f"{n} ({r} relations: 1 per item)"
+    per_pair_text = f"{n * r} text + {n} image" if has_image and has_text else f"{n * r}"
+    rcml_model = rcml_st.load(runs / "rcml", device="cpu")
+    (conditioned, plain), seconds = _timed(encode_with_plain, rcml_model, catalog, relations)
+    add("RCML", conditioned, seconds, per_item)
+    clip, seconds = _timed(clip_baseline, rcml_model, catalog, relations, plain)
+    add("RCML's backbone w/o pooling (clip)", clip, seconds, per_pair_text)
+    del rcml_model, conditioned, plain, clip
+    for label, run in (("RCML by-source", "rcml-by-source"), ("no-conditioning", "no-conditioning")):
+        if (runs / run / "modules.json").is_file():
+            model = rcml_st.load(runs / run, device="cpu")
+            (conditioned, _), seconds = _timed(encode_with_plain, model, catalog, relations)
+            add(label, conditioned, seconds, per_item)
+            del model, conditioned
+    if "specialists" not in skip:
+        parts, total = [], 0.0
+        for relation in relations:
+            index = train_catalog.relations.index(relation)
+            model = rcml_st.load(runs / f"specialist{index}", device="cpu")
+            part, seconds = _timed(
+                lambda m=model, rel=relation: encode_relations(m, catalog_inputs(catalog), [rel])
+            )
+            parts.append(part)
+            total += seconds
+        stacked = {m: np.concatenate([p.get(m) for p in parts]) for m in ("item", "text", "image")}
+        specialists = RelationEmbeddings(
+            relations,
+            stacked["item"],
+            stacked["text"],
+            stacked["image"],
+            parts[0].has_text,
+            parts[0].has_image,
+        )
+        add(f"specialists ({r} models)", specialists, total, f"{n * r} ({r} models)")
+        del parts, stacked, specialists
+    if has_text and "prompted" not in skip:
+        from sentence_transformers import SentenceTransformer
+
+        for label, model in (
+            ("prompted MiniLM fine-tune", SentenceTransformer(str(runs / "prompted-minilm"), device="cpu")),
+            ("MiniLM zero-shot (prompted)", _minilm()),
+        ):
+            prompted = PromptedModel(model, TEMPLATE)
+            embeddings, seconds = _timed(encode_prompted, prompted, catalog, relations)
+            add(label, embeddings, seconds, f"{n * r} (texts only)", served_directions(prompted.modalities))
+    zero_shot = rcml_st.build_model("rcml-lite", relations=relations, device="cpu")
+    (_, plain), _ = _timed(encode_with_plain, zero_shot, catalog, relations)
+    clip, seconds = _timed(clip_baseline, zero_shot, catalog, relations, plain)
+    add("zero-shot backbone (untrained rcml-lite)", clip, seconds, per_pair_text)
+    add("product (training-free, zero-shot)", product_baseline(zero_shot, relations, plain), 0.0, per_item)
+    return {
+        "catalogue": name,
+        "items": n,
+        "train_items": len(train_catalog),
+        "relations": relations,
+        "queries": int(len(queries) - queries.incomplete),
+        "hard_queries": {d: int(c) for d, c in hard.counts().items()},
+        "has_text": has_text,
+        "has_image": has_image,
+        "training_seconds": training,
+        "methods": rows,
+    }
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def markdown(result: dict) -> str:
+    """The catalogue's tables: random negatives Hit@5, hard negatives Hit@1, cost."""
+    lines = [
+        f"### {result['catalogue']}: {result['items']} held-out items ({result['train_items']} in training), "
+        f"{len(result['relations'])} relations, {result['queries']} queries",
+        "",
+        "| method | Hit@5 tt | ii | ti | it | avg | hard Hit@1 tt | ii | ti | it | avg "
+        "| encode s | backbone passes |",
+        "|---|" + "---|" * 12,
+    ]
+    for label, row in result["methods"].items():
+        easy = [_cell(row["random"][d]["hit@5"]) for d in DIRECTIONS]
+        hard = [_cell(row["hard"][d]["hit@1"]) for d in DIRECTIONS]
+        lines.append(
+            f"| {label} | " + " | ".join(easy + hard) + f" | {row['encode_seconds']} | {row['passes']} |"
+        )
+    lines.append("")
+    by_relation = {
+        k: v["hard_ii_by_relation"] for k, v in result["methods"].items() if v["hard_ii_by_relation"]
+    }
+    if by_relation:
+        lines.append("Hard-negative image->image Hit@1 per relation:")
+        lines.append("")
+        names = result["relations"]
+        lines.append("| method | " + " | ".join(names) + " |")
+        lines.append("|---|" + "---|" * len(names))
+        for label, values in by_relation.items():
+            lines.append(f"| {label} | " + " | ".join(_cell(values.get(x)) for x in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = _parse()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    results = []
+    work = args.work.resolve()
+    for name in args.data:
+        folder = work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        train, test = _catalogue(name, folder, args)
+        result = evaluate(name, folder, train, test, args)
+        result["seconds"] = round(time.monotonic() - started)
+        results.append(result)
+        print("\n" + markdown(result), flush=True)
+        (work / "results.json").write_text(json.dumps(results, indent=1))
+    report = "\n".join(markdown(result) for result in results)
+    (work / "quality.md").write_text(report)
+    print(f"\nwrote {work / 'results.json'} and {work / 'quality.md'}")
+
+
+if __name__ == "__main__":
+    main()
