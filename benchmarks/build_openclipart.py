@@ -15,7 +15,8 @@ points into the extracted PNG folder) and prints what was kept. The drawings are
 SVG metadata (title, description, artist, keywords) and the category folder; see
 :mod:`rcml_st.data.openclipart` for the three relations. Only artists with ``--min-per-artist``
 drawings or more are kept (at most ``--per-artist`` each, ``--limit`` in all, whole artists in a
-seeded order). The held-out split is a hash of each drawing's id (``--held-out`` of them):
+seeded order; then PNGs over 16 megapixels, which take seconds to decode, are left out).
+The held-out split is a hash of each drawing's id (``--held-out`` of them):
 held-out drawings never appear in ``train.jsonl``, and each file's relations link only its own
 drawings (partners are drawn inside each split, so no edge is dropped).
 
@@ -31,7 +32,14 @@ from collections import Counter
 from pathlib import Path
 
 from rcml_st.data.catalog import write_catalog
-from rcml_st.data.openclipart import Drawing, build_records, held_out, scan_library, select_drawings
+from rcml_st.data.openclipart import (
+    Drawing,
+    build_records,
+    drop_oversized,
+    held_out,
+    scan_library,
+    select_drawings,
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -61,7 +69,11 @@ def build(args: argparse.Namespace) -> dict[str, Path]:
         drawings, min_per_artist=args.min_per_artist, per_artist=args.per_artist, limit=args.limit,
         seed=args.seed,
     )  # fmt: skip
-    print(f"{len(drawings)} drawings with metadata (skipped: {dict(skipped)}); {len(chosen)} chosen")
+    chosen, dropped = drop_oversized(chosen)
+    print(
+        f"{len(drawings)} drawings with metadata (skipped: {dict(skipped)}); {len(chosen)} chosen"
+        + (f" (left out: {dict(dropped)})" if dropped else "")
+    )
     output = args.output.resolve()
 
     def image(drawing: Drawing) -> str:

@@ -21,12 +21,15 @@ Methods, all trained on the same training pairs with the same budget (``--epochs
   and EfficientNet-Lite0 trunks, frozen; projections and relation pooling trained);
 - ``RCML by-source``: the same with ``--batches by-source`` (an item's pairs under different
   relations in one batch: relation-aware hard negatives in the loss);
-- ``no-conditioning``: the same training with ``--no-conditioning``;
+- ``no-conditioning``: the same training with ``--no-conditioning`` (and with ``--batches by-source``);
 - ``specialists``: one such model per relation, each trained on that relation's pairs only with
   the whole budget (R models, R times the training and R backbone passes per item to index);
 - ``prompted MiniLM``: what a sentence-transformers user would do: all-MiniLM-L6-v2 fine-tuned with
   the relation written into both texts (``"{relation}: {text}"``), MultipleNegativesRankingLoss,
   SentenceTransformerTrainer, the same text pairs and number of pairs seen (text directions only);
+- ``prompted two-tower``: for text+image, the same recipe on rcml-lite's two towers (trained like
+  ``no-conditioning``, on one copy of each item per relation whose text carries the prompt; the
+  image side cannot carry one);
 - ``MiniLM zero-shot (prompted)``: the same model untrained, same prompt;
 - ``zero-shot backbone``: the untrained rcml-lite, relation text appended to the item text;
 - ``RCML's backbone w/o pooling (clip)``: the trained RCML model's *own* (trained projections)
@@ -83,6 +86,13 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--partners", type=int, default=4, help="targets per item and relation")
     parser.add_argument("--negatives", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=OPTIONS",
+        help="an extra RCML row trained with these rcml-st train options, e.g. 'beta 0.2=--beta 0.2'",
+    )
     parser.add_argument("--skip", nargs="*", default=[], help="method keys to leave out (e.g. specialists)")
     return parser.parse_args()
 
@@ -121,6 +131,32 @@ def _only_relation(train: Path, relation: str, index: int) -> Path:
             record = json.loads(line)
             record["relations"] = {r: t for r, t in record.get("relations", {}).items() if r == relation}
             lines.append(json.dumps(record, ensure_ascii=False))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(out)
+    return out
+
+
+def _prompted_copies(train: Path) -> Path:
+    """The training file for a prompted two-tower model: one copy of each item per relation.
+
+    Copy ``id|r`` has the text ``"{r}: {text}"`` and the item's image, and links the copies
+    ``t|r`` of the item's partners under ``r``: the same pairs as RCML's, the relation written into
+    the texts (the image side cannot carry a prompt).
+    """
+    out = train.with_name("train-prompted.jsonl")
+    if not out.is_file():
+        records = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines()]
+        relations = sorted({r for record in records for r in record.get("relations", {})})
+        lines = []
+        for record in records:
+            for relation in relations:
+                copy = {"id": f"{record['id']}|{relation}", "image": record.get("image")}
+                if record.get("text"):
+                    copy["text"] = TEMPLATE.format(relation=relation, text=record["text"])
+                targets = record.get("relations", {}).get(relation, [])
+                copy["relations"] = {relation: [f"{t}|{relation}" for t in targets]} if targets else {}
+                lines.append(json.dumps({k: v for k, v in copy.items() if v is not None}, ensure_ascii=False))
         tmp = out.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(out)
@@ -180,7 +216,7 @@ def _train_prompted_minilm(train: Path, out: Path, args: argparse.Namespace) -> 
             max_steps=args.epochs * (args.pairs_per_epoch // args.batch_size),  # as many pairs as RCML sees
             per_device_train_batch_size=args.batch_size,
             learning_rate=args.st_lr,
-            warmup_ratio=0.1,
+            warmup_steps=0.1,  # a ratio (transformers 5)
             batch_sampler=BatchSamplers.NO_DUPLICATES,
             save_strategy="no",
             report_to="none",
@@ -192,6 +228,19 @@ def _train_prompted_minilm(train: Path, out: Path, args: argparse.Namespace) -> 
     trainer.train()
     model.save_pretrained(str(out))
     return time.monotonic() - started
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-")
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """``--variant 'LABEL=--beta 0.2 --batches by-source'`` -> [(LABEL, [options...])]."""
+    out = []
+    for spec in args.variant:
+        label, _, options = spec.partition("=")
+        out.append((label.strip(), options.split()))
+    return out
 
 
 def _timed(encode: Callable[..., object], *args: object) -> tuple[object, float]:
@@ -234,17 +283,43 @@ def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Na
             train, runs / "rcml-by-source", args, "--batches", "by-source"
         )
     training["no-conditioning"] = _train_rcml(train, runs / "no-conditioning", args, "--no-conditioning")
+    if "by-source" not in skip:
+        training["no-conditioning-by-source"] = _train_rcml(
+            train, runs / "no-conditioning-by-source", args, "--no-conditioning", "--batches", "by-source"
+        )
+    for label, extra in _variants(args):
+        training[f"variant-{_slug(label)}"] = _train_rcml(
+            train, runs / f"variant-{_slug(label)}", args, *extra
+        )
     if "specialists" not in skip:
         for i, relation in enumerate(train_catalog.relations):
             training[f"specialist{i}"] = _train_rcml(
                 _only_relation(train, relation, i), runs / f"specialist{i}", args
             )
+    if has_text and has_image and "prompted" not in skip:
+        copies = _prompted_copies(train)
+        training["prompted-two-tower"] = _train_rcml(
+            copies, runs / "prompted-two-tower", args, "--no-conditioning"
+        )
     if has_text and "prompted" not in skip:
         training["prompted-minilm"] = _train_prompted_minilm(train, runs / "prompted-minilm", args)
 
     queries = build_queries(catalog, args.negatives, args.seed, relations)
     hard = build_hard_queries(catalog, args.negatives, args.seed, relations)
     rows: dict[str, dict] = {}
+
+    saved = folder / "rows"  # each method's row, kept: a rerun evaluates only what is new
+    saved.mkdir(exist_ok=True)
+
+    def path_of(label: str) -> Path:
+        return saved / ("".join(c if c.isalnum() else "-" for c in label) + ".json")
+
+    def done(*labels: str) -> bool:
+        if not all(path_of(label).is_file() for label in labels):
+            return False
+        for label in labels:
+            rows[label] = json.loads(path_of(label).read_text())
+        return True
 
     def add(label: str, embeddings: RelationEmbeddings, seconds: float, passes: str, served=None) -> None:
         easy = score_retrieval(embeddings, queries, served)
@@ -257,32 +332,40 @@ def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Na
             "encode_seconds": round(seconds, 1),
             "passes": passes,
         }
+        path_of(label).write_text(json.dumps(rows[label]))
         print(
             f"  {label}: avg hit@5 {easy.metrics['avg']['hit@5']}, hard hit@1 {tough.metrics['avg']['hit@1']}"
         )
 
     per_item = f"{n} ({r} relations: 1 per item)"
     per_pair_text = f"{n * r} text + {n} image" if has_image and has_text else f"{n * r}"
-    rcml_model = rcml_st.load(runs / "rcml", device="cpu")
-    (conditioned, plain), seconds = _timed(encode_with_plain, rcml_model, catalog, relations)
-    add("RCML", conditioned, seconds, per_item)
-    clip, seconds = _timed(clip_baseline, rcml_model, catalog, relations, plain)
-    add("RCML's backbone w/o pooling (clip)", clip, seconds, per_pair_text)
-    del rcml_model, conditioned, plain, clip
-    for label, run in (("RCML by-source", "rcml-by-source"), ("no-conditioning", "no-conditioning")):
-        if (runs / run / "modules.json").is_file():
+    clip_label = "RCML's backbone w/o pooling (clip)"
+    if not done("RCML", clip_label):
+        rcml_model = rcml_st.load(runs / "rcml", device="cpu")
+        (conditioned, plain), seconds = _timed(encode_with_plain, rcml_model, catalog, relations)
+        add("RCML", conditioned, seconds, per_item)
+        clip, seconds = _timed(clip_baseline, rcml_model, catalog, relations, plain)
+        add(clip_label, clip, seconds, per_pair_text)
+        del rcml_model, conditioned, plain, clip
+    variants = [("RCML by-source", "rcml-by-source")]
+    variants += [(f"RCML {label}", f"variant-{_slug(label)}") for label, _ in _variants(args)]
+    variants += [
+        ("no-conditioning", "no-conditioning"),
+        ("no-conditioning by-source", "no-conditioning-by-source"),
+    ]
+    for label, run in variants:
+        if (runs / run / "modules.json").is_file() and not done(label):
             model = rcml_st.load(runs / run, device="cpu")
             (conditioned, _), seconds = _timed(encode_with_plain, model, catalog, relations)
             add(label, conditioned, seconds, per_item)
             del model, conditioned
-    if "specialists" not in skip:
+    specialists_label = f"specialists ({r} models)"
+    if "specialists" not in skip and not done(specialists_label):
         parts, total = [], 0.0
         for relation in relations:
             index = train_catalog.relations.index(relation)
             model = rcml_st.load(runs / f"specialist{index}", device="cpu")
-            part, seconds = _timed(
-                lambda m=model, rel=relation: encode_relations(m, catalog_inputs(catalog), [rel])
-            )
+            part, seconds = _timed(encode_relations, model, catalog_inputs(catalog), [relation])
             parts.append(part)
             total += seconds
         stacked = {m: np.concatenate([p.get(m) for p in parts]) for m in ("item", "text", "image")}
@@ -294,23 +377,44 @@ def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Na
             parts[0].has_text,
             parts[0].has_image,
         )
-        add(f"specialists ({r} models)", specialists, total, f"{n * r} ({r} models)")
+        add(specialists_label, specialists, total, f"{n * r} ({r} models)")
         del parts, stacked, specialists
     if has_text and "prompted" not in skip:
         from sentence_transformers import SentenceTransformer
 
-        for label, model in (
-            ("prompted MiniLM fine-tune", SentenceTransformer(str(runs / "prompted-minilm"), device="cpu")),
-            ("MiniLM zero-shot (prompted)", _minilm()),
+        for label, load in (
+            (
+                "prompted MiniLM fine-tune",
+                lambda: SentenceTransformer(str(runs / "prompted-minilm"), device="cpu"),
+            ),
+            ("MiniLM zero-shot (prompted)", _minilm),
         ):
-            prompted = PromptedModel(model, TEMPLATE)
-            embeddings, seconds = _timed(encode_prompted, prompted, catalog, relations)
-            add(label, embeddings, seconds, f"{n * r} (texts only)", served_directions(prompted.modalities))
-    zero_shot = rcml_st.build_model("rcml-lite", relations=relations, device="cpu")
-    (_, plain), _ = _timed(encode_with_plain, zero_shot, catalog, relations)
-    clip, seconds = _timed(clip_baseline, zero_shot, catalog, relations, plain)
-    add("zero-shot backbone (untrained rcml-lite)", clip, seconds, per_pair_text)
-    add("product (training-free, zero-shot)", product_baseline(zero_shot, relations, plain), 0.0, per_item)
+            if not done(label):
+                prompted = PromptedModel(load(), TEMPLATE)
+                embeddings, seconds = _timed(encode_prompted, prompted, catalog, relations)
+                add(
+                    label,
+                    embeddings,
+                    seconds,
+                    f"{n * r} (texts only)",
+                    served_directions(prompted.modalities),
+                )
+    two_tower = "prompted two-tower fine-tune (rcml-lite towers)"
+    if (runs / "prompted-two-tower" / "modules.json").is_file() and not done(two_tower):
+        # Trained with beta = 1: its output is the towers' own embedding, whatever the relation.
+        prompted = PromptedModel(rcml_st.load(runs / "prompted-two-tower", device="cpu"), TEMPLATE)
+        embeddings, seconds = _timed(encode_prompted, prompted, catalog, relations)
+        add(two_tower, embeddings, seconds, per_pair_text)
+    zero_label, product_label = (
+        "zero-shot backbone (untrained rcml-lite)",
+        "product (training-free, zero-shot)",
+    )
+    if not done(zero_label, product_label):
+        zero_shot = rcml_st.build_model("rcml-lite", relations=relations, device="cpu")
+        (_, plain), _ = _timed(encode_with_plain, zero_shot, catalog, relations)
+        clip, seconds = _timed(clip_baseline, zero_shot, catalog, relations, plain)
+        add(zero_label, clip, seconds, per_pair_text)
+        add(product_label, product_baseline(zero_shot, relations, plain), 0.0, per_item)
     return {
         "catalogue": name,
         "items": n,

@@ -184,6 +184,14 @@ def train(
             show_default=False,
         ),
     ] = None,
+    relation_gate: Annotated[
+        bool,
+        typer.Option(
+            "--relation-gate",
+            help="Add a per-relation gate over the embedding's dimensions after the relation pooling "
+            "(starts as the identity; each relation learns which dimensions matter to it).",
+        ),
+    ] = False,
     batches: Annotated[
         Batches,
         typer.Option(
@@ -265,6 +273,7 @@ def train(
             workers=workers,
             pairs_per_epoch=pairs_per_epoch,
             mix_relations=batches is Batches.by_source,
+            relation_gate=relation_gate,
         )
         try:
             result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn)

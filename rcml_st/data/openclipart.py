@@ -51,6 +51,9 @@ SAME_ARTIST = "drawn by the same artist"
 SHARED_KEYWORD = "tagged with a shared keyword"
 RELATIONS = (SAME_CATEGORY, SAME_ARTIST, SHARED_KEYWORD)
 
+#: PNGs above this many pixels are left out (see :func:`scan_library`).
+MAX_PIXELS = 16_000_000
+
 #: Folders left out: machine-generated star polygons.
 EXCLUDED_CATEGORIES = ("shapes",)
 
@@ -146,6 +149,44 @@ def parse_svg_metadata(source: str | os.PathLike[str] | IO[bytes]) -> SvgMetadat
     except (ET.ParseError, UnicodeDecodeError, ValueError) as exc:
         logger.debug("malformed SVG %s: %s", source, exc)
     return None
+
+
+def _pixels(png: Path) -> int:
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # the decompression-bomb warning: this is what we check
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(png) as image:  # reads the header only
+                return image.width * image.height
+    except Exception:  # PIL raises many types for a broken file
+        return -1
+
+
+def drop_oversized(
+    drawings: Iterable[Drawing], max_pixels: int = MAX_PIXELS
+) -> tuple[list[Drawing], Counter[str]]:
+    """The drawings whose PNG reads and has at most ``max_pixels`` pixels, and what was dropped.
+
+    A few drawings ship as 10,000 x 16,000 pixel PNGs: seconds and gigabytes to decode for a
+    224-pixel tower input. Only the PNG headers are read. Applied after
+    :func:`select_drawings`, so that the choice of drawings does not depend on it.
+
+    Example:
+        >>> drop_oversized([])
+        ([], Counter())
+    """
+    kept: list[Drawing] = []
+    dropped: Counter[str] = Counter()
+    for drawing in drawings:
+        pixels = _pixels(drawing.png)
+        if pixels < 0 or pixels > max_pixels:
+            dropped["unreadable png" if pixels < 0 else "png too large"] += 1
+        else:
+            kept.append(drawing)
+    return kept, dropped
 
 
 def scan_library(root: str | os.PathLike[str]) -> tuple[list[Drawing], Counter[str]]:

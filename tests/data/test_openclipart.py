@@ -22,6 +22,7 @@ from rcml_st.data.openclipart import (
     SAME_CATEGORY,
     SHARED_KEYWORD,
     build_records,
+    drop_oversized,
     held_out,
     parse_svg_metadata,
     scan_library,
@@ -81,6 +82,14 @@ def test_scan_skips_and_counts():
     assert skipped == {"excluded category": 1, "no png": 1, "no metadata": 1}
     assert all(d.png.is_file() and not d.category.startswith("shapes") for d in drawings)
     assert [d.id for d in drawings] == sorted(d.id for d in drawings)
+
+
+def test_huge_pngs_are_left_out():
+    drawings, skipped = drop_oversized(scan_library(FIXTURE)[0], max_pixels=48 * 40)
+    assert skipped["png too large"] > 0 and len(drawings) == 36 - skipped["png too large"]
+    from PIL import Image
+
+    assert all(Image.open(d.png).width * Image.open(d.png).height <= 48 * 40 for d in drawings)
 
 
 def test_records_link_by_category_artist_and_keyword():
