@@ -465,6 +465,60 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def targets(result: dict) -> str:
+    """The issue's targets, checked for each RCML row against the same run's baselines."""
+    rows = result["methods"]
+
+    def get(label: str, table: str, direction: str, metric: str) -> float | None:
+        row = rows.get(label)
+        return None if row is None else row[table][direction][metric]
+
+    lines = []
+    for label in [k for k in rows if k.startswith("RCML") and "clip" not in k]:
+        checks = []
+        if result["has_image"] and result["has_text"]:
+            own, plain = (
+                get(label, "random", "avg", "hit@5"),
+                get("no-conditioning", "random", "avg", "hit@5"),
+            )
+            zero = get("zero-shot backbone (untrained rcml-lite)", "random", "avg", "hit@5")
+            ii, ii_plain = (
+                get(label, "random", "ii", "hit@5"),
+                get("no-conditioning", "random", "ii", "hit@5"),
+            )
+            hard = get(label, "hard", "avg", "hit@1")
+            specialists = next(
+                (v["hard"]["avg"]["hit@1"] for k, v in rows.items() if k.startswith("specialists")), None
+            )
+            hard_ii, hard_ii_plain = (
+                get(label, "hard", "ii", "hit@1"),
+                get("no-conditioning", "hard", "ii", "hit@1"),
+            )
+            pairs = [
+                ("avg Hit@5 - no-conditioning >= 0.05", own, plain, lambda a, b: a - b, 0.05),
+                ("avg Hit@5 - zero-shot >= 0.15", own, zero, lambda a, b: a - b, 0.15),
+                ("ii Hit@5 - no-conditioning >= 0.05", ii, ii_plain, lambda a, b: a - b, 0.05),
+                ("hard avg Hit@1 - specialists >= 0", hard, specialists, lambda a, b: a - b, 0.0),
+                ("hard ii Hit@1 / no-conditioning's >= 2", hard_ii, hard_ii_plain, lambda a, b: a / b, 2.0),
+            ]
+            for name, a, b, measure, goal in pairs:
+                if a is not None and b:
+                    value = measure(a, b)
+                    checks.append(f"{name}: {value:+.3f} ({'met' if value >= goal else 'missed'})")
+        if result["has_text"]:
+            for metric in ("hit@5", "hit@1"):
+                a, b = (
+                    get(label, "random", "tt", metric),
+                    get("prompted MiniLM fine-tune", "random", "tt", metric),
+                )
+                if a is not None and b is not None:
+                    verdict = "met" if a - b >= -0.02 else "missed"
+                    checks.append(f"tt {metric} - prompted MiniLM >= -0.02: {a - b:+.3f} ({verdict})")
+        if checks:
+            lines.append(f"- {label}: " + "; ".join(checks))
+    return "Targets (issue #19):\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def main() -> None:
     args = _parse()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -478,9 +532,9 @@ def main() -> None:
         result = evaluate(name, folder, train, test, args)
         result["seconds"] = round(time.monotonic() - started)
         results.append(result)
-        print("\n" + markdown(result), flush=True)
+        print("\n" + markdown(result) + "\n" + targets(result), flush=True)
         (work / "results.json").write_text(json.dumps(results, indent=1))
-    report = "\n".join(markdown(result) for result in results)
+    report = "\n".join(markdown(result) + "\n" + targets(result) for result in results)
     (work / "quality.md").write_text(report)
     print(f"\nwrote {work / 'results.json'} and {work / 'quality.md'}")
 
