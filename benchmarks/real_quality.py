@@ -93,6 +93,9 @@ def _parse() -> argparse.Namespace:
         metavar="LABEL=OPTIONS",
         help="an extra RCML row trained with these rcml-st train options, e.g. 'beta 0.2=--beta 0.2'",
     )
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="evaluate only these method rows (others run apart)"
+    )
     parser.add_argument("--skip", nargs="*", default=[], help="method keys to leave out (e.g. specialists)")
     return parser.parse_args()
 
@@ -256,7 +259,7 @@ def _per_relation_hit1(result, queries, relations: list[str], direction: str) ->
     for index, relation in enumerate(relations):
         mine = queries.relation[rows] == index
         if mine.any():
-            out[relation] = float(np.mean(ranks[mine] == 0))  # rank 0: the target comes first
+            out[relation] = float(np.mean(ranks[mine] <= 1))  # ranks start at 1: the target first
     return out
 
 
@@ -315,6 +318,8 @@ def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Na
         return saved / ("".join(c if c.isalnum() else "-" for c in label) + ".json")
 
     def done(*labels: str) -> bool:
+        if args.only and not set(labels) & set(args.only):
+            return True  # not asked for in this process (--only)
         if not all(path_of(label).is_file() for label in labels):
             return False
         for label in labels:
