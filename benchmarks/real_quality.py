@@ -255,7 +255,9 @@ def _timed(encode: Callable[..., object], *args: object) -> tuple[object, float]
 def _per_relation_hit1(result, queries, relations: list[str], direction: str) -> dict[str, float]:
     rows = queries.rows(direction)
     ranks = result.ranks[direction]
-    out = {}
+    out: dict[str, float] = {}
+    if ranks.size != rows.size:  # a direction the method does not serve
+        return out
     for index, relation in enumerate(relations):
         mine = queries.relation[rows] == index
         if mine.any():
@@ -267,7 +269,7 @@ def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Na
     import rcml_st
     from rcml_st.data.catalog import read_catalog
     from rcml_st.encoding import RelationEmbeddings, encode_relations
-    from rcml_st.evaluation import build_hard_queries, build_queries, score_retrieval
+    from rcml_st.evaluation import build_hard_queries, build_queries, chance_metrics, score_retrieval
     from rcml_st.evaluation.methods import catalog_inputs, clip_baseline, encode_with_plain, product_baseline
     from rcml_st.evaluation.prompted import PromptedModel, encode_prompted, served_directions
 
@@ -427,6 +429,7 @@ def evaluate(name: str, folder: Path, train: Path, test: Path, args: argparse.Na
         "relations": relations,
         "queries": int(len(queries) - queries.incomplete),
         "hard_queries": {d: int(c) for d, c in hard.counts().items()},
+        "hard_chance_hit@1": chance_metrics(hard)["avg"]["hit@1"],
         "has_text": has_text,
         "has_image": has_image,
         "training_seconds": training,
@@ -444,6 +447,9 @@ def markdown(result: dict) -> str:
         f"### {result['catalogue']}: {result['items']} held-out items ({result['train_items']} in training), "
         f"{len(result['relations'])} relations, {result['queries']} queries",
         "",
+        f"Hard negatives: {max(result['hard_queries'].values())} queries have some; a random ranking scores "
+        f"Hit@1 {result['hard_chance_hit@1']:.3f} there.",
+        "",
         "| method | Hit@5 tt | ii | ti | it | avg | hard Hit@1 tt | ii | ti | it | avg "
         "| encode s | backbone passes |",
         "|---|" + "---|" * 12,
@@ -456,7 +462,9 @@ def markdown(result: dict) -> str:
         )
     lines.append("")
     by_relation = {
-        k: v["hard_ii_by_relation"] for k, v in result["methods"].items() if v["hard_ii_by_relation"]
+        k: v["hard_ii_by_relation"]
+        for k, v in result["methods"].items()
+        if v["hard_ii_by_relation"] and any(v["hard_ii_by_relation"].values())
     }
     if by_relation:
         lines.append("Hard-negative image->image Hit@1 per relation:")
