@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,14 @@ from rcml_st.cli._common import (
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
+
+
+class Batches(str, Enum):
+    """How training pairs are put into batches (``--batches``)."""
+
+    random = "random"
+    by_source = "by-source"
+
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -176,6 +185,23 @@ def train(
             show_default=False,
         ),
     ] = None,
+    relation_gate: Annotated[
+        bool,
+        typer.Option(
+            "--relation-gate",
+            help="Add a per-relation gate over the embedding's dimensions after the relation pooling "
+            "(starts as the identity; each relation learns which dimensions matter to it).",
+        ),
+    ] = False,
+    batches: Annotated[
+        Batches,
+        typer.Option(
+            "--batches",
+            help="random: uniformly shuffled pairs (the paper's setting). by-source: each batch holds an "
+            "item's pairs under different relations side by side, so its partners under the other "
+            "relations are in-batch negatives (relation-aware hard negatives).",
+        ),
+    ] = Batches.random,
     eval_file: Annotated[
         Path | None,
         typer.Option(
@@ -233,6 +259,7 @@ def train(
             conditioning=not no_conditioning,
             intra_modal=not no_intra_modal,
             inter_sample=not no_inter_sample,
+            mix_relations=batches is Batches.by_source,
         )
         try:
             result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)

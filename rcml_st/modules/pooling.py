@@ -13,6 +13,12 @@ each item under its own relation), the training loss (``forward(all_relations=Tr
 attention block (Q, K, V, O projections) is shared by both modalities: for a 512-wide space it
 has 1,050,624 parameters, the size difference the RCML paper reports over CLIP.
 
+Optionally (``relation_gate=True``, ``rcml-st train --relation-gate``), the mix is then scaled
+per dimension by a gate computed from the relation, ``z_m = normalize(mixed * 2 sigmoid(W e_r + b))``
+(a conditional-similarity mask: each relation weighs the joint space's dimensions its own way,
+global embedding included). ``W`` and ``b`` start at zero, so the gate starts as the identity and
+an untrained gated model equals the paper's.
+
 ``beta = 1`` gives CLIP's embeddings exactly. An item with both modalities gets the fused vector
 ``normalize(z_text + z_image)`` as its ``sentence_embedding``; ``text_embedding`` and
 ``image_embedding`` stay in the output features (zeros where the item lacks that modality, see
@@ -45,6 +51,7 @@ class RelationPooling(Module):
         num_heads: attention heads; must divide ``embedding_dimension``.
         beta: weight of the global embedding in the mix, in [0, 1] (default 0.5).
         relations: the relation vocabulary the model was trained on (kept with the model).
+        relation_gate: add the per-relation dimension gate (see the module docstring).
 
     ``forward`` embeds every item under its own relation (``model.encode``); called with
     ``all_relations=True`` (a forward keyword sentence-transformers passes on to this module)
@@ -57,7 +64,7 @@ class RelationPooling(Module):
         1050624
     """
 
-    config_keys = ["embedding_dimension", "num_heads", "beta", "relations"]
+    config_keys = ["embedding_dimension", "num_heads", "beta", "relations", "relation_gate"]
     forward_kwargs = {"all_relations"}
 
     def __init__(
@@ -66,6 +73,7 @@ class RelationPooling(Module):
         num_heads: int = 8,
         beta: float = DEFAULT_BETA,
         relations: list[str] | None = None,
+        relation_gate: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -79,6 +87,19 @@ class RelationPooling(Module):
         self.beta = float(beta)
         self.relations = list(relations or [])
         self.attention = nn.MultiheadAttention(self.embedding_dimension, self.num_heads, batch_first=True)
+        self.relation_gate = False
+        self.gate: nn.Linear | None = None
+        if relation_gate:
+            self.enable_relation_gate()
+
+    def enable_relation_gate(self) -> None:
+        """Adds the per-relation dimension gate, initialised to the identity (a no-op until trained)."""
+        if self.gate is None:
+            weight = self.attention.in_proj_weight
+            self.gate = nn.Linear(self.embedding_dimension, self.embedding_dimension, device=weight.device)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
+        self.relation_gate = True
 
     def get_embedding_dimension(self) -> int:
         """The output embedding width (same as the backbone's)."""
@@ -107,6 +128,8 @@ class RelationPooling(Module):
             queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
         )
         mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled, dim=-1)
+        if self.gate is not None:
+            mixed = mixed * (2.0 * torch.sigmoid(self.gate(queries.to(mixed.dtype))))
         return F.normalize(mixed, dim=-1)
 
     def embed(

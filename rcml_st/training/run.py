@@ -89,6 +89,11 @@ class TrainConfig:
         workers: data-loading worker processes (``None``: 0 on CPU, up to 4 on CUDA).
         pairs_per_epoch: train each epoch on a fresh random subset of this many pairs
             (``None``: all of them); for dense relation graphs.
+        relation_gate: add the relation pooling's per-relation dimension gate
+            (``--relation-gate``, see :mod:`rcml_st.modules.pooling`); ``False``: the paper's pooling.
+        mix_relations: batches that hold each source's pairs under different relations side by
+            side (``--batches by-source``), so its partners under the other relations are in-batch
+            negatives; ``False``: uniformly shuffled batches (the paper's setting).
     """
 
     data: Path
@@ -119,6 +124,8 @@ class TrainConfig:
     warmup: float = 0.1
     workers: int | None = None
     pairs_per_epoch: int | None = None
+    mix_relations: bool = False
+    relation_gate: bool = False
 
     def options(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded next to the checkpoints)."""
@@ -169,6 +176,8 @@ def _check_config(config: TrainConfig) -> None:
     if not config.conditioning:
         if config.beta is not None and config.beta != 1.0:
             raise UsageError("--no-conditioning means beta = 1 (CLIP's own embeddings); drop --beta")
+        if config.relation_gate:
+            raise UsageError("--relation-gate conditions on the relation; drop it with --no-conditioning")
         if config.freeze_projections:
             raise UsageError("--no-conditioning with --freeze-projections leaves nothing to train")
     if config.trunk_cache_memory < 0:
@@ -372,6 +381,8 @@ def train(
         model = _build_model(config, device.device, pairs.data_relations)
     set_relation_vocabulary(model, pairs.data_relations)
     _, pooling = rcml_modules(model)
+    if config.relation_gate and checkpoint is None:
+        pooling.enable_relation_gate()
     frozen = config.freeze_backbone or config.freeze_projections
     if frozen:
         from rcml_st.training.frozen import freeze_backbone
@@ -434,7 +445,9 @@ def train(
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=_workers(config, device),
-        batch_sampler=functools.partial(PairBatchSampler, pairs_per_epoch=config.pairs_per_epoch),
+        batch_sampler=functools.partial(
+            PairBatchSampler, pairs_per_epoch=config.pairs_per_epoch, mix_relations=config.mix_relations
+        ),
         # Parameters without a gradient in a step (a modality absent from the data, pooling at
         # beta = 1) would stall DDP unless it looks for them.
         ddp_find_unused_parameters=(not uses_images or not uses_texts or pooling.beta == 1.0),

@@ -28,8 +28,24 @@ class PairBatchSampler(DefaultBatchSampler):
       relation graphs (whole groups linked) have far more pairs than an epoch needs, and this
       keeps epochs short while every pair still gets its turn over the run.
 
+    - Optionally (``mix_relations=True``, ``rcml-st train --batches by-source``), each batch holds
+      an item's pairs under *different* relations side by side: the epoch takes the sources in a
+      random order and, for each, one pair per relation it has (then, in later rounds, the next
+      ones). The source's partner under relation B then sits in the batch as a candidate for its
+      query under relation A: the hard negative a model that ignores the relation gets wrong,
+      which random batches of a large catalogue almost never contain. Needs the dataset's
+      ``label`` column (``[source, target, relation]``, see :mod:`rcml_st.training.pairs`).
+
     The constructor takes the arguments the trainer passes to a ``batch_sampler`` callable
-    (bind ``pairs_per_epoch`` with ``functools.partial``).
+    (bind ``pairs_per_epoch`` and ``mix_relations`` with ``functools.partial``).
+
+    Example:
+        >>> from datasets import Dataset
+        >>> rows = [[0, 1, 0], [0, 2, 1], [1, 0, 0], [1, 3, 1], [3, 1, 0], [3, 2, 1]]
+        >>> data = Dataset.from_dict({"label": rows})
+        >>> sampler = PairBatchSampler(data, batch_size=2, drop_last=False, mix_relations=True)
+        >>> [[rows[i][:3:2] for i in batch] for batch in sampler]  # [source, relation] of each pair
+        [[[1, 0], [1, 1]], [[3, 1], [3, 0]], [[0, 0], [0, 1]]]
     """
 
     def __init__(
@@ -41,6 +57,7 @@ class PairBatchSampler(DefaultBatchSampler):
         generator: torch.Generator | None = None,
         seed: int = 0,
         pairs_per_epoch: int | None = None,
+        mix_relations: bool = False,
     ) -> None:
         super().__init__(
             dataset,
@@ -53,11 +70,39 @@ class PairBatchSampler(DefaultBatchSampler):
         self.size = len(dataset)
         self.used = self.size if not pairs_per_epoch else min(int(pairs_per_epoch), self.size)
         self.world_size = world()[1]
+        self.sources: list[int] | None = None
+        self.relations: list[int] | None = None
+        if mix_relations:
+            labels = dataset["label"]
+            self.sources = [int(label[0]) for label in labels]
+            self.relations = [int(label[2]) for label in labels]
+
+    def _mixed_order(self, order: list[int]) -> list[int]:
+        """``order`` regrouped: per source (first-appearance order), one pair per relation a round."""
+        rounds: list[dict[int, list[int]]] = []  # round -> source -> pairs
+        seen: dict[tuple[int, int], int] = {}  # (source, relation) -> pairs placed so far
+        first: dict[int, int] = {}
+        for index in order:
+            source, relation = self.sources[index], self.relations[index]
+            first.setdefault(source, len(first))
+            level = seen.get((source, relation), 0)
+            seen[(source, relation)] = level + 1
+            if level == len(rounds):
+                rounds.append({})
+            rounds[level].setdefault(source, []).append(index)
+        regrouped = []
+        for by_source in rounds:
+            for source in sorted(by_source, key=first.__getitem__):
+                regrouped.extend(by_source[source])
+        return regrouped
 
     def _batches(self) -> list[list[int]]:
         generator = torch.Generator()
         generator.manual_seed(int(self.seed) * 100_003 + int(self.epoch))
-        order = torch.randperm(self.size, generator=generator)[: self.used].tolist()
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.sources is not None:
+            order = self._mixed_order(order)
+        order = order[: self.used]
         batches = [order[i : i + self.batch_size] for i in range(0, self.used, self.batch_size)]
         if batches and self.drop_last and len(batches[-1]) < self.batch_size:
             batches.pop()
