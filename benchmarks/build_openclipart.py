@@ -10,7 +10,7 @@ Then::
     python benchmarks/build_openclipart.py /tmp/openclipart --output data/openclipart
     python benchmarks/build_openclipart.py /tmp/openclipart --output data/oca --limit 1600 --per-artist 40
 
-writes ``train.jsonl`` and ``test.jsonl`` (the data format of ``interface.md`` section 1; ``image``
+writes ``train.jsonl`` and ``test.jsonl`` (the data format of ``docs/contract/data-format.md``; ``image``
 points into the extracted PNG folder) and prints what was kept. The drawings are read from the
 SVG metadata (title, description, artist, keywords) and the category folder; see
 :mod:`rcml_st.data.openclipart` for the three relations. Only artists with ``--min-per-artist``

@@ -271,7 +271,7 @@ def build_records(
     seed: int = 0,
     image_path: Any = None,
 ) -> list[dict[str, Any]]:
-    """Catalogue records (``interface.md`` section 1) for a set of drawings.
+    """Catalogue records (``docs/contract/data-format.md``) for a set of drawings.
 
     Relation targets are other drawings of the same set: for each drawing and relation, up to
     ``partners`` drawings of its group(s), drawn with ``seed`` (a drawing with several keywords
