@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import open_clip
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -137,7 +138,7 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
         "dtype": dtype,
         "model_cfg": clip.model_cfg,
         "preprocess_cfg": clip.preprocess_cfg,
-        "open_clip": open_clip_version(),  # the towers' code and the image transforms
+        "open_clip": str(getattr(open_clip, "__version__", "unknown")),  # tower code, image transforms
         "tokenizer": type(clip.tokenizer).__name__,
     }
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -147,13 +148,6 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
     for image in images:
         digest.update(b"i" + image.encode("utf-8", "surrogatepass") + b"\x00" + _file_stamp(image).encode())
     return digest.hexdigest()
-
-
-def open_clip_version() -> str:
-    """The installed open_clip version (its tower code and image transforms shape the outputs)."""
-    import open_clip
-
-    return str(getattr(open_clip, "__version__", "unknown"))
 
 
 def _barrier() -> None:
