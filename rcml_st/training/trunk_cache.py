@@ -168,7 +168,7 @@ class _ImageBatch:
 class _ShardWriter:
     """Streams one modality's trunk outputs to raw files (constant memory)."""
 
-    def __init__(self, folder: Path, name: str, dtype: np.dtype) -> None:
+    def __init__(self, folder: Path, name: str, dtype: str) -> None:
         self.folder, self.name, self.dtype = folder, name, dtype
         # Open across add() calls, closed by close().
         parts = ("pooled", "tokens", "mask")
@@ -178,8 +178,8 @@ class _ShardWriter:
         self.widths: tuple[int, int] | None = None
 
     def add(self, keys: Sequence[str], trunk: TrunkOutput) -> None:
-        pooled_np = trunk.pooled.detach().float().cpu().numpy().astype(self.dtype)
-        tokens_np = trunk.tokens.detach().float().cpu().numpy().astype(self.dtype)
+        pooled_np = trunk.pooled.detach().float().cpu().numpy().astype(DTYPES[self.dtype])
+        tokens_np = trunk.tokens.detach().float().cpu().numpy().astype(DTYPES[self.dtype])
         mask_np = trunk.mask.detach().cpu().numpy().astype(np.uint8)
         self.widths = (pooled_np.shape[1], tokens_np.shape[2])
         self.files["pooled"].write(np.ascontiguousarray(pooled_np).tobytes())
@@ -195,7 +195,8 @@ class _ShardWriter:
     def close(self) -> dict[str, Any]:
         for handle in self.files.values():
             handle.close()
-        info = {"name": self.name, "count": len(self.keys), "widths": self.widths}
+        info: dict[str, Any] = {"name": self.name, "count": len(self.keys), "widths": self.widths}
+        info["nbytes"] = sum(_part_sizes(info, self.dtype, self.lengths).values())
         (self.folder / f"{self.name}.json").write_text(
             json.dumps({"keys": self.keys, "lengths": self.lengths}), encoding="utf-8"
         )
@@ -414,7 +415,6 @@ class TrunkCache:
         batch_size: int,
         workers: int,
     ) -> dict[str, list[dict[str, Any]]]:
-        np_dtype = DTYPES[dtype]
         device = next(clip.parameters()).device
         was_training = clip.training
         clip.eval()
@@ -422,22 +422,22 @@ class TrunkCache:
         try:
             with torch.no_grad():
                 if texts:
-                    writer = _ShardWriter(target, f"text-{rank}", np_dtype)
+                    writer = _ShardWriter(target, f"text-{rank}", dtype)
                     ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
                     # Similar lengths share a batch: the trunk cuts each batch's padding.
                     order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
                     for start in range(0, len(order), batch_size):
                         rows = order[start : start + batch_size]
                         writer.add([texts[i] for i in rows], clip.text_trunk(ids[rows].to(device)))
-                    shards["text"].append(_finish(writer))
+                    shards["text"].append(writer.close())
                 if images:
-                    writer = _ShardWriter(target, f"image-{rank}", np_dtype)
+                    writer = _ShardWriter(target, f"image-{rank}", dtype)
                     loader = torch.utils.data.DataLoader(
                         images, batch_size=batch_size, num_workers=workers, collate_fn=_ImageBatch(clip)
                     )
                     for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
                         writer.add(images[start : start + batch_size], clip.image_trunk(pixels.to(device)))
-                    shards["image"].append(_finish(writer))
+                    shards["image"].append(writer.close())
         finally:
             clip.train(was_training)
         return shards
@@ -495,13 +495,6 @@ def _check(folder: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"unreadable: {error}"
     return None
-
-
-def _finish(writer: _ShardWriter) -> dict[str, Any]:
-    info = writer.close()
-    dtype = next(name for name, value in DTYPES.items() if value == writer.dtype)
-    info["nbytes"] = sum(_part_sizes(info, dtype, writer.lengths).values())
-    return info
 
 
 def dataset_items(dataset: Any, columns: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
