@@ -149,8 +149,7 @@ class OpenCLIPInput(InputModule):
 
         Items whose trunk outputs the features already carry (``text_trunk_*`` / ``image_trunk_*``
         from a trunk cache, ``relation_trunk_*`` for the relation descriptions) skip the trunk:
-        only the heads run. Frozen trunks
-        (:meth:`freeze_trunks`) run without building a graph.
+        only the heads run. Frozen trunks (:meth:`freeze_trunks`) run without building a graph.
         """
         heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
         dtype = heads[0].dtype if heads else None  # precomputed trunk outputs are cast to it
