@@ -27,7 +27,7 @@ from PIL import Image
 import rcml_st
 from rcml_st.data import read_catalog
 from rcml_st.evaluation.retrieval import build_queries, catalog_inputs, score_retrieval
-from rcml_st.training.architectures import write_architecture
+from rcml_st.modules.architectures import write_architecture
 
 GROUPS = 50
 

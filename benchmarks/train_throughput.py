@@ -41,9 +41,9 @@ from sentence_transformers.base.data_collator import BaseDataCollator
 import rcml_st
 from rcml_st.data import generate_catalog, load_image, read_catalog
 from rcml_st.losses import RCMLLoss
+from rcml_st.modules.architectures import is_builtin, write_architecture
 from rcml_st.modules.backbone import create_backbone
 from rcml_st.training import build_pairs
-from rcml_st.training.architectures import is_builtin, write_architecture
 
 
 def _parse() -> argparse.Namespace:

@@ -33,6 +33,12 @@ def gather_sizes(size: int, device: torch.device) -> list[int]:
     return [int(s.item()) for s in sizes]
 
 
+def _padded(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """``tensor`` with zero rows up to the largest rank's row count (collectives need equal shapes)."""
+    extra = max(sizes) - tensor.shape[0]
+    return torch.cat([tensor, tensor.new_zeros((extra, *tensor.shape[1:]))]) if extra > 0 else tensor
+
+
 def gather_with_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Concatenates every rank's ``tensor`` along dim 0; gradients flow back to each owner.
 
@@ -48,10 +54,7 @@ def gather_with_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         return tensor
     import torch.distributed.nn.functional as dist_fn
 
-    largest = max(sizes)
-    if tensor.shape[0] < largest:
-        padding = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
-        tensor = torch.cat([tensor, padding])
+    tensor = _padded(tensor, sizes)
     with warnings.catch_warnings():
         # torch 2.15 marks this autograd-aware gather deprecated in favour of a private module
         # (``torch.distributed._functional_collectives``); it is what open_clip and
@@ -65,10 +68,7 @@ def gather_no_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Like :func:`gather_with_grad` for tensors without a gradient (ids, masks)."""
     if len(sizes) == 1:
         return tensor
-    largest = max(sizes)
-    if tensor.shape[0] < largest:
-        padding = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
-        tensor = torch.cat([tensor, padding])
+    tensor = _padded(tensor, sizes)
     parts = [torch.empty_like(tensor) for _ in sizes]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])

@@ -18,7 +18,7 @@ class RelationGraph(nn.Module):
     """An undirected edge set over (relation, item, item), queried in bulk on any device.
 
     Edges are stored as sorted int64 keys ``(relation * n + a) * n + b`` (both directions), so a
-    membership test for a whole query x candidate matrix is one ``searchsorted``. It is an
+    membership test for a whole query x candidate matrix is one ``torch.isin``. It is an
     ``nn.Module`` only so that ``.to(device)`` moves the keys with the loss.
 
     Args:
@@ -65,9 +65,5 @@ class RelationGraph(nn.Module):
             A bool tensor of the broadcast shape.
         """
         relation, a, b = torch.broadcast_tensors(relation, a, b)
-        if self.keys.numel() == 0:
-            return torch.zeros(relation.shape, dtype=torch.bool, device=relation.device)
-        keys = self.keys.to(relation.device)
         query = (relation.long() * self.n_items + a.long()) * self.n_items + b.long()
-        position = torch.searchsorted(keys, query.reshape(-1)).clamp(max=keys.numel() - 1)
-        return (keys[position] == query.reshape(-1)).reshape(query.shape)
+        return torch.isin(query, self.keys.to(relation.device))

@@ -96,7 +96,7 @@ def parse_item(item: Any, index: int, default_relation: str | None = None) -> Pa
         >>> parse_item({"text": "nursing pillow", "relation": "used together"}, 0)
         ParsedItem(text='nursing pillow', image=None, relation='used together')
     """
-    relation = _check_relation(default_relation, index) if default_relation is not None else None
+    relation = _check_relation(default_relation, index)
     if isinstance(item, dict):
         unknown = set(item) - ITEM_KEYS
         if unknown:
@@ -112,7 +112,7 @@ def parse_item(item: Any, index: int, default_relation: str | None = None) -> Pa
         image = _load_image(item["image"], index) if item.get("image") is not None else None
         if text is None and image is None:
             raise ValueError(f"item {index}: the dict has neither 'text' nor 'image'")
-        if "relation" in item and item["relation"] is not None:
+        if item.get("relation") is not None:
             relation = _check_relation(item["relation"], index)
         return ParsedItem(text, image, relation)
     if isinstance(item, (Image.Image, Path)):

@@ -149,8 +149,7 @@ class OpenCLIPInput(InputModule):
 
         Items whose trunk outputs the features already carry (``text_trunk_*`` / ``image_trunk_*``
         from a trunk cache, ``relation_trunk_*`` for the relation descriptions) skip the trunk:
-        only the heads run. Frozen trunks
-        (:meth:`freeze_trunks`) run without building a graph.
+        only the heads run. Frozen trunks (:meth:`freeze_trunks`) run without building a graph.
         """
         heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
         dtype = heads[0].dtype if heads else None  # precomputed trunk outputs are cast to it
@@ -171,7 +170,7 @@ class OpenCLIPInput(InputModule):
                 (0, self.embedding_dimension), dtype=torch.float
             )
         else:
-            global_, tokens, mask = self.text_head(text)
+            global_, tokens, mask = self.text_adapter.head(text)
             if n_text:  # like images: a batch without item texts has no text features at all
                 features.update(
                     text_global=global_[:n_text], text_tokens=tokens[:n_text], text_token_mask=mask[:n_text]
@@ -181,7 +180,7 @@ class OpenCLIPInput(InputModule):
         if image is None and "pixel_values" in features:
             image = self._trunk(self.image_trunk, features["pixel_values"])
         if image is not None:
-            global_, tokens, mask = self.image_head(image)
+            global_, tokens, mask = self.image_adapter.head(image)
             features.update(image_global=global_, image_tokens=tokens, image_token_mask=mask)
         return features
 
@@ -244,17 +243,9 @@ class OpenCLIPInput(InputModule):
         """
         return self.text_adapter.trunk(ids)
 
-    def text_head(self, trunk: TrunkOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The text tower's projection: ``(global (N, D), tokens (N, L', D), mask (N, L'))``."""
-        return self.text_adapter.head(trunk)
-
     def image_trunk(self, pixels: torch.Tensor) -> TrunkOutput:
         """The image tower up to its projection (see :mod:`rcml_st.modules.towers`)."""
         return self.image_adapter.trunk(pixels)
-
-    def image_head(self, trunk: TrunkOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The image tower's projection: ``(global (N, D), tokens (N, P, D), mask (N, P))``."""
-        return self.image_adapter.head(trunk)
 
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Text tower with token features.
@@ -267,7 +258,7 @@ class OpenCLIPInput(InputModule):
             (exactly ``model.encode_text``), the final-layer token features projected to the joint
             space by the same projection, and which tokens are real.
         """
-        return self.text_head(self.text_trunk(ids))
+        return self.text_adapter.head(self.text_trunk(ids))
 
     def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Image tower with token features: ``(global (N, D), tokens (N, P, D), mask (N, P))``.
@@ -275,7 +266,7 @@ class OpenCLIPInput(InputModule):
         ``global`` is exactly open_clip's ``model.encode_image``; tokens are patch tokens (ViT)
         or feature-map positions (ConvNet, ResNet), projected like the pooled output.
         """
-        return self.image_head(self.image_trunk(pixels))
+        return self.image_adapter.head(self.image_trunk(pixels))
 
     def head_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """The projections into the joint space, by name: what a frozen-trunk run trains.

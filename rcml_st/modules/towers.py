@@ -236,16 +236,11 @@ class TimmTower(Tower):
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return TrunkOutput(pooled, tokens, mask)
 
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
-        if self.classifier is not None:
-            x = self.classifier(x)
-        return self.visual.head(x)
-
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.visual.head, self.classifier)
 
     def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self._project(pooled)
+        return self.visual.head(_apply(self.classifier, pooled))
 
     def trunk_modules(self) -> list[nn.Module]:
         if self.classifier is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rcml_st._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from rcml_st.training.architectures import ARCHITECTURES, write_architecture
+    from rcml_st.modules.architectures import ARCHITECTURES, write_architecture
     from rcml_st.training.device import DeviceChoice, choose_device
     from rcml_st.training.frozen import cache_frozen_trunks, freeze_backbone
     from rcml_st.training.pairs import SAME_ITEM, PairSet, build_pairs
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 # Public names resolve on first use (PEP 562): `rcml-st train bad.jsonl` reads and rejects the
 # data before torch, open_clip and sentence-transformers are imported (architectures pulls them in).
 _LAZY = {
-    "ARCHITECTURES": "rcml_st.training.architectures",
-    "write_architecture": "rcml_st.training.architectures",
+    "ARCHITECTURES": "rcml_st.modules.architectures",
+    "write_architecture": "rcml_st.modules.architectures",
     "DeviceChoice": "rcml_st.training.device",
     "choose_device": "rcml_st.training.device",
     "cache_frozen_trunks": "rcml_st.training.frozen",

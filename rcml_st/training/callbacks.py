@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +96,6 @@ class RichProgress(TrainerCallback):
         self.epochs = epochs
         self.progress: Any = None
         self.task: Any = None
-        self.started = 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
@@ -126,7 +124,6 @@ class RichProgress(TrainerCallback):
         self.task = self.progress.add_task(
             self._label(state), total=state.max_steps, completed=state.global_step
         )
-        self.started = time.monotonic()
 
     def _label(self, state: Any) -> str:
         epoch = int(state.epoch or 0) + 1

@@ -10,7 +10,7 @@ checkpoint; :func:`check_finite` is the last check before the final model is wri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -93,20 +93,20 @@ class FiniteGuard(TrainerCallback):
     def on_pre_optimizer_step(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
-        if model is None:
-            return
-        named = [(name, p.grad) for name, p in _trainable(model) if p.grad is not None]
-        if not _all_finite(grad for _, grad in named):
-            raise self._fail("the gradient", first_non_finite(named), state)
+        if model is not None:
+            self._check(
+                "the gradient", [(n, p.grad) for n, p in _trainable(model) if p.grad is not None], state
+            )
 
     def on_optimizer_step(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
-        if model is None:
-            return
-        named = _trainable(model)
-        if not _all_finite(p for _, p in named):
-            raise self._fail("the weight", first_non_finite(named), state)
+        if model is not None:
+            self._check("the weight", _trainable(model), state)
+
+    def _check(self, what: str, named: Sequence[tuple[str, torch.Tensor]], state: Any) -> None:
+        if not _all_finite(tensor for _, tensor in named):
+            raise self._fail(what, first_non_finite(named), state)
 
 
 __all__ = ["FiniteGuard", "NonFiniteError", "check_finite", "first_non_finite"]

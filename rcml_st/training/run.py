@@ -225,16 +225,13 @@ def load_training_data(
 def _build_model(config: TrainConfig, device: str, relations: list[str]) -> Any:
     import rcml_st
     from rcml_st.modules import DEFAULT_BETA
-    from rcml_st.training.architectures import is_builtin
+    from rcml_st.modules.architectures import is_builtin
 
     beta = 1.0 if not config.conditioning else (DEFAULT_BETA if config.beta is None else config.beta)
-    if is_builtin(config.backbone):
-        if config.pretrained is not None and str(config.pretrained).strip().lower() not in ("", "none"):
-            raise UsageError(
-                f"--backbone {config.backbone} is a built-in random-init architecture; drop --pretrained"
-            )
-        return rcml_st.build_model(
-            config.backbone, None, beta=beta, num_heads=config.num_heads, relations=relations, device=device
+    # train() has turned "", "none" and "random" into None already.
+    if is_builtin(config.backbone) and config.pretrained is not None:
+        raise UsageError(
+            f"--backbone {config.backbone} is a built-in random-init architecture; drop --pretrained"
         )
     return rcml_st.build_model(
         config.backbone,
@@ -353,8 +350,8 @@ def train(
     from rcml_st.losses import RCMLLoss
     from rcml_st.model import rcml_modules, set_relation_vocabulary
     from rcml_st.model_card import describe_training, record_evaluation
+    from rcml_st.modules.architectures import is_builtin
     from rcml_st.modules.lite import is_lite
-    from rcml_st.training.architectures import is_builtin
     from rcml_st.training.callbacks import EpochReporter, RichProgress
     from rcml_st.training.guards import FiniteGuard, check_finite
     from rcml_st.training.sampler import PairBatchSampler

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,9 +55,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import open_clip
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from rcml_st.losses.distributed import world
 from rcml_st.modules.towers import TrunkOutput
 
 logger = logging.getLogger("rcml_st.training")
@@ -135,7 +138,7 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
         "dtype": dtype,
         "model_cfg": clip.model_cfg,
         "preprocess_cfg": clip.preprocess_cfg,
-        "open_clip": open_clip_version(),  # the towers' code and the image transforms
+        "open_clip": str(getattr(open_clip, "__version__", "unknown")),  # tower code, image transforms
         "tokenizer": type(clip.tokenizer).__name__,
     }
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -147,21 +150,8 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
     return digest.hexdigest()
 
 
-def open_clip_version() -> str:
-    """The installed open_clip version (its tower code and image transforms shape the outputs)."""
-    import open_clip
-
-    return str(getattr(open_clip, "__version__", "unknown"))
-
-
-def _world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def _barrier() -> None:
-    if _world()[1] > 1:
+    if world()[1] > 1:
         torch.distributed.barrier()
 
 
@@ -178,7 +168,7 @@ class _ImageBatch:
 class _ShardWriter:
     """Streams one modality's trunk outputs to raw files (constant memory)."""
 
-    def __init__(self, folder: Path, name: str, dtype: np.dtype) -> None:
+    def __init__(self, folder: Path, name: str, dtype: str) -> None:
         self.folder, self.name, self.dtype = folder, name, dtype
         # Open across add() calls, closed by close().
         parts = ("pooled", "tokens", "mask")
@@ -187,12 +177,10 @@ class _ShardWriter:
         self.lengths: list[int] = []
         self.widths: tuple[int, int] | None = None
 
-    def add(
-        self, keys: Sequence[str], pooled: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
-    ) -> None:
-        pooled_np = pooled.detach().float().cpu().numpy().astype(self.dtype)
-        tokens_np = tokens.detach().float().cpu().numpy().astype(self.dtype)
-        mask_np = mask.detach().cpu().numpy().astype(np.uint8)
+    def add(self, keys: Sequence[str], trunk: TrunkOutput) -> None:
+        pooled_np = trunk.pooled.detach().float().cpu().numpy().astype(DTYPES[self.dtype])
+        tokens_np = trunk.tokens.detach().float().cpu().numpy().astype(DTYPES[self.dtype])
+        mask_np = trunk.mask.detach().cpu().numpy().astype(np.uint8)
         self.widths = (pooled_np.shape[1], tokens_np.shape[2])
         self.files["pooled"].write(np.ascontiguousarray(pooled_np).tobytes())
         for i, key in enumerate(keys):
@@ -207,7 +195,8 @@ class _ShardWriter:
     def close(self) -> dict[str, Any]:
         for handle in self.files.values():
             handle.close()
-        info = {"name": self.name, "count": len(self.keys), "widths": self.widths}
+        info: dict[str, Any] = {"name": self.name, "count": len(self.keys), "widths": self.widths}
+        info["nbytes"] = sum(_part_sizes(info, self.dtype, self.lengths).values())
         (self.folder / f"{self.name}.json").write_text(
             json.dumps({"keys": self.keys, "lengths": self.lengths}), encoding="utf-8"
         )
@@ -356,7 +345,7 @@ class TrunkCache:
         fingerprint = trunk_fingerprint(clip, text_keys, image_keys, dtype)
         parent = Path(folder)
         target = parent / fingerprint
-        rank, world_size = _world()
+        rank, world_size = world()
         problem = _check(target) if target.exists() else "absent"
         reused = problem is None
         _barrier()  # every process has looked before anyone creates or deletes
@@ -426,7 +415,6 @@ class TrunkCache:
         batch_size: int,
         workers: int,
     ) -> dict[str, list[dict[str, Any]]]:
-        np_dtype = DTYPES[dtype]
         device = next(clip.parameters()).device
         was_training = clip.training
         clip.eval()
@@ -434,24 +422,22 @@ class TrunkCache:
         try:
             with torch.no_grad():
                 if texts:
-                    writer = _ShardWriter(target, f"text-{rank}", np_dtype)
+                    writer = _ShardWriter(target, f"text-{rank}", dtype)
                     ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
                     # Similar lengths share a batch: the trunk cuts each batch's padding.
                     order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
                     for start in range(0, len(order), batch_size):
                         rows = order[start : start + batch_size]
-                        trunk = clip.text_trunk(ids[rows].to(device))
-                        writer.add([texts[i] for i in rows], trunk.pooled, trunk.tokens, trunk.mask)
-                    shards["text"].append(_finish(writer))
+                        writer.add([texts[i] for i in rows], clip.text_trunk(ids[rows].to(device)))
+                    shards["text"].append(writer.close())
                 if images:
-                    writer = _ShardWriter(target, f"image-{rank}", np_dtype)
+                    writer = _ShardWriter(target, f"image-{rank}", dtype)
                     loader = torch.utils.data.DataLoader(
                         images, batch_size=batch_size, num_workers=workers, collate_fn=_ImageBatch(clip)
                     )
                     for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
-                        trunk = clip.image_trunk(pixels.to(device))
-                        writer.add(images[start : start + batch_size], trunk.pooled, trunk.tokens, trunk.mask)
-                    shards["image"].append(_finish(writer))
+                        writer.add(images[start : start + batch_size], clip.image_trunk(pixels.to(device)))
+                    shards["image"].append(writer.close())
         finally:
             clip.train(was_training)
         return shards
@@ -461,20 +447,13 @@ def _is_cache_folder(path: Path) -> bool:
     """Whether ``path`` is a folder this cache made (its marker or manifest names it), never a user's."""
     if not path.is_dir() or path.is_symlink():
         return False
-    for name in (MARKER, MANIFEST):
-        try:
-            text = (path / name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if name == MARKER and text == path.name:
+    with contextlib.suppress(OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        if (path / MARKER).read_text(encoding="utf-8") == path.name:
             return True
-        if name == MANIFEST:
-            try:
-                if json.loads(text).get("fingerprint") == path.name:
-                    return True
-            except (ValueError, AttributeError):
-                continue
-    return False
+    try:
+        return json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("fingerprint") == path.name
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _part_sizes(info: dict[str, Any], dtype: str, lengths: Sequence[int]) -> dict[str, int]:
@@ -518,13 +497,6 @@ def _check(folder: Path) -> str | None:
     return None
 
 
-def _finish(writer: _ShardWriter) -> dict[str, Any]:
-    info = writer.close()
-    dtype = next(name for name, value in DTYPES.items() if value == writer.dtype)
-    info["nbytes"] = sum(_part_sizes(info, dtype, writer.lengths).values())
-    return info
-
-
 def dataset_items(dataset: Any, columns: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
     """The texts and image keys in a training dataset's item columns.
 
@@ -537,18 +509,13 @@ def dataset_items(dataset: Any, columns: Sequence[str] | None = None) -> tuple[l
     Returns:
         ``(texts, image keys)``, each without duplicates.
     """
-    names = (
-        list(columns)
-        if columns is not None
-        else [
-            c
-            for c in _column_names(dataset)
-            if c not in ("label", "labels", "score", "scores", "dataset_name")
-        ]
-    )
+    if columns is None:
+        every = getattr(dataset, "column_names", None)
+        every = list(dataset) if every is None else every
+        columns = [c for c in every if c not in ("label", "labels", "score", "scores", "dataset_name")]
     texts: dict[str, None] = {}
     images: dict[str, None] = {}
-    for name in names:
+    for name in columns:
         for value in dataset[name]:
             if isinstance(value, dict):
                 text, image = value.get("text"), image_key(value.get("image"))
@@ -559,8 +526,3 @@ def dataset_items(dataset: Any, columns: Sequence[str] | None = None) -> tuple[l
             elif isinstance(value, str) and value.strip():
                 texts[value] = None
     return list(texts), list(images)
-
-
-def _column_names(dataset: Any) -> list[str]:
-    names = getattr(dataset, "column_names", None)
-    return list(names) if names is not None else list(dataset)

@@ -88,16 +88,17 @@ class CachedPreprocess:
             "relation_tokens": self._relation_tokens(list(relations)),
             "relation_index": torch.tensor(relation_index, dtype=torch.long),
         }
-        for modality, keys, index in (("text", texts, text_index), ("image", images, image_index)):
-            if not keys:
-                continue
-            trunk = self.cache.text_trunk(keys) if modality == "text" else self.cache.image_trunk(keys)
-            if trunk is None:
+        gathers = (("text", texts, self.cache.text_trunk), ("image", images, self.cache.image_trunk))
+        for modality, keys, gather in gathers:
+            trunk = gather(keys) if keys else None
+            if keys and trunk is None:
                 return None
-            pooled, tokens, mask = TRUNK_KEYS[modality]
-            features.update({pooled: trunk.pooled, tokens: trunk.tokens, mask: trunk.mask})
-            if modality == "image":
-                features["image_index"] = torch.tensor(index, dtype=torch.long)
+            if trunk is not None:
+                features.update(
+                    zip(TRUNK_KEYS[modality], (trunk.pooled, trunk.tokens, trunk.mask), strict=True)
+                )
+        if images:
+            features["image_index"] = torch.tensor(image_index, dtype=torch.long)
         return features
 
     def _relation_tokens(self, relations: list[str]) -> torch.Tensor:
