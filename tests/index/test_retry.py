@@ -12,6 +12,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from rcml_st.errors import ServiceError, UsageError
 from rcml_st.index.retry import RetryPolicy, describe, is_transient, with_retry
 
+from .conftest import FakeClock
+
 
 class FakeRpcError(grpc.RpcError, grpc.Call):
     """What the gRPC stub raises, minus the channel."""
@@ -36,19 +38,6 @@ class FakeRpcError(grpc.RpcError, grpc.Call):
 
 def http_error(status: int) -> UnexpectedResponse:
     return UnexpectedResponse(status, "Reason", b'{"status": {"error": "boom"}}', httpx.Headers())
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.parametrize(
