@@ -60,7 +60,7 @@ TRAIN_HELP = "\n\n".join(
         "  rcml-st train train.jsonl -o runs/baseline --backbone rcml-tiny --lr 1e-3 --no-conditioning",
         "  rcml-st train train.jsonl -o runs/lit --backbone rcml-lite --freeze-backbone --lr 1e-3",
         "  rcml-st train train.jsonl -o rcml-baby --pretrained openai --resume",
-        "  torchrun --nproc_per_node 4 -m rcml_st.training train.jsonl -o rcml-baby --pretrained openai",
+        "  torchrun --nproc_per_node 4 -m rcml_st.cli train train.jsonl -o rcml-baby --pretrained openai",
     ]
 )
 

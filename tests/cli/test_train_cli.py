@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
+import sys
 
 import pytest
 from rcml_st.cli.main import app
@@ -144,9 +146,10 @@ def test_bad_options_exit_2_with_one_line(data, tmp_path, extra, message, monkey
     assert message in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_python_dash_m_entry_point_runs_the_train_command(monkeypatch):
-    from rcml_st.training import __main__ as entry
-
+def test_python_dash_m_rcml_st_cli_runs_the_command_line(monkeypatch, capsys):
+    # `torchrun ... -m rcml_st.cli train ...` and `accelerate launch -m rcml_st.cli train ...`
+    monkeypatch.setattr(sys, "argv", ["rcml_st.cli", "train", "--help"])
     with pytest.raises(SystemExit) as info:
-        entry.main(["--help"])
+        runpy.run_module("rcml_st.cli", run_name="__main__", alter_sys=True)
     assert info.value.code == 0
+    assert "Train an RCML model on DATA.jsonl" in capsys.readouterr().out

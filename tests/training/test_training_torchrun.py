@@ -1,4 +1,4 @@
-"""`torchrun --nproc_per_node 2 -m rcml_st.training`: the same training on two CPU processes (gloo)."""
+"""`torchrun --nproc_per_node 2 -m rcml_st.cli train`: the same training on two CPU processes (gloo)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def test_torchrun_two_cpu_processes_train_one_model(synthetic, tmp_path):
         "--nproc_per_node",
         "2",
         "-m",
-        "rcml_st.training",
+        "rcml_st.cli",
+        "train",
         str(synthetic.train_path),
         "--output",
         str(out),
