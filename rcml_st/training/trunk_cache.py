@@ -7,25 +7,25 @@ training data and serves it to the data collator, so a training step runs only t
 the relation pooling and the loss: no image decoding, no tower forward.
 
 Storage: the cache is always written to a folder (``DIR/checkpoints/trunk-cache/<fingerprint>/``
-for ``rcml-st train``), so a resumed run finds it and skips the first pass. It is then read into
-memory when it fits in ``memory_gb`` (per process), and otherwise served from memory-mapped files,
-whose pages the operating system caches and evicts as memory allows. The fingerprint covers the
-data (every distinct text, every image path with its size and modification time), the trunk
-weights, the tokenizer and image preprocessing settings and the storage precision: change any of
-them and a new cache is built. The stale caches in the same parent folder are deleted, and only
-folders the cache can prove it made (holding its marker or manifest, named by their fingerprint):
-anything else in that folder is left as it is. A cache whose files do not have the sizes its
-manifest records (truncated, overwritten) is rebuilt.
+for ``rcml-st train``), so a resumed run finds it and skips the first pass. Its files are PyTorch's
+own (``torch.save``), read into memory when they fit in ``memory_gb`` (per process) and otherwise
+memory-mapped (``torch.load(mmap=True)``), whose pages the operating system caches and evicts as
+memory allows. The fingerprint covers the data (every distinct text, every image path with its
+size and modification time), the trunk weights, the tokenizer and image preprocessing settings
+and the storage precision: change any of them and a new cache is built. The stale caches in the
+same parent folder are deleted, and only folders the cache can prove it made (holding its marker
+or manifest, named by their fingerprint): anything else in that folder is left as it is. A cache
+with a shard file that does not load (missing, truncated, overwritten) is rebuilt.
 
 Layout of one cache folder (``<modality>`` is ``text`` or ``image``, ``<r>`` the process that wrote
-the shard; under ``torchrun`` every process computes its share of the items)::
+the shard, ``<k>`` its number; under ``torchrun`` every process computes its share of the items, in
+shards of about :data:`SHARD_BYTES` each, so building takes constant memory)::
 
-    rcml-trunk-cache               written first: the fingerprint (marks the folder as a cache's)
-    manifest.json                  written last: shards, widths, precision, sizes (its presence = complete)
-    <modality>-<r>.json            the shard's keys (texts, or image keys) and token counts
-    <modality>-<r>.pooled          (n, C) pooled features, raw, in the stored precision
-    <modality>-<r>.tokens          (sum of token counts, C') token features, all items end to end
-    <modality>-<r>.mask            (sum of token counts,) token mask, one byte per token
+    rcml-trunk-cache        written first: the fingerprint (marks the folder as a cache's)
+    manifest.json           written last: the shard files, precision (its presence = complete)
+    <modality>-<r>-<k>.pt   a shard: its keys (texts, or image keys), pooled features (n, C), token
+                            features (T, C') and mask (T,) of all its items end to end, and the
+                            offsets (n + 1,) of each item's tokens, in the stored precision
 
 Example:
     >>> import rcml_st, tempfile
@@ -43,18 +43,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import open_clip
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -64,24 +63,16 @@ from rcml_st.modules.towers import TrunkOutput
 
 logger = logging.getLogger("rcml_st.training")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 #: Written first into every cache folder: what lets the cache delete only folders it made itself.
 MARKER = "rcml-trunk-cache"
 #: Default in-memory budget of a cache, per process (GiB); beyond it, memory-mapped files serve it.
 DEFAULT_MEMORY_GB = 2.0
-DTYPES = {"float32": np.float32, "float16": np.float16}
+#: While building, a shard file is written each time this many bytes of trunk outputs are collected.
+SHARD_BYTES = 256 * 2**20
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
 MODALITIES = ("text", "image")
-
-
-@dataclass
-class _Shard:
-    """One process's part of one modality: ``n`` items, their tokens end to end."""
-
-    pooled: torch.Tensor  # (n, C)
-    tokens: torch.Tensor  # (T, C')
-    mask: torch.Tensor  # (T,) uint8
-    offsets: np.ndarray  # (n + 1,) int64: item i's tokens are tokens[offsets[i]:offsets[i + 1]]
 
 
 def image_key(image: Any) -> str | None:
@@ -103,23 +94,6 @@ def _file_stamp(path: str) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _digest_tensors(modules: Iterable[torch.nn.Module], parameters: Iterable[torch.Tensor]) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    seen: set[int] = set()
-    tensors: list[torch.Tensor] = list(parameters)
-    for module in modules:
-        tensors.extend(module.parameters())
-        tensors.extend(module.buffers())
-    for tensor in tensors:
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{tuple(data.shape)}{data.dtype}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dtype: str) -> str:
     """A 32-hex-digit digest of everything the cached trunk outputs depend on.
 
@@ -130,8 +104,6 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
         images: the image keys to cache (paths; each file's size and modification time count).
         dtype: the storage precision (``"float32"`` or ``"float16"``).
     """
-    head = {id(p) for _, p in clip.head_parameters()}
-    trunk_parameters = [p for p in clip.model.parameters() if id(p) not in head]
     digest = hashlib.blake2b(digest_size=16)
     settings = {
         "format": FORMAT_VERSION,
@@ -142,7 +114,12 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
         "tokenizer": type(clip.tokenizer).__name__,
     }
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(_digest_tensors(clip.trunk_modules(), trunk_parameters).encode())
+    head = {name for name, _ in clip.head_parameters()}
+    for name, tensor in clip.state_dict().items():  # the trunk's weights and buffers
+        if name not in head:
+            data = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}{tuple(data.shape)}{data.dtype}".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     for text in texts:
         digest.update(b"t" + text.encode("utf-8", "surrogatepass") + b"\x00")
     for image in images:
@@ -155,52 +132,52 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-class _ImageBatch:
-    """Turns image keys into pixels with the module's own preprocessing (picklable for workers)."""
-
-    def __init__(self, clip: Any) -> None:
-        self.clip = clip
-
-    def __call__(self, keys: list[str]) -> torch.Tensor:
-        return self.clip.preprocess([{"image": key} for key in keys])["pixel_values"]
+def _pixels(clip: Any, keys: list[str]) -> torch.Tensor:
+    """Image keys to pixels with the module's own preprocessing (a data loader's ``collate_fn``)."""
+    return clip.preprocess([{"image": key} for key in keys])["pixel_values"]
 
 
 class _ShardWriter:
-    """Streams one modality's trunk outputs to raw files (constant memory)."""
+    """Collects one modality's trunk outputs and writes them as shard files of about :data:`SHARD_BYTES`."""
 
-    def __init__(self, folder: Path, name: str, dtype: str) -> None:
-        self.folder, self.name, self.dtype = folder, name, dtype
-        # Open across add() calls, closed by close().
-        parts = ("pooled", "tokens", "mask")
-        self.files = {part: open(folder / f"{name}.{part}", "wb") for part in parts}  # noqa: SIM115
+    def __init__(self, folder: Path, prefix: str, dtype: str) -> None:
+        self.folder, self.prefix, self.dtype = folder, prefix, DTYPES[dtype]
+        self.written = 0
+        self._start()
+
+    def _start(self) -> None:
         self.keys: list[str] = []
+        self.parts: dict[str, list[torch.Tensor]] = {"pooled": [], "tokens": [], "mask": []}
         self.lengths: list[int] = []
-        self.widths: tuple[int, int] | None = None
+        self.nbytes = 0
 
     def add(self, keys: Sequence[str], trunk: TrunkOutput) -> None:
-        pooled_np = trunk.pooled.detach().float().cpu().numpy().astype(DTYPES[self.dtype])
-        tokens_np = trunk.tokens.detach().float().cpu().numpy().astype(DTYPES[self.dtype])
-        mask_np = trunk.mask.detach().cpu().numpy().astype(np.uint8)
-        self.widths = (pooled_np.shape[1], tokens_np.shape[2])
-        self.files["pooled"].write(np.ascontiguousarray(pooled_np).tobytes())
-        for i, key in enumerate(keys):
-            real = np.flatnonzero(mask_np[i])
-            # Positions after the last real token are padding of this batch: not stored.
-            length = int(real[-1]) + 1 if real.size else 1
-            self.files["tokens"].write(np.ascontiguousarray(tokens_np[i, :length]).tobytes())
-            self.files["mask"].write(np.ascontiguousarray(mask_np[i, :length]).tobytes())
-            self.keys.append(key)
-            self.lengths.append(length)
-
-    def close(self) -> dict[str, Any]:
-        for handle in self.files.values():
-            handle.close()
-        info: dict[str, Any] = {"name": self.name, "count": len(self.keys), "widths": self.widths}
-        info["nbytes"] = sum(_part_sizes(info, self.dtype, self.lengths).values())
-        (self.folder / f"{self.name}.json").write_text(
-            json.dumps({"keys": self.keys, "lengths": self.lengths}), encoding="utf-8"
+        pooled, tokens = (
+            trunk.pooled.detach().cpu().to(self.dtype),
+            trunk.tokens.detach().cpu().to(self.dtype),
         )
-        return info
+        mask = trunk.mask.detach().cpu()
+        # Positions after the last real token are padding of this batch: not stored.
+        lengths = (mask * torch.arange(1, mask.shape[1] + 1)).amax(dim=1).clamp(min=1).tolist()
+        self.parts["pooled"].append(pooled)
+        for i, length in enumerate(lengths):
+            self.parts["tokens"].append(tokens[i, :length])
+            self.parts["mask"].append(mask[i, :length])
+        self.keys += keys
+        self.lengths += lengths
+        self.nbytes += pooled.nbytes + sum(lengths) * tokens.shape[2] * tokens.element_size()
+        if self.nbytes >= SHARD_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.keys:
+            return
+        shard = {name: torch.cat(parts) for name, parts in self.parts.items()}
+        lengths = torch.tensor(self.lengths, dtype=torch.long)
+        shard.update(keys=self.keys, offsets=torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]))
+        torch.save(shard, self.folder / f"{self.prefix}-{self.written}.pt")
+        self.written += 1
+        self._start()
 
 
 class TrunkCache:
@@ -228,43 +205,19 @@ class TrunkCache:
         self.dtype = manifest["dtype"]
         self.context_length = int(manifest["context_length"])
         self.reused = False
-        np_dtype = DTYPES[self.dtype]
-        sizes = [int(shard["nbytes"]) for m in MODALITIES for shard in manifest[m]]
-        self.nbytes = sum(sizes)
+        files = {modality: [self.folder / name for name in manifest[modality]] for modality in MODALITIES}
+        self.nbytes = sum(path.stat().st_size for paths in files.values() for path in paths)
         self.in_memory = self.nbytes <= memory_gb * 2**30
-        self._shards: dict[str, list[_Shard]] = {}
+        self._shards: dict[str, list[dict[str, Any]]] = {}
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
-        for modality in MODALITIES:
-            shards, index = [], {}
-            for s, info in enumerate(manifest[modality]):
-                meta = json.loads((self.folder / f"{info['name']}.json").read_text(encoding="utf-8"))
-                shards.append(self._open(info, meta["lengths"], np_dtype))
-                for row, key in enumerate(meta["keys"]):
-                    index[key] = (s, row)
-            self._shards[modality], self._index[modality] = shards, index
-
-    def _open(self, info: dict[str, Any], lengths: list[int], dtype: type) -> _Shard:
-        count = int(info["count"])
-        offsets = np.zeros(count + 1, dtype=np.int64)
-        np.cumsum(np.asarray(lengths, dtype=np.int64), out=offsets[1:])
-        width, token_width = info["widths"] or (0, 0)
-        shapes = {
-            "pooled": (count, width),
-            "tokens": (int(offsets[-1]), token_width),
-            "mask": (int(offsets[-1]),),
-        }
-        arrays = {}
-        for part, shape in shapes.items():
-            path = self.folder / f"{info['name']}.{part}"
-            part_dtype = np.uint8 if part == "mask" else dtype
-            if self.in_memory or 0 in shape:
-                arrays[part] = torch.from_numpy(np.fromfile(path, dtype=part_dtype).reshape(shape))
-            else:
-                mapped = np.memmap(path, dtype=part_dtype, mode="r", shape=shape)
-                with warnings.catch_warnings():  # read-only by design: the cache is never written here
-                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                    arrays[part] = torch.from_numpy(mapped)
-        return _Shard(arrays["pooled"], arrays["tokens"], arrays["mask"], offsets)
+        for modality, paths in files.items():
+            shards = [torch.load(path, mmap=not self.in_memory, weights_only=True) for path in paths]
+            for shard in shards:
+                shard["offsets"] = shard["offsets"].tolist()  # read per item at every step: plain ints
+            self._shards[modality] = shards
+            self._index[modality] = {
+                key: (s, row) for s, shard in enumerate(shards) for row, key in enumerate(shard["keys"])
+            }
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -293,15 +246,15 @@ class TrunkCache:
         pooled, tokens, mask = [], [], []
         for s, row in spots:  # type: ignore[misc]
             shard = shards[s]
-            start, stop = int(shard.offsets[row]), int(shard.offsets[row + 1])
-            pooled.append(shard.pooled[row])
-            tokens.append(shard.tokens[start:stop])
-            mask.append(shard.mask[start:stop])
+            start, stop = shard["offsets"][row], shard["offsets"][row + 1]
+            pooled.append(shard["pooled"][row])
+            tokens.append(shard["tokens"][start:stop])
+            mask.append(shard["mask"][start:stop])
         # Tokens padded to the batch's longest item: zeros, masked out.
         return TrunkOutput(
             torch.stack(pooled).float(),
             pad_sequence(tokens, batch_first=True).float(),
-            pad_sequence(mask, batch_first=True).bool(),
+            pad_sequence(mask, batch_first=True),
         )
 
     # ------------------------------------------------------------------------------------------
@@ -364,7 +317,7 @@ class TrunkCache:
                 target.mkdir(parents=True)
                 (target / MARKER).write_text(fingerprint, encoding="utf-8")
             _barrier()
-            shards = cls._compute(
+            cls._compute(
                 clip,
                 text_keys[rank::world_size],
                 image_keys[rank::world_size],
@@ -374,21 +327,15 @@ class TrunkCache:
                 batch_size,
                 workers,
             )
-            (target / f"shards-{rank}.json").write_text(json.dumps(shards), encoding="utf-8")
             _barrier()
             if rank == 0:
-                manifest: dict[str, Any] = {
+                manifest = {
                     "format": FORMAT_VERSION,
                     "dtype": dtype,
                     "context_length": clip.max_seq_length,
                     "fingerprint": fingerprint,
-                    "text": [],
-                    "image": [],
+                    **{m: sorted(path.name for path in target.glob(f"{m}-*.pt")) for m in MODALITIES},
                 }
-                for r in range(world_size):
-                    part = json.loads((target / f"shards-{r}.json").read_text(encoding="utf-8"))
-                    for modality in MODALITIES:
-                        manifest[modality].extend(part[modality])
                 tmp = target / (MANIFEST + ".tmp")
                 tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
                 tmp.replace(target / MANIFEST)
@@ -414,33 +361,32 @@ class TrunkCache:
         dtype: str,
         batch_size: int,
         workers: int,
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> None:
         device = next(clip.parameters()).device
         was_training = clip.training
         clip.eval()
-        shards: dict[str, list[dict[str, Any]]] = {"text": [], "image": []}
         try:
             with torch.no_grad():
-                if texts:
-                    writer = _ShardWriter(target, f"text-{rank}", dtype)
-                    ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
-                    # Similar lengths share a batch: the trunk cuts each batch's padding.
-                    order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
-                    for start in range(0, len(order), batch_size):
-                        rows = order[start : start + batch_size]
-                        writer.add([texts[i] for i in rows], clip.text_trunk(ids[rows].to(device)))
-                    shards["text"].append(writer.close())
-                if images:
-                    writer = _ShardWriter(target, f"image-{rank}", dtype)
-                    loader = torch.utils.data.DataLoader(
-                        images, batch_size=batch_size, num_workers=workers, collate_fn=_ImageBatch(clip)
-                    )
-                    for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
-                        writer.add(images[start : start + batch_size], clip.image_trunk(pixels.to(device)))
-                    shards["image"].append(writer.close())
+                writer = _ShardWriter(target, f"text-{rank}", dtype)
+                ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
+                # Similar lengths share a batch: the trunk cuts each batch's padding.
+                order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
+                for start in range(0, len(order), batch_size):
+                    rows = order[start : start + batch_size]
+                    writer.add([texts[i] for i in rows], clip.text_trunk(ids[rows].to(device)))
+                writer.flush()
+                writer = _ShardWriter(target, f"image-{rank}", dtype)
+                loader = torch.utils.data.DataLoader(
+                    images,
+                    batch_size=batch_size,
+                    num_workers=workers,
+                    collate_fn=functools.partial(_pixels, clip),
+                )
+                for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
+                    writer.add(images[start : start + batch_size], clip.image_trunk(pixels.to(device)))
+                writer.flush()
         finally:
             clip.train(was_training)
-        return shards
 
 
 def _is_cache_folder(path: Path) -> bool:
@@ -456,44 +402,24 @@ def _is_cache_folder(path: Path) -> bool:
         return False
 
 
-def _part_sizes(info: dict[str, Any], dtype: str, lengths: Sequence[int]) -> dict[str, int]:
-    """The byte size of each file of one shard, from its count, widths and token lengths."""
-    item = np.dtype(DTYPES[dtype]).itemsize
-    width, token_width = info["widths"] or (0, 0)
-    tokens = int(sum(lengths))
-    return {
-        "pooled": int(info["count"]) * width * item,
-        "tokens": tokens * token_width * item,
-        "mask": tokens,
-    }
-
-
 def _check(folder: Path) -> str | None:
     """Why the cache in ``folder`` cannot be used (``None``: complete and intact).
 
-    Compares every shard file with the sizes its manifest records: a truncated or overwritten
-    file, or a missing or unreadable one, makes the cache rebuilt rather than misread.
+    Every shard file the manifest lists must load: a missing, truncated or overwritten one makes
+    the cache rebuilt rather than misread.
     """
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         if manifest.get("format") != FORMAT_VERSION:
             return f"format {manifest.get('format')}, expected {FORMAT_VERSION}"
-        for modality in MODALITIES:
-            for info in manifest[modality]:
-                meta = json.loads((folder / f"{info['name']}.json").read_text(encoding="utf-8"))
-                if len(meta["keys"]) != int(info["count"]) or len(meta["lengths"]) != int(info["count"]):
-                    return f"{info['name']}.json lists {len(meta['keys'])} items, expected {info['count']}"
-                sizes = _part_sizes(info, manifest["dtype"], meta["lengths"])
-                if sum(sizes.values()) != int(info["nbytes"]):
-                    return f"{info['name']}.json does not match the manifest"
-                for part, size in sizes.items():
-                    actual = (folder / f"{info['name']}.{part}").stat().st_size
-                    if actual != size:
-                        return f"{info['name']}.{part} holds {actual} bytes, expected {size}"
-    except FileNotFoundError as error:
-        return f"{Path(error.filename or '?').name} is missing"
+        names = [name for modality in MODALITIES for name in manifest[modality]]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        return f"unreadable: {error}"
+        return f"{MANIFEST} unreadable: {error}"
+    for name in names:
+        try:
+            torch.load(folder / name, mmap=True, weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            return f"{name} does not load ({str(error).splitlines()[0]})"
     return None
 
 

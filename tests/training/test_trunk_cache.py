@@ -148,9 +148,9 @@ def test_memory_mapped_cache_serves_what_the_trunks_compute(tmp_path, synthetic)
     items = read_catalog(synthetic.train_path).items[:10]
     texts, images = [i.text for i in items], [i.image for i in items]
     cache = TrunkCache.build(clip, texts, images, tmp_path, memory_gb=0, batch_size=4)
-    assert not cache.in_memory and _mapped_file(cache._shards["image"][0].tokens).endswith(".tokens")
+    assert not cache.in_memory and _mapped_file(cache._shards["image"][0]["tokens"]).endswith("image-0-0.pt")
     in_memory = TrunkCache(cache.folder)
-    assert in_memory.in_memory and not _mapped_file(in_memory._shards["image"][0].tokens).endswith(".tokens")
+    assert in_memory.in_memory and not _mapped_file(in_memory._shards["image"][0]["tokens"]).endswith(".pt")
 
     features = clip.preprocess([{"text": t, "image": p} for t, p in zip(texts, images, strict=True)])
     with torch.no_grad():
@@ -258,7 +258,7 @@ def test_a_folder_given_as_the_cache_folder_keeps_its_other_contents(tmp_path, s
 
 
 @pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete"])
-def test_a_damaged_cache_is_detected_from_its_manifest_and_rebuilt(tmp_path, synthetic, damage):
+def test_a_damaged_cache_is_detected_and_rebuilt(tmp_path, synthetic, damage):
     model = rcml_st.build_model("rcml-tiny", device="cpu")
     freeze_backbone(model)
     clip = model[0]
@@ -266,7 +266,7 @@ def test_a_damaged_cache_is_detected_from_its_manifest_and_rebuilt(tmp_path, syn
     texts, images = [i.text for i in items], [i.image for i in items]
     first = TrunkCache.build(clip, texts, images, tmp_path)
     expected = first.image_trunk(images), first.text_trunk(texts)
-    victim = first.folder / "image-0.tokens"
+    victim = first.folder / "image-0-0.pt"
     size = victim.stat().st_size
     if damage == "truncate":
         victim.write_bytes(victim.read_bytes()[: size // 3])
@@ -277,7 +277,7 @@ def test_a_damaged_cache_is_detected_from_its_manifest_and_rebuilt(tmp_path, syn
     lines: list[str] = []
     again = TrunkCache.build(clip, texts, images, tmp_path, log=lines.append)
     assert not again.reused and again.folder == first.folder
-    assert "image-0.tokens" in lines[0] and "rebuilding" in lines[0]
+    assert "image-0-0.pt" in lines[0] and "rebuilding" in lines[0]
     assert victim.stat().st_size == size
     for old, new in zip(expected, (again.image_trunk(images), again.text_trunk(texts)), strict=True):
         assert torch.equal(old.pooled, new.pooled) and torch.equal(old.tokens, new.tokens)

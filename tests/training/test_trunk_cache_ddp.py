@@ -49,7 +49,7 @@ for source in (cache, TrunkCache(cache.folder, memory_gb=0)):
     errors.append((image.tokens - direct_image.tokens[order]).abs().max().item())
 result = {
     "counts": [cache.text_count, cache.image_count],
-    "shards": sorted(p.name for p in cache.folder.glob("image-*.json")),
+    "shards": sorted(p.name for p in cache.folder.glob("image-*.pt")),
     "pooled": cache.image_trunk(images).pooled.sum().item(),
     "errors": errors,
 }
@@ -71,7 +71,7 @@ def test_two_processes_share_the_work_and_both_read_the_whole_cache(tmp_path, sy
     assert all(p.returncode == 0 for p in processes), errors
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert results[0]["counts"] == results[1]["counts"] == [ITEMS, ITEMS]
-    assert results[0]["shards"] == ["image-0.json", "image-1.json"]  # one share per process
+    assert results[0]["shards"] == ["image-0-0.pt", "image-1-0.pt"]  # one share per process
     assert results[0]["pooled"] == pytest.approx(results[1]["pooled"], abs=1e-5)
     # Batches that mix both processes' shards serve what the trunks compute (padding zeroed).
     assert max(max(r["errors"]) for r in results) < 1e-5, results
