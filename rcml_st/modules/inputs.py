@@ -33,12 +33,12 @@ class ParsedItem:
 
     Attributes:
         text: the item's text, or None.
-        image: a decoded RGB PIL image, or None.
+        image: a decoded RGB PIL image (as given, a path or PIL image, when not decoded), or None.
         relation: the relation description the item is encoded under, or None (plain embedding).
     """
 
     text: str | None
-    image: Image.Image | None
+    image: Any
     relation: str | None
 
 
@@ -55,7 +55,9 @@ def looks_like_image_path(value: str) -> bool:
     return value.lower().endswith(IMAGE_EXTENSIONS) and not any(ch.isspace() for ch in value)
 
 
-def _load_image(value: Any, index: int) -> Image.Image:
+def _load_image(value: Any, index: int, load: bool = True) -> Any:
+    if not load and isinstance(value, (Image.Image, str, os.PathLike)):
+        return value
     if isinstance(value, Image.Image):
         return value.convert("RGB") if value.mode != "RGB" else value
     if isinstance(value, (str, os.PathLike)):
@@ -78,13 +80,16 @@ def _check_relation(value: Any, index: int) -> str | None:
     return value
 
 
-def parse_item(item: Any, index: int, default_relation: str | None = None) -> ParsedItem:
+def parse_item(
+    item: Any, index: int, default_relation: str | None = None, load_images: bool = True
+) -> ParsedItem:
     """Normalises one input item; a per-item ``relation`` wins over ``default_relation``.
 
     Args:
         item: a string, PIL image, ``pathlib.Path`` or dict with ``text``/``image``/``relation``.
         index: the item's position in the batch, for error messages.
         default_relation: the call-level relation, used when the item has none.
+        load_images: decode images (``False``: keep the path or PIL image as given).
 
     Returns:
         The :class:`ParsedItem`.
@@ -109,17 +114,17 @@ def parse_item(item: Any, index: int, default_relation: str | None = None) -> Pa
             raise ValueError(f"item {index}: 'text' must be a string, not {type(text).__name__}")
         if text is not None and not text.strip():
             text = None
-        image = _load_image(item["image"], index) if item.get("image") is not None else None
+        image = _load_image(item["image"], index, load_images) if item.get("image") is not None else None
         if text is None and image is None:
             raise ValueError(f"item {index}: the dict has neither 'text' nor 'image'")
         if item.get("relation") is not None:
             relation = _check_relation(item["relation"], index)
         return ParsedItem(text, image, relation)
     if isinstance(item, (Image.Image, Path)):
-        return ParsedItem(None, _load_image(item, index), relation)
+        return ParsedItem(None, _load_image(item, index, load_images), relation)
     if isinstance(item, str):
         if looks_like_image_path(item):
-            return ParsedItem(None, _load_image(item, index), relation)
+            return ParsedItem(None, _load_image(item, index, load_images), relation)
         if not item.strip():
             raise ValueError(f"item {index}: empty text")
         return ParsedItem(item, None, relation)
@@ -134,7 +139,9 @@ def _short_repr(item: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_batch(items: Sequence[Any], default_relation: str | None = None) -> list[ParsedItem]:
+def parse_batch(
+    items: Sequence[Any], default_relation: str | None = None, load_images: bool = True
+) -> list[ParsedItem]:
     """Normalises a batch of items (see :func:`parse_item`).
 
     ``SentenceTransformer.encode`` reorders inputs by length before they reach the module, so
@@ -143,7 +150,7 @@ def parse_batch(items: Sequence[Any], default_relation: str | None = None) -> li
     parsed = []
     for i, item in enumerate(items):
         try:
-            parsed.append(parse_item(item, i, default_relation))
+            parsed.append(parse_item(item, i, default_relation, load_images))
         except ValueError as exc:
             raise ValueError(f"{exc} (the item: {_short_repr(item)})") from None
     return parsed

@@ -30,7 +30,7 @@ from rcml_st.modules.backbone import (
     get_tokenizer,
     save_backbone,
 )
-from rcml_st.modules.inputs import MAX_TEXT_CHARS, parse_batch
+from rcml_st.modules.inputs import MAX_TEXT_CHARS, ParsedItem, parse_batch
 from rcml_st.modules.towers import TrunkOutput, concat_trunks, image_tower, precomputed_trunk, text_tower
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
@@ -124,23 +124,33 @@ class OpenCLIPInput(InputModule):
             ValueError: naming the item's index and the problem.
         """
         items = parse_batch(inputs, relation)
-        texts = [(prompt or "") + item.text for item in items if item.text is not None]
-        text_index = [i for i, item in enumerate(items) if item.text is not None]
-        images = [item.image for item in items if item.image is not None]
-        image_index = [i for i, item in enumerate(items) if item.image is not None]
+        features = self.index_features(items)
+        features["input_ids"] = self._tokenize(
+            [(prompt or "") + item.text for item in items if item.text is not None]
+        )
+        if "image_index" in features:
+            features["pixel_values"] = torch.stack(
+                [self.image_transform(i.image) for i in items if i.image is not None]
+            )
+        return features
+
+    def index_features(self, items: list[ParsedItem]) -> dict[str, torch.Tensor]:
+        """The features of :meth:`preprocess` that say which item has what: ``text_index``,
+        ``image_index`` (when an item has an image), ``relation_tokens`` and ``relation_index``."""
         relations: dict[str, int] = {}
         relation_index = [
             -1 if item.relation is None else relations.setdefault(item.relation, len(relations))
             for item in items
         ]
-        features: dict[str, torch.Tensor] = {
-            "input_ids": self._tokenize(texts),
-            "text_index": torch.tensor(text_index, dtype=torch.long),
+        features = {
+            "text_index": torch.tensor(
+                [i for i, item in enumerate(items) if item.text is not None], dtype=torch.long
+            ),
             "relation_tokens": self._tokenize(list(relations)),
             "relation_index": torch.tensor(relation_index, dtype=torch.long),
         }
-        if images:
-            features["pixel_values"] = torch.stack([self.image_transform(image) for image in images])
+        image_index = [i for i, item in enumerate(items) if item.image is not None]
+        if image_index:
             features["image_index"] = torch.tensor(image_index, dtype=torch.long)
         return features
 

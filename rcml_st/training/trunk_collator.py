@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from sentence_transformers.base.data_collator import BaseDataCollator
 
-from rcml_st.modules.inputs import looks_like_image_path
+from rcml_st.modules.inputs import parse_batch
 from rcml_st.modules.towers import TRUNK_KEYS
 from rcml_st.training.trunk_cache import TrunkCache, image_key
 
@@ -40,7 +40,6 @@ class CachedPreprocess:
         self.cache = cache
         self.hits = 0
         self.misses = 0
-        self._relation_ids: dict[str, torch.Tensor] = {}
 
     def __call__(
         self, inputs: list[Any], prompt: str | None = None, **kwargs: Any
@@ -54,61 +53,26 @@ class CachedPreprocess:
 
     def cached(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor] | None:
         """The column's features from the cache, or ``None`` when something is not cached."""
-        texts: list[str] = []
-        text_index: list[int] = []
-        images: list[str | None] = []
-        image_index: list[int] = []
-        relations: dict[str, int] = {}
-        relation_index: list[int] = []
-        for i, value in enumerate(inputs):
-            if isinstance(value, str):
-                value = {"image": value} if looks_like_image_path(value) else {"text": value}
-            if not isinstance(value, dict):
-                return None
-            if set(value) - {"text", "image", "relation"}:
-                return None  # let preprocess report the bad input
-            text, image, relation = value.get("text"), value.get("image"), value.get("relation")
-            if text is not None and not isinstance(text, str):
-                return None
-            has_text, has_image = text is not None and bool(text.strip()), image is not None
-            if not (has_text or has_image):
-                return None
-            if relation is not None and (not isinstance(relation, str) or not relation.strip()):
-                return None
-            if has_text:
-                texts.append(text)
-                text_index.append(i)
-            if has_image:
-                images.append(image_key(image))
-                image_index.append(i)
-            relation_index.append(-1 if relation is None else relations.setdefault(relation, len(relations)))
-        features: dict[str, torch.Tensor] = {
-            "input_ids": torch.zeros((0, self.cache.context_length), dtype=torch.long),
-            "text_index": torch.tensor(text_index, dtype=torch.long),
-            "relation_tokens": self._relation_tokens(list(relations)),
-            "relation_index": torch.tensor(relation_index, dtype=torch.long),
-        }
-        gathers = (("text", texts, self.cache.text_trunk), ("image", images, self.cache.image_trunk))
-        for modality, keys, gather in gathers:
-            trunk = gather(keys) if keys else None
-            if keys and trunk is None:
-                return None
-            if trunk is not None:
+        try:
+            items = parse_batch(inputs, load_images=False)
+        except ValueError:
+            return None  # the model's preprocess reports it
+        features = self.clip.index_features(items)
+        features["input_ids"] = torch.zeros((0, self.cache.context_length), dtype=torch.long)
+        texts = [item.text for item in items if item.text is not None]
+        images = [image_key(item.image) for item in items if item.image is not None]
+        for modality, keys, gather in (
+            ("text", texts, self.cache.text_trunk),
+            ("image", images, self.cache.image_trunk),
+        ):
+            if keys:
+                trunk = gather(keys)
+                if trunk is None:
+                    return None
                 features.update(
                     zip(TRUNK_KEYS[modality], (trunk.pooled, trunk.tokens, trunk.mask), strict=True)
                 )
-        if images:
-            features["image_index"] = torch.tensor(image_index, dtype=torch.long)
         return features
-
-    def _relation_tokens(self, relations: list[str]) -> torch.Tensor:
-        if not relations:
-            return torch.zeros((0, self.cache.context_length), dtype=torch.long)
-        missing = [r for r in relations if r not in self._relation_ids]
-        if missing:
-            ids = self.clip.preprocess([{"text": r} for r in missing])["input_ids"]
-            self._relation_ids.update(zip(missing, ids, strict=True))
-        return torch.stack([self._relation_ids[r] for r in relations])
 
 
 class TrunkCacheCollator(BaseDataCollator):
