@@ -163,23 +163,19 @@ class OpenCLIPInput(InputModule):
         """
         heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
         dtype = heads[0].dtype if heads else None  # precomputed trunk outputs are cast to it
-        relation_ids = features["relation_tokens"]
-        given = precomputed_trunk(features, "text", dtype)
-        relations = precomputed_trunk(features, "relation", dtype)
-        if given is None and relations is None:  # item texts and relation descriptions share one pass
-            n_text = features["input_ids"].shape[0]
-            text = self._trunk(self.text_trunk, torch.cat([features["input_ids"], relation_ids]))
-        else:
-            items = given if given is not None else self._trunk(self.text_trunk, features["input_ids"])
-            n_text = 0 if items is None else items.pooled.shape[0]
-            if relations is None:
-                relations = self._trunk(self.text_trunk, relation_ids)
-            text = concat_trunks([items, relations])
-        if text is None:
-            features["relation_embedding"] = relation_ids.new_zeros(
-                (0, self.embedding_dimension), dtype=torch.float
-            )
-        else:
+        text = concat_trunks(  # item texts, then relation descriptions: one pass through the head
+            [
+                precomputed_trunk(features, "text", dtype)
+                or self._trunk(self.text_trunk, features["input_ids"]),
+                precomputed_trunk(features, "relation", dtype)
+                or self._trunk(self.text_trunk, features["relation_tokens"]),
+            ]
+        )
+        n_text = features["text_index"].shape[0]
+        features["relation_embedding"] = features["relation_tokens"].new_zeros(
+            (0, self.embedding_dimension), dtype=torch.float
+        )
+        if text is not None:
             global_, tokens, mask = self.text_adapter.head(text)
             if n_text:  # like images: a batch without item texts has no text features at all
                 features.update(
