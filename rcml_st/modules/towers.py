@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,33 +273,13 @@ class ModifiedResNetTower(Tower):
         return TrunkOutput(tokens.mean(dim=1), tokens, mask)
 
     def head(self, trunk: TrunkOutput) -> Embeddings:
-        pool = self.visual.attnpool
-        x = torch.cat([trunk.pooled[:, None, :], trunk.tokens], dim=1)  # (N, 1 + HW, C)
-        x = x + pool.positional_embedding[None, : x.shape[1], :].to(x.dtype)
-        seq = x.transpose(0, 1)  # (1 + HW, N, C), as AttentionPool2d does
-        global_, _ = F.multi_head_attention_forward(
-            query=seq[:1],
-            key=seq,
-            value=seq,
-            embed_dim_to_check=seq.shape[-1],
-            num_heads=pool.num_heads,
-            q_proj_weight=pool.q_proj.weight,
-            k_proj_weight=pool.k_proj.weight,
-            v_proj_weight=pool.v_proj.weight,
-            in_proj_weight=None,
-            in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
-            bias_k=None,
-            bias_v=None,
-            add_zero_attn=False,
-            dropout_p=0.0,
-            out_proj_weight=pool.c_proj.weight,
-            out_proj_bias=pool.c_proj.bias,
-            use_separate_proj_weight=True,
-            training=pool.training,
-            need_weights=False,
-        )
-        tokens = pool.c_proj(pool.v_proj(x[:, 1:]))
-        return global_[0], tokens, trunk.mask
+        pool, tokens = self.visual.attnpool, trunk.tokens
+        side = math.isqrt(tokens.shape[1])  # the feature map is square
+        feature_map = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+        # The pool's own forward for the global embedding; each position with its positional embedding
+        # through the value and output projections for the tokens.
+        positions = pool.positional_embedding[None, 1 : 1 + tokens.shape[1], :].to(tokens.dtype)
+        return pool(feature_map), pool.c_proj(pool.v_proj(tokens + positions)), trunk.mask
 
     def head_parameters(self) -> list[nn.Parameter]:
         return _params(self.visual.attnpool)
