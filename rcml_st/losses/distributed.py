@@ -42,6 +42,8 @@ def _padded(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
 def gather_with_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Concatenates every rank's ``tensor`` along dim 0; gradients flow back to each owner.
 
+    Tensors without a gradient (item ids, masks) are gathered the same way.
+
     Args:
         tensor: this rank's tensor, ``sizes[rank]`` rows.
         sizes: every rank's row count (from :func:`gather_sizes`).
@@ -61,16 +63,6 @@ def gather_with_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         # sentence-transformers use, so keep the public one and its warning out of the log.
         warnings.simplefilter("ignore", FutureWarning)
         parts = dist_fn.all_gather(tensor.contiguous())
-    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
-
-
-def gather_no_grad(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Like :func:`gather_with_grad` for tensors without a gradient (ids, masks)."""
-    if len(sizes) == 1:
-        return tensor
-    tensor = _padded(tensor, sizes)
-    parts = [torch.empty_like(tensor) for _ in sizes]
-    dist.all_gather(parts, tensor.contiguous())
     return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
 
 

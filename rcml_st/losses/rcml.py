@@ -23,7 +23,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
-from rcml_st.losses.distributed import gather_no_grad, gather_sizes, gather_with_grad, union_presence, world
+from rcml_st.losses.distributed import gather_sizes, gather_with_grad, union_presence, world
 from rcml_st.losses.positives import RelationGraph
 from rcml_st.modules import rcml_modules
 from rcml_st.modules.towers import TRUNK_KEYS
@@ -170,9 +170,9 @@ class RCMLLoss(nn.Module):
             return {
                 "text": gather_with_grad(out["text_embedding_all"], sizes),
                 "image": gather_with_grad(out["image_embedding_all"], sizes),
-                "has_text": gather_no_grad(out["has_text"].long(), sizes).bool(),
-                "has_image": gather_no_grad(out["has_image"].long(), sizes).bool(),
-                "items": gather_no_grad(items, sizes),
+                "has_text": gather_with_grad(out["has_text"].long(), sizes).bool(),
+                "has_image": gather_with_grad(out["has_image"].long(), sizes).bool(),
+                "items": gather_with_grad(items, sizes),
             }
 
         # Symmetric: anchors query the positives' column, positives query the anchors' column.
