@@ -253,27 +253,6 @@ class OpenCLIPInput(InputModule):
         """The image tower up to its projection (see :mod:`rcml_st.modules.towers`)."""
         return self.image_adapter.trunk(pixels)
 
-    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Text tower with token features.
-
-        Args:
-            ids: token ids (N, L) from the module's tokenizer.
-
-        Returns:
-            ``(global (N, D), tokens (N, L', D), mask (N, L'))``: open_clip's text embedding
-            (exactly ``model.encode_text``), the final-layer token features projected to the joint
-            space by the same projection, and which tokens are real.
-        """
-        return self.text_adapter.head(self.text_trunk(ids))
-
-    def encode_image(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Image tower with token features: ``(global (N, D), tokens (N, P, D), mask (N, P))``.
-
-        ``global`` is exactly open_clip's ``model.encode_image``; tokens are patch tokens (ViT)
-        or feature-map positions (ConvNet, ResNet), projected like the pooled output.
-        """
-        return self.image_adapter.head(self.image_trunk(pixels))
-
     def head_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """The projections into the joint space, by name: what a frozen-trunk run trains.
 
@@ -313,7 +292,9 @@ class OpenCLIPInput(InputModule):
             if key in memo:
                 return memo[key]
         chunks = [
-            self.encode_text(self._tokenize(relations[i : i + batch_size]).to(device))[0]
+            self.text_adapter.head(self.text_trunk(self._tokenize(relations[i : i + batch_size]).to(device)))[
+                0
+            ]
             for i in range(0, len(relations), batch_size)
         ]
         out = torch.cat(chunks) if chunks else torch.zeros((0, self.embedding_dimension), device=device)
@@ -365,28 +346,15 @@ class OpenCLIPInput(InputModule):
         write_text(config_path, json.dumps(config, indent=2, sort_keys=True))
 
     @classmethod
-    def load(
-        cls,
-        model_name_or_path: str,
-        subfolder: str = "",
-        token: bool | str | None = None,
-        cache_folder: str | None = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
-        **kwargs: Any,
-    ) -> OpenCLIPInput:
+    def load(cls, model_name_or_path: str, **kwargs: Any) -> OpenCLIPInput:
         """Loads the module from a saved model directory (config and weights, no download)."""
         hub_kwargs = {
-            "subfolder": subfolder,
-            "token": token,
-            "cache_folder": cache_folder,
-            "revision": revision,
-            "local_files_only": local_files_only,
+            key: kwargs[key]
+            for key in ("subfolder", "token", "cache_folder", "revision", "local_files_only")
+            if key in kwargs
         }
         config = cls.load_config(model_name_or_path, **hub_kwargs)
-        directory = cls.load_dir_path(model_name_or_path, **hub_kwargs)
-        backbone = create_backbone(directory)
-        return cls(model=backbone, **config)
+        return cls(model=create_backbone(cls.load_dir_path(model_name_or_path, **hub_kwargs)), **config)
 
 
 __all__ = ["OPEN_CLIP_CONFIG", "REQUIREMENTS", "OpenCLIPInput"]
