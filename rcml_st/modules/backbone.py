@@ -147,12 +147,7 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
     path = Path(spec_str)
     if lite.is_lite(spec_str):
         return _create_lite(weights)
-    if spec_str in ARCHITECTURES:  # rcml-st's own small architectures (random init or a local file)
-        model_cfg, preprocess_cfg = copy.deepcopy(ARCHITECTURES[spec_str]), {}
-        if weights is not None and not os.path.isfile(weights):
-            raise UsageError(f"--pretrained {weights!r}: {spec_str} takes a local weights file, not a tag")
-        model = _load_checked(lambda: _create_from_config(model_cfg, preprocess_cfg, weights), weights)
-    elif path.is_dir():
+    if path.is_dir() and spec_str not in ARCHITECTURES:
         model_cfg, preprocess_cfg = _read_config_json(path / OPEN_CLIP_CONFIG)
         if weights is not None:
             raise UsageError(f"{path}: a model directory brings its own weights; drop --pretrained")
@@ -160,14 +155,16 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
             model = _create_from_config(model_cfg, preprocess_cfg, str(path / OPEN_CLIP_WEIGHTS))
         else:
             model = open_clip.create_model(f"local-dir:{path}")
-    elif spec_str.lower().endswith(".json") or path.is_file():
-        if not path.is_file():
+    elif spec_str in ARCHITECTURES or spec_str.lower().endswith(".json") or path.is_file():
+        # rcml-st's own small architectures, or a custom one: random init or a local weights file
+        if spec_str in ARCHITECTURES:
+            model_cfg, preprocess_cfg = copy.deepcopy(ARCHITECTURES[spec_str]), {}
+        elif not path.is_file():
             raise UsageError(f"backbone config {spec_str} does not exist")
-        model_cfg, preprocess_cfg = _read_config_json(path)
+        else:
+            model_cfg, preprocess_cfg = _read_config_json(path)
         if weights is not None and not os.path.isfile(weights):
-            raise UsageError(
-                f"--pretrained {weights!r}: a custom architecture takes a local weights file, not a tag"
-            )
+            raise UsageError(f"--pretrained {weights!r}: {spec_str} takes a local weights file, not a tag")
         model = _load_checked(lambda: _create_from_config(model_cfg, preprocess_cfg, weights), weights)
     else:
         name = spec_str.replace("/", "-")
