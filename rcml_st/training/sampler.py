@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -96,14 +96,11 @@ class PairBatchSampler(DefaultBatchSampler):
                 regrouped.extend(by_source[source])
         return regrouped
 
-    def _batches(self) -> list[list[int]]:
-        generator = torch.Generator()
-        generator.manual_seed(int(self.seed) * 100_003 + int(self.epoch))
-        order = torch.randperm(self.size, generator=generator).tolist()
-        if self.sources is not None:
-            order = self._mixed_order(order)
-        order = order[: self.used]
-        batches = [order[i : i + self.batch_size] for i in range(0, self.used, self.batch_size)]
+    def _batches(self, order: Sequence[int]) -> list[Sequence[int]]:
+        """The first ``used`` pairs of ``order`` in batches (under DDP, a multiple of the process count)."""
+        batches = [
+            order[i : min(i + self.batch_size, self.used)] for i in range(0, self.used, self.batch_size)
+        ]
         if batches and self.drop_last and len(batches[-1]) < self.batch_size:
             batches.pop()
         if self.world_size > 1 and batches:
@@ -113,11 +110,12 @@ class PairBatchSampler(DefaultBatchSampler):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()
+        generator = torch.Generator()
+        generator.manual_seed(int(self.seed) * 100_003 + int(self.epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.sources is not None:
+            order = self._mixed_order(order)
+        yield from self._batches(order)
 
     def __len__(self) -> int:
-        full, rest = divmod(self.used, self.batch_size)
-        count = full + (1 if rest and not self.drop_last else 0)
-        if self.world_size > 1 and count:
-            count = max(count, self.world_size) // self.world_size * self.world_size
-        return count
+        return len(self._batches(range(self.size)))  # the count does not depend on the order
