@@ -386,9 +386,7 @@ def train(
 
         freeze_backbone(model, projections=config.freeze_projections)
 
-    weights = {"tt": 1.0, "ii": 1.0, "ti": 1.0, "it": 1.0}
-    if not config.intra_modal:
-        weights.update(tt=0.0, ii=0.0)
+    weights = None if config.intra_modal else {"tt": 0.0, "ii": 0.0}  # the others weigh 1
     loss = RCMLLoss(model, pairs.relations, pairs.graph(), temperature=config.temperature, weights=weights)
     dataset = pairs.to_dataset()
 
