@@ -58,6 +58,7 @@ import open_clip
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from rcml_st.atomic import write_text
 from rcml_st.losses.distributed import world
 from rcml_st.modules.towers import TrunkOutput
 
@@ -336,9 +337,7 @@ class TrunkCache:
                     "fingerprint": fingerprint,
                     **{m: sorted(path.name for path in target.glob(f"{m}-*.pt")) for m in MODALITIES},
                 }
-                tmp = target / (MANIFEST + ".tmp")
-                tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-                tmp.replace(target / MANIFEST)
+                write_text(target / MANIFEST, json.dumps(manifest, indent=1))  # whole, or not there
             _barrier()
         cache = cls(target, memory_gb=memory_gb)
         cache.reused = reused
