@@ -31,7 +31,7 @@ from rcml_st.modules.backbone import (
     save_backbone,
 )
 from rcml_st.modules.inputs import MAX_TEXT_CHARS, ParsedItem, parse_batch
-from rcml_st.modules.towers import TrunkOutput, concat_trunks, image_tower, precomputed_trunk, text_tower
+from rcml_st.modules.towers import TrunkOutput, image_tower, precomputed_trunk, text_tower
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
 """Package requirements a saved model declares in ``config_sentence_transformers.json``."""
@@ -163,25 +163,21 @@ class OpenCLIPInput(InputModule):
         """
         heads = (*self.text_adapter.head_parameters(), *self.image_adapter.head_parameters())
         dtype = heads[0].dtype if heads else None  # precomputed trunk outputs are cast to it
-        text = concat_trunks(  # item texts, then relation descriptions: one pass through the head
-            [
-                precomputed_trunk(features, "text", dtype)
-                or self._trunk(self.text_trunk, features["input_ids"]),
-                precomputed_trunk(features, "relation", dtype)
-                or self._trunk(self.text_trunk, features["relation_tokens"]),
-            ]
+        text = precomputed_trunk(features, "text", dtype) or self._trunk(
+            self.text_trunk, features["input_ids"]
         )
-        n_text = features["text_index"].shape[0]
-        features["relation_embedding"] = features["relation_tokens"].new_zeros(
-            (0, self.embedding_dimension), dtype=torch.float
-        )
-        if text is not None:
+        if text is not None:  # like images: a batch without item texts has no text features at all
             global_, tokens, mask = self.text_adapter.head(text)
-            if n_text:  # like images: a batch without item texts has no text features at all
-                features.update(
-                    text_global=global_[:n_text], text_tokens=tokens[:n_text], text_token_mask=mask[:n_text]
-                )
-            features["relation_embedding"] = global_[n_text:]
+            features.update(text_global=global_, text_tokens=tokens, text_token_mask=mask)
+        relation_ids = features["relation_tokens"]
+        relations = precomputed_trunk(features, "relation", dtype) or self._trunk(
+            self.text_trunk, relation_ids
+        )
+        features["relation_embedding"] = (
+            relation_ids.new_zeros((0, self.embedding_dimension), dtype=torch.float)
+            if relations is None
+            else self.text_adapter.head_global(relations.pooled)
+        )
         image = precomputed_trunk(features, "image", dtype)
         if image is None and "pixel_values" in features:
             image = self._trunk(self.image_trunk, features["pixel_values"])

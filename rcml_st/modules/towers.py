@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rcml_st.errors import UsageError
@@ -87,33 +86,6 @@ def precomputed_trunk(
     if pooled not in features:
         return None
     return TrunkOutput(features[pooled].to(dtype), features[tokens].to(dtype), features[mask].bool())
-
-
-def concat_trunks(parts: list[TrunkOutput | None]) -> TrunkOutput | None:
-    """Stacks trunk outputs (``None`` ones skipped), padding tokens to the longest (mask ``False``).
-
-    Example:
-        >>> a = TrunkOutput(torch.ones(1, 4), torch.ones(1, 2, 4), torch.ones(1, 2, dtype=torch.bool))
-        >>> b = TrunkOutput(torch.ones(2, 4), torch.ones(2, 5, 4), torch.ones(2, 5, dtype=torch.bool))
-        >>> both = concat_trunks([a, None, b])
-        >>> both.tokens.shape, both.mask.sum(dim=1).tolist()
-        (torch.Size([3, 5, 4]), [2, 5, 5])
-    """
-    given = [p for p in parts if p is not None]
-    if len(given) <= 1:
-        return given[0] if given else None
-    longest = max(p.tokens.shape[1] for p in given)
-    dtype = given[0].tokens.dtype
-
-    def pad(x: torch.Tensor, value: Any) -> torch.Tensor:
-        extra = [0, 0] * (x.dim() - 2) + [0, longest - x.shape[1]]
-        return F.pad(x, extra, value=value)
-
-    return TrunkOutput(
-        torch.cat([p.pooled.to(dtype) for p in given]),
-        torch.cat([pad(p.tokens.to(dtype), 0.0) for p in given]),
-        torch.cat([pad(p.mask, False) for p in given]),
-    )
 
 
 def _apply(projection: nn.Module | torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
