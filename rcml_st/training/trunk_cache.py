@@ -318,16 +318,30 @@ class TrunkCache:
                 target.mkdir(parents=True)
                 (target / MARKER).write_text(fingerprint, encoding="utf-8")
             _barrier()
-            cls._compute(
-                clip,
-                text_keys[rank::world_size],
-                image_keys[rank::world_size],
-                target,
-                rank,
-                dtype,
-                batch_size,
-                workers,
-            )
+            # This process's share of the items; similar text lengths share a batch (the trunk cuts
+            # each batch's padding).
+            texts, images = text_keys[rank::world_size], image_keys[rank::world_size]
+            device, was_training = next(clip.parameters()).device, clip.training
+            clip.eval()
+            try:
+                with torch.no_grad():
+                    writer = _ShardWriter(target, f"text-{rank}", dtype)
+                    ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
+                    order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
+                    for start in range(0, len(order), batch_size):
+                        rows = order[start : start + batch_size]
+                        writer.add([texts[i] for i in rows], clip.text_trunk(ids[rows].to(device)))
+                    writer.flush()
+                    writer = _ShardWriter(target, f"image-{rank}", dtype)
+                    collate = functools.partial(_pixels, clip)
+                    loader = torch.utils.data.DataLoader(
+                        images, batch_size, num_workers=workers, collate_fn=collate
+                    )
+                    for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
+                        writer.add(images[start : start + batch_size], clip.image_trunk(pixels.to(device)))
+                    writer.flush()
+            finally:
+                clip.train(was_training)
             _barrier()
             if rank == 0:
                 manifest = {
@@ -349,43 +363,6 @@ class TrunkCache:
                 f"{cache.nbytes / 2**20:.1f} MiB {cache.dtype}, {where}, in {target}"
             )
         return cache
-
-    @staticmethod
-    def _compute(
-        clip: Any,
-        texts: list[str],
-        images: list[str],
-        target: Path,
-        rank: int,
-        dtype: str,
-        batch_size: int,
-        workers: int,
-    ) -> None:
-        device = next(clip.parameters()).device
-        was_training = clip.training
-        clip.eval()
-        try:
-            with torch.no_grad():
-                writer = _ShardWriter(target, f"text-{rank}", dtype)
-                ids = clip.preprocess([{"text": t} for t in texts])["input_ids"]
-                # Similar lengths share a batch: the trunk cuts each batch's padding.
-                order = sorted(range(len(texts)), key=lambda i: int((ids[i] != 0).sum()))
-                for start in range(0, len(order), batch_size):
-                    rows = order[start : start + batch_size]
-                    writer.add([texts[i] for i in rows], clip.text_trunk(ids[rows].to(device)))
-                writer.flush()
-                writer = _ShardWriter(target, f"image-{rank}", dtype)
-                loader = torch.utils.data.DataLoader(
-                    images,
-                    batch_size=batch_size,
-                    num_workers=workers,
-                    collate_fn=functools.partial(_pixels, clip),
-                )
-                for start, pixels in zip(range(0, len(images), batch_size), loader, strict=True):
-                    writer.add(images[start : start + batch_size], clip.image_trunk(pixels.to(device)))
-                writer.flush()
-        finally:
-            clip.train(was_training)
 
 
 def _is_cache_folder(path: Path) -> bool:
