@@ -142,6 +142,8 @@ def _upward(name: str) -> list[str]:
     edges = {*imports(name), *((0, target) for target in LAZY[name].values())}
     for line, target in sorted(edges):
         source, destination = _layer(name), _layer(target)
+        # The root package only re-exports the public API (its imports of it are lazy names, checked
+        # where they are used).
         if source == destination or source == "rcml_st" or (source, destination) in SIDEWAYS:
             continue
         if LAYERS[destination] >= LAYERS[source]:
