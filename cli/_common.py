@@ -1,11 +1,13 @@
 """Shared command-line plumbing: error handling, consoles, warnings and option helpers.
 
-Every command body runs inside :func:`run_command`, which turns library errors into one
-``Error:`` line on stderr and the right exit code, and keeps tracebacks for ``--debug``.
+Every command is decorated with :func:`command`: its body runs inside :func:`run_command`, which
+turns library errors into one ``Error:`` line on stderr and the right exit code, and keeps
+tracebacks for ``--debug``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -108,6 +110,16 @@ def run_command(body: Callable[[], T]) -> T:
             code = EXIT_RUNTIME
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise fail(message, code) from None
+
+
+def command(function: Callable[..., None]) -> Callable[..., None]:
+    """A command whose whole body runs under :func:`run_command` (Typer reads the wrapped signature)."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> None:
+        run_command(lambda: function(*args, **kwargs))
+
+    return run
 
 
 def quiet_transformers() -> None:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rcml_st.cli._common import (
     Device,
+    command,
     console,
     quiet_transformers,
-    run_command,
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, with_help
@@ -49,6 +49,7 @@ DEMO_BATCH_SIZE = 64
 DEMO_LR = 2e-3
 
 
+@command
 def demo(
     workdir: Annotated[
         Path, typer.Option("--workdir", metavar="DIR", help="Folder for the catalogue, model and index.")
@@ -65,10 +66,7 @@ def demo(
 ) -> None:
     """Run the whole job end to end on generated data (see the full help)."""
 
-    def body() -> None:
-        _run(workdir, items, epochs, pairs_per_epoch, seed, device.value)
-
-    run_command(body)
+    _run(workdir, items, epochs, pairs_per_epoch, seed, device.value)
 
 
 demo.__doc__ = DEMO_HELP

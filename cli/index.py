@@ -12,11 +12,11 @@ import typer
 from rcml_st.cli._common import (
     Device,
     check_model_dir,
+    command,
     console,
     err_console,
     load_model,
     resolve_device,
-    run_command,
     set_trust_remote_code,
     warn,
     warnings_to_stderr,
@@ -72,6 +72,7 @@ INDEX_HELP = "\n\n".join(
 # -- the command ----------------------------------------------------------------------------------
 
 
+@command
 def index(
     data: Annotated[
         Path,
@@ -220,93 +221,90 @@ def index(
         "hnsw_ef_construct": hnsw_ef_construct,
     }
 
-    def body() -> None:
-        set_trust_remote_code(trust_remote_code)
-        from rcml_st.data import Shard, stream_catalog
-        from rcml_st.errors import UsageError
+    set_trust_remote_code(trust_remote_code)
+    from rcml_st.data import Shard, stream_catalog
+    from rcml_st.errors import UsageError
 
-        relations = list(relation or [])
-        if qdrant_url is not None and qdrant_path is not None:
-            raise UsageError(
-                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-            )
-        slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
-        if slice_ is not None and slice_.whole:
-            slice_ = None
-        if verify_only and slice_ is not None and shard is not None:
-            raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
-        # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
-        # is loaded or server reached, and the file is never held in memory.
-        items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
-        if items.skip_summary():
-            warn(items.skip_summary())
-        if not (verify_only and relations):
-            check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
+    relations = list(relation or [])
+    if qdrant_url is not None and qdrant_path is not None:
+        raise UsageError(
+            "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+        )
+    slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
+    if slice_ is not None and slice_.whole:
+        slice_ = None
+    if verify_only and slice_ is not None and shard is not None:
+        raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
+    # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
+    # is loaded or server reached, and the file is never held in memory.
+    items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
+    if items.skip_summary():
+        warn(items.skip_summary())
+    if not (verify_only and relations):
+        check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
 
-        from rcml_st.index import Layout, index_catalog, verify_index
-        from rcml_st.index.pipeline import resolve_relations
+    from rcml_st.index import Layout, index_catalog, verify_index
+    from rcml_st.index.pipeline import resolve_relations
 
-        layout = Layout(vectors=Layout.parse_vectors(vectors), **storage)  # type: ignore[arg-type]
-        if verify_only:
-            chosen = relations or resolve_relations(load_model(model, "cpu"), None)
-            with warnings_to_stderr():
-                store = target.open(must_exist=True)
-                try:
-                    counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
-                finally:
-                    store.close()
-            listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
-            console.print(
-                f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-            return
-
-        rcml = load_model(model, _device(device, slice_ is not None and shard is None))
-        chosen = resolve_relations(rcml, relations)
-        if slice_ is not None:
-            err_console.print(
-                f"Slice {slice_} of {data}: {len(items)} of {items.items} items",
-                markup=False,
-                highlight=False,
-            )
+    layout = Layout(vectors=Layout.parse_vectors(vectors), **storage)  # type: ignore[arg-type]
+    if verify_only:
+        chosen = relations or resolve_relations(load_model(model, "cpu"), None)
         with warnings_to_stderr():
-            store = target.open()
+            store = target.open(must_exist=True)
             try:
-                with _progress_bar(progress, len(items), len(chosen)) as on_batch:
-                    report = index_catalog(
-                        rcml,
-                        items,
-                        store,
-                        relations=chosen,
-                        batch_size=batch_size,
-                        progress=on_batch,
-                        shards=shards,
-                        replication_factor=replication_factor,
-                        layout=layout,
-                        overlap=overlap,
-                        verify="points" if slice_ is not None else "counts",
-                        force=force,
-                    )
+                counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
             finally:
                 store.close()
-        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+        listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
         console.print(
-            f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s",
+            f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+
+    rcml = load_model(model, _device(device, slice_ is not None and shard is None))
+    chosen = resolve_relations(rcml, relations)
+    if slice_ is not None:
+        err_console.print(
+            f"Slice {slice_} of {data}: {len(items)} of {items.items} items",
             markup=False,
             highlight=False,
         )
-        if slice_ is not None:
-            console.print(
-                "When every slice is done, check the whole catalogue with the same command and --verify-only "
-                "(without --shard).",
-                markup=False,
-                highlight=False,
-            )
-
-    run_command(body)
+    with warnings_to_stderr():
+        store = target.open()
+        try:
+            with _progress_bar(progress, len(items), len(chosen)) as on_batch:
+                report = index_catalog(
+                    rcml,
+                    items,
+                    store,
+                    relations=chosen,
+                    batch_size=batch_size,
+                    progress=on_batch,
+                    shards=shards,
+                    replication_factor=replication_factor,
+                    layout=layout,
+                    overlap=overlap,
+                    verify="points" if slice_ is not None else "counts",
+                    force=force,
+                )
+        finally:
+            store.close()
+    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s",
+        markup=False,
+        highlight=False,
+    )
+    if slice_ is not None:
+        console.print(
+            "When every slice is done, check the whole catalogue with the same command and --verify-only "
+            "(without --shard).",
+            markup=False,
+            highlight=False,
+        )
 
 
 index.__doc__ = INDEX_HELP

@@ -10,10 +10,10 @@ import typer
 from rcml_st.cli._common import (
     Device,
     check_model_dir,
+    command,
     console,
     load_model,
     resolve_device,
-    run_command,
     set_trust_remote_code,
     warnings_to_stderr,
 )
@@ -59,6 +59,7 @@ class Modality(str, Enum):
     image = "image"
 
 
+@command
 def search(
     model: ModelOption,
     relation: Annotated[
@@ -107,55 +108,52 @@ def search(
 ) -> None:
     target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
 
-    def body() -> None:
-        set_trust_remote_code(trust_remote_code)
-        from rcml_st.errors import InputDataError, UsageError
+    set_trust_remote_code(trust_remote_code)
+    from rcml_st.errors import InputDataError, UsageError
 
-        queries = (("--id", item_id), ("--text", text), ("--image", image))
-        given = [name for name, value in queries if value is not None]
-        if len(given) != 1:
-            what = "none" if not given else " and ".join(given)
-            raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
-        if not relation.strip():
-            raise UsageError("--relation must be a non-empty text")
-        if text is not None and not text.strip():
-            raise UsageError("--text must not be empty")
-        if image is not None and not image.is_file():
-            raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
+    queries = (("--id", item_id), ("--text", text), ("--image", image))
+    given = [name for name, value in queries if value is not None]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
+    if not relation.strip():
+        raise UsageError("--relation must be a non-empty text")
+    if text is not None and not text.strip():
+        raise UsageError("--text must not be empty")
+    if image is not None and not image.is_file():
+        raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
 
-        if item_id is not None:
-            # The item's stored vectors are the query: the model is not needed, only checked.
-            check_model_dir(model)
-            rcml = None
-        else:
-            rcml = load_model(model, resolve_device(device))
-        # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
-        from rcml_st.index import search_index
+    if item_id is not None:
+        # The item's stored vectors are the query: the model is not needed, only checked.
+        check_model_dir(model)
+        rcml = None
+    else:
+        rcml = load_model(model, resolve_device(device))
+    # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
+    from rcml_st.index import search_index
 
-        with warnings_to_stderr():
-            store = target.open(must_exist=True)
-            try:
-                hits = search_index(
-                    rcml,
-                    store,
-                    relation,
-                    item_id=item_id,
-                    text=text,
-                    image=image,
-                    using=modality.value,
-                    limit=limit,
-                    force=force,
-                )
-            finally:
-                store.close()
-        if as_json:
-            import json
+    with warnings_to_stderr():
+        store = target.open(must_exist=True)
+        try:
+            hits = search_index(
+                rcml,
+                store,
+                relation,
+                item_id=item_id,
+                text=text,
+                image=image,
+                using=modality.value,
+                limit=limit,
+                force=force,
+            )
+        finally:
+            store.close()
+    if as_json:
+        import json
 
-            typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
-            return
-        console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
-
-    run_command(body)
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
+        return
+    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
 
 
 search.__doc__ = SEARCH_HELP

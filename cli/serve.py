@@ -10,10 +10,10 @@ import typer
 from rcml_st.cli._common import (
     Device,
     check_model_dir,
+    command,
     console,
     load_model,
     resolve_device,
-    run_command,
     warn,
     warnings_to_stderr,
 )
@@ -58,6 +58,7 @@ SERVE_HELP = "\n\n".join(
 )
 
 
+@command
 def serve(
     model: ModelOption,
     qdrant_url: QdrantUrlOption = None,
@@ -99,25 +100,20 @@ def serve(
     ) = 3.0,
     device: DeviceOption = Device.auto,
 ) -> None:
-    def body() -> None:
-        # Before torch is imported. Requests search on the CPU between encoder batches; OpenMP
-        # threads spinning between batches take those cycles (measured with benchmarks/serve_load.py
-        # on 2 busy cores: 8 concurrent text queries p99 4.2 s with the default spin, 1.2 s passive).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        _run(
-            model_dir=model,
-            target=QdrantTarget(
-                qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout
-            ),
-            host=host,
-            port=port,
-            api_key=api_key,
-            max_upload_bytes=int(max_upload_mb * 2**20),
-            max_batch=max_batch,
-            device=device,
-        )
-
-    run_command(body)
+    # Before torch is imported. Requests search on the CPU between encoder batches; OpenMP
+    # threads spinning between batches take those cycles (measured with benchmarks/serve_load.py
+    # on 2 busy cores: 8 concurrent text queries p99 4.2 s with the default spin, 1.2 s passive).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _run(
+        model_dir=model,
+        target=QdrantTarget(qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout),
+        host=host,
+        port=port,
+        api_key=api_key,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_batch=max_batch,
+        device=device,
+    )
 
 
 serve.__doc__ = SERVE_HELP

@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rcml_st.cli._common import (
     Device,
+    command,
     console,
     fail,
     quiet_transformers,
-    run_command,
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
@@ -65,6 +65,7 @@ TRAIN_HELP = "\n\n".join(
 )
 
 
+@command
 def train(
     data: Annotated[
         Path,
@@ -247,34 +248,31 @@ def train(
         if rank == 0:
             warn(message)
 
-    def body() -> None:
-        quiet_transformers()
-        from rcml_st.training import TrainConfig
-        from rcml_st.training import train as run_training
-        from rcml_st.training.checkpoints import checkpoints_dir
+    quiet_transformers()
+    from rcml_st.training import TrainConfig
+    from rcml_st.training import train as run_training
+    from rcml_st.training.checkpoints import checkpoints_dir
 
-        # The options that are TrainConfig fields by the same name, plus the negated switches.
-        config = TrainConfig(
-            **{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
-            conditioning=not no_conditioning,
-            intra_modal=not no_intra_modal,
-            inter_sample=not no_inter_sample,
-            mix_relations=batches is Batches.by_source,
-        )
-        try:
-            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)
-        except KeyboardInterrupt:
-            raise fail(
-                f"interrupted; run the same command with --resume to continue from the last checkpoint in "
-                f"{checkpoints_dir(output)}",
-                130,
-            ) from None
-        say(
-            f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
-            f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
-        )
-
-    run_command(body)
+    # The options that are TrainConfig fields by the same name, plus the negated switches.
+    config = TrainConfig(
+        **{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
+        conditioning=not no_conditioning,
+        intra_modal=not no_intra_modal,
+        inter_sample=not no_inter_sample,
+        mix_relations=batches is Batches.by_source,
+    )
+    try:
+        result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)
+    except KeyboardInterrupt:
+        raise fail(
+            f"interrupted; run the same command with --resume to continue from the last checkpoint in "
+            f"{checkpoints_dir(output)}",
+            130,
+        ) from None
+    say(
+        f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
+        f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
+    )
 
 
 train.__doc__ = TRAIN_HELP
