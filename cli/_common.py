@@ -159,23 +159,6 @@ def resolve_device(device: Device) -> str | None:
     return device.value
 
 
-def locate_model(path: Path | str) -> Path:
-    """The local folder of a saved sentence-transformers model (a folder or a Hub id), unchecked.
-
-    Raises:
-        UsageError: no such folder or Hub model, or a folder that is not a saved model (exit 2).
-        ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
-    """
-    from rcml_st.hub import resolve_model
-
-    directory = resolve_model(path)
-    if not directory.is_dir():
-        raise UsageError(f"{path} is not a model directory")
-    if not (directory / "modules.json").is_file():
-        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
-    return directory
-
-
 def check_model_dir(path: Path | str) -> Path:
     """The local folder of ``--model``: a model folder, or a Hugging Face Hub id (``org/name``).
 
@@ -189,6 +172,7 @@ def check_model_dir(path: Path | str) -> Path:
             names code from elsewhere without ``--trust-remote-code`` (exit 2).
         ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
     """
+    from rcml_st.hub import locate_model
     from rcml_st.safe_load import check_module_types
 
     directory = locate_model(path)
@@ -199,17 +183,11 @@ def check_model_dir(path: Path | str) -> Path:
 
 
 def load_model(path: Path | str, device: str | None) -> SentenceTransformer:
-    """Loads ``--model`` (a folder or a Hub id), turning any failure into one line naming it."""
-    import rcml_st
+    """Loads ``--model`` (a folder or a Hub id); one that cannot be loaded is one line naming it (exit 2)."""
+    from rcml_st.model import load
 
     directory = check_model_dir(path)
-    try:
-        model = rcml_st.load(directory, device=device, trust_remote_code=_state["trust_remote_code"])
-    except RCMLError:
-        raise
-    except Exception as exc:  # a broken directory: say which one and why, in one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
+    model = load(directory, device=device, trust_remote_code=_state["trust_remote_code"])
     if str(path) != str(directory):  # a Hub id: the card and snippets name the model by it
         model.model_card_data.set_model_id(str(path))
     return model

@@ -12,7 +12,6 @@ from rcml_st.cli._common import (
     command,
     console,
     load_model,
-    locate_model,
     resolve_device,
     set_trust_remote_code,
     warn,
@@ -157,6 +156,7 @@ def evaluate(
     from rcml_st.atomic import write_text
     from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
+    from rcml_st.hub import locate_model
     from rcml_st.output_files import PLOT_SUFFIXES, check_output_file
 
     set_trust_remote_code(trust_remote_code)
@@ -184,9 +184,11 @@ def evaluate(
     # Then the model: a missing folder or Hub id fails before torch is imported too.
     check_model_dir(model)
     names = _compare_names(compare or [])
+    from rcml_st.safe_load import is_rcml_folder
+
     # Plain sentence-transformers models load with trust_remote_code=False (sentence-transformers then
     # imports only its own classes); RCML ones go through the checked loader.
-    plain = {name for name, path in names.items() if not _is_rcml_dir(locate_model(path))}
+    plain = {name for name, path in names.items() if not is_rcml_folder(locate_model(path))}
     if prompt_template is not None and not plain:
         raise UsageError(
             "--prompt-template applies to --compare models that are not RCML (plain sentence-transformers "
@@ -197,11 +199,12 @@ def evaluate(
     from rcml_st.evaluation.prompted import PromptedModel
     from rcml_st.evaluation.report import evaluate_catalog
     from rcml_st.evaluation.tables import report_tables
+    from rcml_st.model import load_plain
 
     target_device = resolve_device(device)
     main = load_model(model, target_device)
     others: dict[str, Any] = {
-        name: PromptedModel(_load_plain_model(path, target_device), prompt_template)
+        name: PromptedModel(load_plain(path, target_device), prompt_template)
         if name in plain
         else load_model(path, target_device)
         for name, path in names.items()
@@ -235,45 +238,6 @@ def evaluate(
 
 
 evaluate.__doc__ = EVALUATE_HELP
-
-
-def _is_rcml_dir(directory: Path) -> bool:
-    """Whether a saved model folder is an RCML one: rcml_st modules, nothing from elsewhere.
-
-    A folder that also names modules from any other package goes to the plain loader, which
-    refuses to import them (``trust_remote_code=False``) with a clear error.
-    """
-    import json
-
-    try:
-        modules = json.loads((directory / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True  # let the RCML loader report what is wrong with it
-    if not isinstance(modules, list):
-        return True
-    types = [str(m.get("type", "")) if isinstance(m, dict) else "" for m in modules]
-    own = [t.startswith("rcml_st.") for t in types]
-    return any(own) and all(
-        o or t.startswith("sentence_transformers.") for o, t in zip(own, types, strict=True)
-    )
-
-
-def _load_plain_model(path: Path, device: str | None) -> Any:
-    """Loads a sentence-transformers model that is not RCML, never running code it ships."""
-    from sentence_transformers import SentenceTransformer
-
-    from rcml_st.errors import RCMLError, UsageError
-
-    directory = locate_model(path)
-    try:
-        return SentenceTransformer(
-            str(directory), device=device, trust_remote_code=False, local_files_only=True
-        )
-    except RCMLError:
-        raise
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
 
 
 def _compare_names(paths: list[Path]) -> dict[str, Path]:
