@@ -55,6 +55,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def say(message: str) -> None:
+    """Prints a result line on stdout as it is: no markup, no highlighting, not wrapped."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
     """Prints ``Warning: message`` on stderr (as it is: no markup)."""
     err_console.print(f"Warning: {message}", markup=False)
@@ -120,6 +125,28 @@ def command(function: Callable[..., None]) -> Callable[..., None]:
         run_command(lambda: function(*args, **kwargs))
 
     return run
+
+
+@contextmanager
+def progress_bar(enabled: bool, *columns: Any, transient: bool = False) -> Iterator[Callable[..., None]]:
+    """Rich progress bars on stderr (stdout keeps only the result lines), one per description.
+
+    Yields ``update(description, completed, total, **fields)``: it does nothing unless ``enabled``.
+    """
+    if not enabled:
+        yield lambda *args, **fields: None
+        return
+    from rich.progress import Progress
+
+    with Progress(*columns, console=err_console, transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(description: str, completed: int, total: int, **fields: Any) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total or None, **fields)
+            bar.update(tasks[description], completed=completed, total=total or None, **fields)
+
+        yield update
 
 
 def quiet_transformers() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +11,11 @@ from rcml_st.cli._common import (
     Device,
     check_model_dir,
     command,
-    console,
     err_console,
     load_model,
+    progress_bar,
     resolve_device,
+    say,
     set_trust_remote_code,
     warn,
     warnings_to_stderr,
@@ -36,6 +35,7 @@ from rcml_st.cli.options import (
     SkipInvalidOption,
     TrustRemoteCodeOption,
 )
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 INDEX_HELP = "\n\n".join(
     [
@@ -68,6 +68,15 @@ INDEX_HELP = "\n\n".join(
     ]
 )
 
+
+# A progress bar over items (rcml_st.index.pipeline.ProgressCallback): items done, points written.
+_COLUMNS = (
+    TextColumn("[progress.description]{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn("items, {task.fields[points]:,} points"),
+    TimeElapsedColumn(),
+)
 
 # -- the command ----------------------------------------------------------------------------------
 
@@ -226,10 +235,6 @@ def index(
     from rcml_st.errors import UsageError
 
     relations = list(relation or [])
-    if qdrant_url is not None and qdrant_path is not None:
-        raise UsageError(
-            "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-        )
     slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
     if slice_ is not None and slice_.whole:
         slice_ = None
@@ -256,33 +261,27 @@ def index(
             finally:
                 store.close()
         listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
-        console.print(
-            f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}")
         return
 
     rcml = load_model(model, _device(device, slice_ is not None and shard is None))
     chosen = resolve_relations(rcml, relations)
     if slice_ is not None:
-        err_console.print(
-            f"Slice {slice_} of {data}: {len(items)} of {items.items} items",
-            markup=False,
-            highlight=False,
-        )
+        err_console.print(f"Slice {slice_} of {data}: {len(items)} of {items.items} items", markup=False)
     with warnings_to_stderr():
         store = target.open()
         try:
-            with _progress_bar(progress, len(items), len(chosen)) as on_batch:
+            with progress_bar(progress, *_COLUMNS) as update:
+                noun = "relation" if len(chosen) == 1 else "relations"
+                label = f"Indexing x {len(chosen)} {noun}"
+                update(label, 0, len(items), points=0)
                 report = index_catalog(
                     rcml,
                     items,
                     store,
                     relations=chosen,
                     batch_size=batch_size,
-                    progress=on_batch,
+                    progress=lambda done, total, points: update(label, done, total, points=points),
                     shards=shards,
                     replication_factor=replication_factor,
                     layout=layout,
@@ -292,18 +291,12 @@ def index(
                 )
         finally:
             store.close()
-    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
-    console.print(
-        f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s",
-        markup=False,
-        highlight=False,
-    )
+    say(report.summary())
+    say(f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s")
     if slice_ is not None:
-        console.print(
+        say(
             "When every slice is done, check the whole catalogue with the same command and --verify-only "
-            "(without --shard).",
-            markup=False,
-            highlight=False,
+            "(without --shard)."
         )
 
 
@@ -319,28 +312,3 @@ def _device(device: Device, from_launcher: bool) -> str | None:
         if torch.cuda.is_available():
             return f"cuda:{int(local_rank) % torch.cuda.device_count()}"
     return resolve_device(device)
-
-
-@contextmanager
-def _progress_bar(enabled: bool, items: int, relations: int) -> Iterator[object]:
-    """A rich progress bar over items (on stderr, so stdout keeps only the result lines)."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("items, {task.fields[points]:,} points"),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as bar:
-        noun = "relation" if relations == 1 else "relations"
-        task = bar.add_task(f"Indexing x {relations} {noun}", total=items, points=0)
-
-        def on_batch(done: int, _total: int, points: int) -> None:
-            bar.update(task, completed=done, points=points)
-
-        yield on_batch

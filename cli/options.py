@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 import typer
 from rcml_st.cli._common import Device
 
+from rcml_st.errors import UsageError
+
 if TYPE_CHECKING:
     from rcml_st.index import RelationIndex
 
@@ -121,7 +123,11 @@ def with_help(option: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class QdrantTarget:
-    """Where the vectors live, as the command-line options say (``--qdrant-url`` ... ``--retry-timeout``)."""
+    """Where the vectors live, as the command-line options say (``--qdrant-url`` ... ``--retry-timeout``).
+
+    Raises:
+        UsageError: both a server and the embedded store, or a gRPC port without a server.
+    """
 
     url: str | None = None
     api_key: str | None = None
@@ -130,6 +136,14 @@ class QdrantTarget:
     collection: str = "rcml"
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
 
+    def __post_init__(self) -> None:
+        if self.url is not None and self.path is not None:
+            raise UsageError(
+                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+            )
+        if self.url is None and self.grpc_port is not None:
+            raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
+
     def open(self, must_exist: bool = False) -> RelationIndex:
         """Connects to the server or opens the embedded store.
 
@@ -137,28 +151,19 @@ class QdrantTarget:
             must_exist: the embedded store must already exist (searching a store that was never
                 written is a mistake, not an empty result).
         """
-        from rcml_st.errors import UsageError
         from rcml_st.index import RelationIndex, RetryPolicy
 
-        if self.url is not None and self.path is not None:
-            raise UsageError(
-                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-            )
-        if self.url is None and self.grpc_port is not None:
-            raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
         path = self.path if self.path is not None else DEFAULT_QDRANT_PATH
         if self.url is None and must_exist and not path.is_dir():
             raise UsageError(
                 f"no embedded Qdrant store at {path}; run rcml-st index first, or pass --qdrant-path DIR "
                 "or --qdrant-url URL"
             )
-        retry = RetryPolicy(max_time=self.retry_timeout)
-        if self.url is None:
-            return RelationIndex.connect(path=path, collection=self.collection, retry=retry)
         return RelationIndex.connect(
             url=self.url,
             api_key=self.api_key,
             grpc_port=self.grpc_port,
+            path=path,
             collection=self.collection,
-            retry=retry,
+            retry=RetryPolicy(max_time=self.retry_timeout),
         )

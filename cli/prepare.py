@@ -7,13 +7,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command, warn
+from rcml_st.cli._common import console, err_console, progress_bar, run_command, warn
 from rcml_st.cli.options import JsonlOutputOption, SeedOption, SkipInvalidOption, with_help
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 if TYPE_CHECKING:
     from rcml_st.data.amazon import ConversionSummary
     from rcml_st.data.interactions import LogRelationsSummary
 
+# A progress bar per pass over a file, in bytes read.
+_BYTES_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    DownloadColumn(),
+    TransferSpeedColumn(),
+    TimeElapsedColumn(),
+    TimeRemainingColumn(),
+)
 ClusterSeedOption = with_help(SeedOption, "Seed for --cluster (same seed, same relation types).")
 
 app = typer.Typer(help="Convert public catalogue formats into rcml-st JSON Lines.", no_args_is_help=True)
@@ -173,7 +190,9 @@ def amazon(
         from rcml_st.data.amazon import convert_amazon, load_relation_names
 
         names = load_relation_names(relation_names) if relation_names is not None else None
-        with _progress() as on_progress:
+        # Only on a terminal, and gone when done: elsewhere (pipes, logs, tests) an error stays the only
+        # line on stderr, and the summary table follows.
+        with progress_bar(err_console.is_terminal, *_BYTES_COLUMNS, transient=True) as on_progress:
             summary = convert_amazon(
                 meta_file,
                 output,
@@ -388,54 +407,6 @@ def _print_log_summary(summary: LogRelationsSummary) -> None:
             f"{stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
             f"{unknown}: check --item-column and --catalog."
         )
-
-
-class _progress:
-    """A rich progress bar on stderr, one task per pass, in bytes of the file read.
-
-    Only on a terminal: elsewhere (pipes, logs, tests) it stays silent, so that an error is the
-    only line on stderr.
-    """
-
-    def __enter__(self):
-        self.bar = None
-        self.tasks: dict[str, int] = {}
-        if not err_console.is_terminal:
-            return lambda phase, done, total: None
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            # Gone when done: the summary table follows, and an error stays the only line on stderr.
-            transient=True,
-        )
-        self.bar.start()
-        return self.update
-
-    def update(self, phase: str, done: int, total: int) -> None:
-        assert self.bar is not None
-        task = self.tasks.get(phase)
-        if task is None:
-            task = self.tasks[phase] = self.bar.add_task(phase, total=total or None)
-        self.bar.update(task, completed=done, total=total or None)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:

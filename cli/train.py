@@ -15,6 +15,7 @@ from rcml_st.cli._common import (
     console,
     fail,
     quiet_transformers,
+    say,
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
@@ -240,11 +241,11 @@ def train(
     options = {**locals(), "device": device.value}
     rank = int(os.environ.get("RANK", "0") or 0)
 
-    def say(message: str) -> None:
+    def log(message: str) -> None:  # one process of a distributed run speaks
         if rank == 0:
-            console.print(message, markup=False, highlight=False)
+            say(message)
 
-    def warn_once(message: str) -> None:  # one process of a distributed run speaks
+    def warn_once(message: str) -> None:
         if rank == 0:
             warn(message)
 
@@ -262,14 +263,14 @@ def train(
         mix_relations=batches is Batches.by_source,
     )
     try:
-        result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)
+        result = run_training(config, console=console if rank == 0 else None, log=log, warn=warn_once)
     except KeyboardInterrupt:
         raise fail(
             f"interrupted; run the same command with --resume to continue from the last checkpoint in "
             f"{checkpoints_dir(output)}",
             130,
         ) from None
-    say(
+    log(
         f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
         f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
     )
