@@ -377,87 +377,33 @@ def log(
 
 
 def _print_log_summary(summary: LogRelationsSummary) -> None:
-    from rich.table import Table
-
-    stats, counting = summary.log_stats, summary.counting
-    table = Table(
-        title=f"{summary.log.name} + {summary.catalog.name} -> {summary.output}", title_justify="left"
-    )
-    table.add_column("", style="bold")
-    table.add_column("count", justify="right")
-    table.add_column("details")
-    table.add_row("log rows read", f"{stats.rows:,}", "")
-    for reason, count in stats.skipped.most_common():
-        table.add_row(
-            "rows skipped", f"{count:,}", f"{reason} (first: {stats.skip_examples.get(reason, '')})"
-        )
-    unknown = f" (e.g. {stats.unknown_example!r})" if stats.unknown_example else ""
-    table.add_row("rows dropped", f"{stats.unknown_items:,}", f"item not in the catalogue{unknown}")
-    table.add_row(
-        "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
-    )
-    table.add_row("pairs counted", f"{counting.pairs:,}", "distinct (item, partner) pairs")
-    for name, count in summary.edges.items():
-        table.add_row("edges", f"{count:,}", name)
-    table.add_row("items written", f"{summary.items:,}", "")
-    table.add_row("memory bound", "", summary.memory_bound)
-    console.print(table)
+    _print_rows(f"{summary.log.name} + {summary.catalog.name} -> {summary.output}", summary.rows())
+    stats = summary.log_stats
     if stats.unknown_items * 2 > stats.rows:
+        unknown = f" (e.g. {stats.unknown_example!r})" if stats.unknown_example else ""
         warn(
             f"{stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
             f"{unknown}: check --item-column and --catalog."
         )
 
 
-def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
+def _print_rows(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """A closing report: ``(what, count, details)`` rows under a title."""
     from rich.table import Table
 
-    table = Table(
-        title=f"{summary.input.name} ({summary.format} format) -> {summary.output}", title_justify="left"
-    )
+    table = Table(title=title, title_justify="left")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     table.add_column("details")
-    table.add_row("records read", f"{summary.records:,}", "")
-    table.add_row("items written", f"{summary.items:,}", "")
-    if summary.image_files is not None:
-        table.add_row(
-            "images found",
-            f"{summary.images:,}",
-            f"{summary.items - summary.images:,} items text-only; "
-            f"{summary.image_files:,} image files in the folder",
-        )
-    for reason, count in summary.skipped.most_common():
-        table.add_row("skipped", f"{count:,}", f"{reason} (first: {summary.skip_examples.get(reason, '')})")
-    for description, count in sorted(summary.edges.items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row("edges", f"{count:,}", description)
-    if summary.reviews is not None:
-        stats, counting = summary.review_stats, summary.review_counting
-        table.add_row("reviews read", f"{stats.rows:,}", summary.reviews.name)
-        for reason, count in stats.skipped.most_common():
-            table.add_row("reviews left out", f"{count:,}", reason)
-        table.add_row("reviews dropped", f"{stats.unknown_items:,}", "product not in the catalogue")
-        table.add_row(
-            "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
-        )
-    for name, count in sorted(summary.dropped.items()):
-        table.add_row("targets dropped", f"{count:,}", f"{name}: not in the catalogue")
-    for name, count in sorted(summary.capped.items()):
-        table.add_row("targets capped", f"{count:,}", f"{name}: over --max-targets")
-    if summary.self_links:
-        table.add_row(
-            "self-links dropped", f"{summary.self_links:,}", "a product listed as related to itself"
-        )
-    if summary.boilerplate_sentences:
-        table.add_row(
-            "boilerplate",
-            f"{summary.boilerplate_sentences:,}",
-            f"sentences recurring across brands, removed from {summary.boilerplate_items:,} item texts",
-        )
-    if summary.prices_unparsed:
-        table.add_row("prices not kept", f"{summary.prices_unparsed:,}", "not a single number (ranges, text)")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
+
+def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
+    from rich.table import Table
+
+    _print_rows(f"{summary.input.name} ({summary.format} format) -> {summary.output}", summary.rows())
     if cluster:
         if not summary.relation_types:
             console.print("--cluster: no co-purchase edges in the catalogue, nothing to group.")
