@@ -67,7 +67,6 @@ def evaluate(
         typer.Argument(
             help="The evaluation data file (.jsonl); its edges are the queries.",
             metavar="DATA.jsonl",
-            show_default=False,
         ),
     ],
     model: ModelOption,
@@ -81,7 +80,6 @@ def evaluate(
             "model, which gets the relation through --prompt-template (loaded without running code from "
             "the model: trust_remote_code=False). Directions it cannot serve (images for a text-only "
             "model) are null in the JSON and n/a in the tables, never 0.",
-            show_default=False,
         ),
     ] = None,
     prompt_template: Annotated[
@@ -93,7 +91,6 @@ def evaluate(
             "a query: must contain {text}, may contain {relation}, e.g. '{relation}: {text}' (such a "
             "model has no relation conditioning, so the relation reaches it only through the text; "
             "images get no prompt). Default: the texts as they are (the model ignores the relation).",
-            show_default=False,
         ),
     ] = None,
     negatives: Annotated[
@@ -106,7 +103,6 @@ def evaluate(
             "--json",
             metavar="FILE",
             help="Write the report as JSON (format: docs/contract/report-json.md).",
-            show_default=False,
         ),
     ] = None,
     plot: Annotated[
@@ -116,7 +112,6 @@ def evaluate(
             metavar="FILE.png",
             help="Write a PNG: Hit@5 per direction and method, Hit@1 with hard negatives, and PCA views "
             "of the items under 2-3 relations (n/a where a method cannot serve a direction).",
-            show_default=False,
         ),
     ] = None,
     plot_relation: Annotated[
@@ -126,7 +121,6 @@ def evaluate(
             metavar="TEXT",
             help="A relation to show in the plot's projections (repeatable, up to 3; default: the 3 with "
             "the most edges).",
-            show_default=False,
         ),
     ] = None,
     baselines: Annotated[

@@ -85,9 +85,7 @@ _COLUMNS = (
 def index(
     data: Annotated[
         Path,
-        typer.Argument(
-            help="The data file (.jsonl) whose items to index.", metavar="DATA.jsonl", show_default=False
-        ),
+        typer.Argument(help="The data file (.jsonl) whose items to index.", metavar="DATA.jsonl"),
     ],
     model: ModelOption,
     qdrant_url: QdrantUrlOption = None,
@@ -102,7 +100,6 @@ def index(
             "-r",
             metavar="TEXT",
             help="A relation description to index (repeatable; default: the model's relation vocabulary).",
-            show_default=False,
         ),
     ] = None,
     batch_size: Annotated[
@@ -121,7 +118,6 @@ def index(
             min=1,
             metavar="N",
             help="Shards of a new collection on a Qdrant cluster (fixed at creation).",
-            show_default=False,
         ),
     ] = None,
     replication_factor: Annotated[
@@ -131,7 +127,6 @@ def index(
             min=1,
             metavar="N",
             help="Copies of each shard of a new collection on a Qdrant cluster.",
-            show_default=False,
         ),
     ] = None,
     vectors: Annotated[
@@ -141,7 +136,6 @@ def index(
             metavar="NAMES",
             help="Named vectors to store, comma-separated, of text, image, item (default: all). "
             "'item' alone is a third of the memory; searches use --modality item then.",
-            show_default=False,
         ),
     ] = None,
     quantization: Annotated[
@@ -158,7 +152,6 @@ def index(
         typer.Option(
             "--vectors-on-disk/--vectors-in-ram",
             help="Where the float32 vectors live (default: on disk when quantized, else in RAM).",
-            show_default=False,
         ),
     ] = None,
     payload_in_ram: Annotated[
@@ -166,9 +159,7 @@ def index(
     ] = False,
     hnsw_m: Annotated[
         int | None,
-        typer.Option(
-            "--hnsw-m", min=2, metavar="N", help="HNSW edges per node (Qdrant: 16).", show_default=False
-        ),
+        typer.Option("--hnsw-m", min=2, metavar="N", help="HNSW edges per node (Qdrant: 16)."),
     ] = None,
     hnsw_ef_construct: Annotated[
         int | None,
@@ -177,7 +168,6 @@ def index(
             min=4,
             metavar="N",
             help="HNSW build effort (Qdrant: 100).",
-            show_default=False,
         ),
     ] = None,
     shard: Annotated[
@@ -187,7 +177,6 @@ def index(
             metavar="I/N",
             help="Index only slice I of N of the items (by a hash of the id), for N parallel workers "
             "(default: RANK/WORLD_SIZE when a launcher sets them).",
-            show_default=False,
         ),
     ] = None,
     verify_only: Annotated[
@@ -204,7 +193,6 @@ def index(
             "--overlap/--sequential",
             help="Encode the next batch while the previous one is written, or one after the other "
             "(default: overlap when the model runs on a GPU, sequential on CPU).",
-            show_default=False,
         ),
     ] = None,
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,

@@ -31,7 +31,6 @@ ModelOption = Annotated[
         metavar="DIR|ID",
         help="The RCML model: a folder written by rcml-st train, or a Hugging Face Hub id (org/name; "
         "from the local cache when HF_HUB_OFFLINE=1).",
-        show_default=False,
     ),
 ]
 QdrantUrlOption = Annotated[
@@ -41,7 +40,6 @@ QdrantUrlOption = Annotated[
         metavar="URL",
         help="A Qdrant server, e.g. http://localhost:6333 or https://xyz.cloud.qdrant.io "
         "(default: the embedded store in --qdrant-path).",
-        show_default=False,
     ),
 ]
 ApiKeyOption = Annotated[
@@ -51,7 +49,6 @@ ApiKeyOption = Annotated[
         metavar="KEY",
         envvar="QDRANT_API_KEY",
         help="The server's API key (also read from QDRANT_API_KEY).",
-        show_default=False,
     ),
 ]
 GrpcPortOption = Annotated[
@@ -63,7 +60,6 @@ GrpcPortOption = Annotated[
         max=65535,
         help="The server's gRPC port, when it is not 6334. gRPC (faster) is used when the URL is on "
         "port 6333 or this is given; otherwise REST.",
-        show_default=False,
     ),
 ]
 QdrantPathOption = Annotated[
@@ -72,7 +68,6 @@ QdrantPathOption = Annotated[
         "--qdrant-path",
         metavar="DIR",
         help="The embedded store's folder, used without --qdrant-url (default: ./qdrant_data).",
-        show_default=False,
     ),
 ]
 CollectionOption = Annotated[str, typer.Option("--collection", metavar="NAME", help="The collection name.")]
@@ -100,9 +95,7 @@ TrustRemoteCodeOption = Annotated[
         "only for a model you trust. Without it such a model is refused before anything is imported.",
     ),
 ]
-JsonlOutputOption = Annotated[
-    Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).", show_default=False)
-]
+JsonlOutputOption = Annotated[Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).")]
 
 
 def with_help(option: Any, help: str) -> Any:

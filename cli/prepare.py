@@ -80,7 +80,6 @@ def amazon(
         Path,
         typer.Argument(
             help="Amazon metadata file: meta_<Category>.json.gz (2014, 2018) or meta_<Category>.jsonl (2023)",
-            show_default=False,
         ),
     ],
     output: JsonlOutputOption,
@@ -182,7 +181,6 @@ def amazon(
             metavar="N",
             help="A description sentence found in products of N or more brands is boilerplate and left "
             "out of item texts (default: max(4, products/1000); 0 keeps every sentence).",
-            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -277,7 +275,6 @@ def log(
         Path,
         typer.Argument(
             help="Interaction log: .csv, .tsv or .jsonl (gzip or not) or .parquet; a file or a quoted glob.",
-            show_default=False,
         ),
     ],
     catalog: Annotated[
@@ -286,7 +283,6 @@ def log(
             "--catalog",
             "-c",
             help="The rcml-st data file (.jsonl) whose items the log names.",
-            show_default=False,
         ),
     ],
     output: JsonlOutputOption,
@@ -328,9 +324,7 @@ def log(
     ] = 1024,
     threads: Annotated[
         int | None,
-        typer.Option(
-            "--threads", min=1, help="DuckDB's threads (default: one per CPU core).", show_default=False
-        ),
+        typer.Option("--threads", min=1, help="DuckDB's threads (default: one per CPU core)."),
     ] = None,
     cluster: Annotated[
         int | None,

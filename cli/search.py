@@ -69,19 +69,16 @@ def search(
             "-r",
             metavar="TEXT",
             help="The relation description to search under, exactly as indexed.",
-            show_default=False,
         ),
     ],
     item_id: Annotated[
         str | None,
-        typer.Option("--id", metavar="ID", help="Query by an indexed item's id.", show_default=False),
+        typer.Option("--id", metavar="ID", help="Query by an indexed item's id."),
     ] = None,
-    text: Annotated[
-        str | None, typer.Option("--text", metavar="TEXT", help="Query by text.", show_default=False)
-    ] = None,
+    text: Annotated[str | None, typer.Option("--text", metavar="TEXT", help="Query by text.")] = None,
     image: Annotated[
         Path | None,
-        typer.Option("--image", metavar="PATH", help="Query by an image file.", show_default=False),
+        typer.Option("--image", metavar="PATH", help="Query by an image file."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-k", min=1, help="Number of results.")] = 10,
     modality: Annotated[

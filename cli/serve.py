@@ -68,7 +68,6 @@ def serve(
             metavar="KEY",
             envvar="QDRANT_API_KEY",
             help="The Qdrant server's API key (also read from QDRANT_API_KEY).",
-            show_default=False,
         ),
     ] = None,
     grpc_port: GrpcPortOption = None,
@@ -85,7 +84,6 @@ def serve(
             metavar="KEY",
             envvar=API_KEY_ENV,
             help=f"Require this key for the HTTP API (header X-API-Key; also read from {API_KEY_ENV}).",
-            show_default=False,
         ),
     ] = None,
     max_upload_mb: Annotated[

@@ -70,7 +70,7 @@ TRAIN_HELP = "\n\n".join(
 def train(
     data: Annotated[
         Path,
-        typer.Argument(help="The training data file (.jsonl).", metavar="DATA.jsonl", show_default=False),
+        typer.Argument(help="The training data file (.jsonl).", metavar="DATA.jsonl"),
     ],
     output: Annotated[
         Path,
@@ -79,7 +79,6 @@ def train(
             "-o",
             metavar="DIR",
             help="Where to save the model (the model only; checkpoints go next to it, to DIR.checkpoints).",
-            show_default=False,
         ),
     ],
     backbone: Annotated[
@@ -124,7 +123,6 @@ def train(
             min=0.0,
             max=1.0,
             help="Weight of CLIP's global embedding in the relation mix (1 = plain CLIP). Default 0.5.",
-            show_default=False,
         ),
     ] = None,
     temperature: Annotated[
@@ -184,7 +182,6 @@ def train(
             min=2,
             help="Train each epoch on a fresh random subset of this many pairs (default: all); useful "
             "when whole groups are linked and pairs grow quadratically.",
-            show_default=False,
         ),
     ] = None,
     relation_gate: Annotated[
@@ -210,7 +207,6 @@ def train(
             "--eval",
             metavar="FILE",
             help="A held-out data file: relation-guided retrieval (Hit@5, MRR) after each epoch.",
-            show_default=False,
         ),
     ] = None,
     device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = Device.auto,
@@ -233,7 +229,6 @@ def train(
             "--workers",
             min=0,
             help="Data-loading processes (default: 0 on CPU, up to 4 on CUDA).",
-            show_default=False,
         ),
     ] = None,
 ) -> None:
