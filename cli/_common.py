@@ -14,9 +14,8 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -162,12 +161,8 @@ def quiet_transformers() -> None:
         transformers.logging.set_verbosity_error()
 
 
-class Device(str, Enum):
-    """Where to run a model: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+#: Where to run a model: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+Device = Literal["auto", "cpu", "cuda"]
 
 
 def resolve_device(device: Device) -> str | None:
@@ -176,14 +171,14 @@ def resolve_device(device: Device) -> str | None:
     Raises:
         UsageError: ``--device cuda`` on a machine without a CUDA GPU.
     """
-    if device is Device.auto:
+    if device == "auto":
         return None
-    if device is Device.cuda:
+    if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return device.value
+    return device
 
 
 def check_model_dir(path: Path | str) -> Path:

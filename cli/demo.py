@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     command,
     console,
     quiet_transformers,
@@ -65,7 +64,7 @@ def demo(
         int, typer.Option("--pairs-per-epoch", min=2, help="Training pairs drawn per epoch.")
     ] = DEMO_PAIRS_PER_EPOCH,
     seed: with_help(SeedOption, "Seed for the catalogue and training.") = 0,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
 ) -> None:
     """Run the whole job end to end on generated data (see the full help)."""
     from rcml_st.data import generate_catalog, read_catalog
@@ -101,7 +100,7 @@ def demo(
         batch_size=DEMO_BATCH_SIZE,
         lr=DEMO_LR,
         pairs_per_epoch=max(pairs_per_epoch, DEMO_BATCH_SIZE),
-        device=device.value,
+        device=device,
         seed=seed,
     )
     model = _train(config)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     check_model_dir,
     command,
     console,
@@ -132,7 +131,7 @@ def evaluate(
         ),
     ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoding batch.")] = 32,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
     probe_max_edges: Annotated[
         int,
         typer.Option(

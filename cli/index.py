@@ -197,7 +197,7 @@ def index(
     ] = None,
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     skip_invalid: SkipInvalidOption = False,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
     progress: ProgressOption = True,
     force: Annotated[
         bool,
@@ -294,7 +294,7 @@ index.__doc__ = INDEX_HELP
 def _device(device: Device, from_launcher: bool) -> str | None:
     """``--device``; under a launcher (torchrun) with ``auto``, the GPU of this process's LOCAL_RANK."""
     local_rank = os.environ.get("LOCAL_RANK", "").strip()
-    if device is Device.auto and from_launcher and local_rank.isdigit():
+    if device == "auto" and from_launcher and local_rank.isdigit():
         import torch
 
         if torch.cuda.is_available():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     check_model_dir,
     command,
     console,
@@ -51,14 +49,6 @@ SEARCH_HELP = "\n\n".join(
 )
 
 
-class Modality(str, Enum):
-    """Which named vector of the index to search."""
-
-    item = "item"
-    text = "text"
-    image = "image"
-
-
 @command
 def search(
     model: ModelOption,
@@ -82,8 +72,9 @@ def search(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-k", min=1, help="Number of results.")] = 10,
     modality: Annotated[
-        Modality, typer.Option("--modality", help="The named vector to search: item (fused), text or image.")
-    ] = Modality.item,
+        Literal["item", "text", "image"],
+        typer.Option("--modality", help="The named vector to search: item (fused), text or image."),
+    ] = "item",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON instead of a table.")
     ] = False,
@@ -93,7 +84,7 @@ def search(
     qdrant_path: QdrantPathOption = None,
     collection: CollectionOption = "rcml",
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
     force: Annotated[
         bool,
         typer.Option(
@@ -139,7 +130,7 @@ def search(
                 item_id=item_id,
                 text=text,
                 image=image,
-                using=modality.value,
+                using=modality,
                 limit=limit,
                 force=force,
             )
@@ -150,7 +141,7 @@ def search(
 
         typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
         return
-    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
+    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality))
 
 
 search.__doc__ = SEARCH_HELP

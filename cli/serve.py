@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     check_model_dir,
     command,
     load_model,
@@ -95,7 +94,7 @@ def serve(
     retry_timeout: with_help(
         RetryTimeoutOption, "How long a request retries a Qdrant that does not answer before it gets a 503."
     ) = 3.0,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
 ) -> None:
     # Before torch is imported. Requests search on the CPU between encoder batches; OpenMP
     # threads spinning between batches take those cycles (measured with benchmarks/serve_load.py

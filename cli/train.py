@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     command,
     console,
     fail,
@@ -19,14 +17,6 @@ from rcml_st.cli._common import (
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
-
-
-class Batches(str, Enum):
-    """How training pairs are put into batches (``--batches``)."""
-
-    random = "random"
-    by_source = "by-source"
-
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -193,14 +183,14 @@ def train(
         ),
     ] = False,
     batches: Annotated[
-        Batches,
+        Literal["random", "by-source"],
         typer.Option(
             "--batches",
             help="random: uniformly shuffled pairs (the paper's setting). by-source: each batch holds an "
             "item's pairs under different relations side by side, so its partners under the other "
             "relations are in-batch negatives (relation-aware hard negatives).",
         ),
-    ] = Batches.random,
+    ] = "random",
     eval_file: Annotated[
         Path | None,
         typer.Option(
@@ -209,7 +199,7 @@ def train(
             help="A held-out data file: relation-guided retrieval (Hit@5, MRR) after each epoch.",
         ),
     ] = None,
-    device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = Device.auto,
+    device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = "auto",
     seed: with_help(SeedOption, "Seed for initialisation and batch order.") = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR.checkpoints.")
@@ -233,7 +223,7 @@ def train(
     ] = None,
 ) -> None:
     """Train an RCML model on DATA.jsonl and save it to DIR (see the full help above)."""
-    options = {**locals(), "device": device.value}
+    options = dict(locals())
     rank = int(os.environ.get("RANK", "0") or 0)
 
     def log(message: str) -> None:  # one process of a distributed run speaks
@@ -255,7 +245,7 @@ def train(
         conditioning=not no_conditioning,
         intra_modal=not no_intra_modal,
         inter_sample=not no_inter_sample,
-        mix_relations=batches is Batches.by_source,
+        mix_relations=batches == "by-source",
     )
     try:
         result = run_training(config, console=console if rank == 0 else None, log=log, warn=warn_once)
