@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rcml_st.cli._common import console, err_console, progress_bar, run_command, warn
@@ -34,15 +33,6 @@ _BYTES_COLUMNS = (
 ClusterSeedOption = with_help(SeedOption, "Seed for --cluster (same seed, same relation types).")
 
 app = typer.Typer(help="Convert public catalogue formats into rcml-st JSON Lines.", no_args_is_help=True)
-
-
-class MetaFormat(str, Enum):
-    """The Amazon metadata releases ``--format`` accepts."""
-
-    auto = "auto"
-    v2014 = "2014"
-    v2018 = "2018"
-    v2023 = "2023"
 
 
 AMAZON_HELP = "\n\n".join(
@@ -94,9 +84,9 @@ def amazon(
         bool, typer.Option("--require-image", help="Leave out products without a local image (counted).")
     ] = False,
     fmt: Annotated[
-        MetaFormat,
+        Literal["auto", "2014", "2018", "2023"],
         typer.Option("--format", help="Metadata release; auto detects it from the first valid record."),
-    ] = MetaFormat.auto,
+    ] = "auto",
     relation_names: Annotated[
         Path | None,
         typer.Option(
@@ -196,7 +186,7 @@ def amazon(
                 output,
                 images=images,
                 require_image=require_image,
-                fmt=None if fmt is MetaFormat.auto else fmt.value,
+                fmt=None if fmt == "auto" else fmt,
                 names=names,
                 max_targets=max_targets,
                 max_text_chars=max_text_chars,
@@ -216,24 +206,6 @@ def amazon(
         _print_summary(summary, cluster)
 
     run_command(body)
-
-
-class LogFormat(str, Enum):
-    """The interaction log formats ``--log-format`` accepts."""
-
-    auto = "auto"
-    csv = "csv"
-    tsv = "tsv"
-    jsonl = "jsonl"
-    parquet = "parquet"
-
-
-class Score(str, Enum):
-    """How ``--score`` ranks an item's partners."""
-
-    count = "count"
-    jaccard = "jaccard"
-    pmi = "pmi"
 
 
 LOG_HELP = "\n\n".join(
@@ -294,13 +266,16 @@ def log(
         str | None, typer.Option("--time-column", help="Column of the time (seconds, ms or ISO 8601).")
     ] = None,
     log_format: Annotated[
-        LogFormat, typer.Option("--log-format", help="Log format; auto reads it from the file name.")
-    ] = LogFormat.auto,
+        Literal["auto", "csv", "tsv", "jsonl", "parquet"],
+        typer.Option("--log-format", help="Log format; auto reads it from the file name."),
+    ] = "auto",
     relation: Annotated[
         str, typer.Option("--relation", help="The relation description of the new edges.")
     ] = "bought by the same customers",
     top_k: Annotated[int, typer.Option("--top-k", min=0, help="Partners kept per item (0: all).")] = 10,
-    score: Annotated[Score, typer.Option("--score", help="What ranks an item's partners.")] = Score.count,
+    score: Annotated[
+        Literal["count", "jaccard", "pmi"], typer.Option("--score", help="What ranks an item's partners.")
+    ] = "count",
     min_count: Annotated[
         int, typer.Option("--min-count", min=1, help="Drop pairs touched together by fewer customers.")
     ] = 1,
@@ -352,10 +327,10 @@ def log(
             log_file,
             output,
             columns=LogColumns(user=user_column, item=item_column, time=time_column),
-            log_format=None if log_format is LogFormat.auto else log_format.value,
+            log_format=None if log_format == "auto" else log_format,
             relation=relation,
             top_k=top_k,
-            score=score.value,
+            score=score,
             min_count=min_count,
             window=seconds,
             max_items_per_user=max_items_per_user,
