@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rcml_st.cli._common import console, err_console, progress_bar, run_command, warn
+from rcml_st.cli._common import command, console, err_console, progress_bar, warn
 from rcml_st.cli.options import JsonlOutputOption, SeedOption, SkipInvalidOption, with_help
 from rich.progress import (
     BarColumn,
@@ -65,6 +65,7 @@ AMAZON_HELP = "\n\n".join(
 
 
 @app.command("amazon", help=AMAZON_HELP)
+@command
 def amazon(
     meta_file: Annotated[
         Path,
@@ -174,38 +175,35 @@ def amazon(
         ),
     ] = None,
 ) -> None:
-    def body() -> None:
-        from rcml_st.data.amazon import convert_amazon, load_relation_names
+    from rcml_st.data.amazon import convert_amazon, load_relation_names
 
-        names = load_relation_names(relation_names) if relation_names is not None else None
-        # Only on a terminal, and gone when done: elsewhere (pipes, logs, tests) an error stays the only
-        # line on stderr, and the summary table follows.
-        with progress_bar(err_console.is_terminal, *_BYTES_COLUMNS, transient=True) as on_progress:
-            summary = convert_amazon(
-                meta_file,
-                output,
-                images=images,
-                require_image=require_image,
-                fmt=None if fmt == "auto" else fmt,
-                names=names,
-                max_targets=max_targets,
-                max_text_chars=max_text_chars,
-                cluster=cluster,
-                seed=seed,
-                skip_invalid=skip_invalid,
-                boilerplate_min_groups=boilerplate_min_brands,
-                reviews=reviews,
-                verified_only=not all_reviews,
-                min_rating=min_rating,
-                review_relation=review_relation,
-                max_items_per_user=max_items_per_user,
-                min_co_reviews=min_co_reviews,
-                co_review_significance=co_review_significance,
-                on_progress=on_progress,
-            )
-        _print_summary(summary, cluster)
-
-    run_command(body)
+    names = load_relation_names(relation_names) if relation_names is not None else None
+    # Only on a terminal, and gone when done: elsewhere (pipes, logs, tests) an error stays the only
+    # line on stderr, and the summary table follows.
+    with progress_bar(err_console.is_terminal, *_BYTES_COLUMNS, transient=True) as on_progress:
+        summary = convert_amazon(
+            meta_file,
+            output,
+            images=images,
+            require_image=require_image,
+            fmt=None if fmt == "auto" else fmt,
+            names=names,
+            max_targets=max_targets,
+            max_text_chars=max_text_chars,
+            cluster=cluster,
+            seed=seed,
+            skip_invalid=skip_invalid,
+            boilerplate_min_groups=boilerplate_min_brands,
+            reviews=reviews,
+            verified_only=not all_reviews,
+            min_rating=min_rating,
+            review_relation=review_relation,
+            max_items_per_user=max_items_per_user,
+            min_co_reviews=min_co_reviews,
+            co_review_significance=co_review_significance,
+            on_progress=on_progress,
+        )
+    _print_summary(summary, cluster)
 
 
 LOG_HELP = "\n\n".join(
@@ -242,6 +240,7 @@ LOG_HELP = "\n\n".join(
 
 
 @app.command("log", help=LOG_HELP)
+@command
 def log(
     log_file: Annotated[
         Path,
@@ -310,39 +309,36 @@ def log(
     seed: ClusterSeedOption = 0,
     skip_invalid: SkipInvalidOption = False,
 ) -> None:
-    def body() -> None:
-        from rcml_st.data.interactions import LogColumns, add_log_relations, parse_duration
-        from rcml_st.errors import UsageError
+    from rcml_st.data.interactions import LogColumns, add_log_relations, parse_duration
+    from rcml_st.errors import UsageError
 
-        seconds = None
-        if window is not None:
-            if time_column is None:
-                raise UsageError("--window needs --time-column")
-            try:
-                seconds = parse_duration(window)
-            except ValueError as exc:
-                raise UsageError(f"--window: {exc}") from None
-        summary = add_log_relations(
-            catalog,
-            log_file,
-            output,
-            columns=LogColumns(user=user_column, item=item_column, time=time_column),
-            log_format=None if log_format == "auto" else log_format,
-            relation=relation,
-            top_k=top_k,
-            score=score,
-            min_count=min_count,
-            window=seconds,
-            max_items_per_user=max_items_per_user,
-            memory_mb=memory_mb,
-            threads=threads,
-            cluster=cluster,
-            seed=seed,
-            skip_invalid=skip_invalid,
-        )
-        _print_log_summary(summary)
-
-    run_command(body)
+    seconds = None
+    if window is not None:
+        if time_column is None:
+            raise UsageError("--window needs --time-column")
+        try:
+            seconds = parse_duration(window)
+        except ValueError as exc:
+            raise UsageError(f"--window: {exc}") from None
+    summary = add_log_relations(
+        catalog,
+        log_file,
+        output,
+        columns=LogColumns(user=user_column, item=item_column, time=time_column),
+        log_format=None if log_format == "auto" else log_format,
+        relation=relation,
+        top_k=top_k,
+        score=score,
+        min_count=min_count,
+        window=seconds,
+        max_items_per_user=max_items_per_user,
+        memory_mb=memory_mb,
+        threads=threads,
+        cluster=cluster,
+        seed=seed,
+        skip_invalid=skip_invalid,
+    )
+    _print_log_summary(summary)
 
 
 def _print_log_summary(summary: LogRelationsSummary) -> None:
