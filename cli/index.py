@@ -210,14 +210,6 @@ def index(
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
-    storage = {
-        "quantization": quantization,
-        "on_disk": vectors_on_disk,
-        "on_disk_payload": not payload_in_ram,
-        "hnsw_m": hnsw_m,
-        "hnsw_ef_construct": hnsw_ef_construct,
-    }
-
     set_trust_remote_code(trust_remote_code)
     from rcml_st.data import Shard, stream_catalog
     from rcml_st.errors import UsageError
@@ -239,15 +231,18 @@ def index(
     from rcml_st.index import Layout, index_catalog, verify_index
     from rcml_st.index.pipeline import resolve_relations
 
-    layout = Layout(vectors=Layout.parse_vectors(vectors), **storage)  # type: ignore[arg-type]
+    layout = Layout(
+        vectors=Layout.parse_vectors(vectors),
+        quantization=quantization,
+        on_disk=vectors_on_disk,
+        on_disk_payload=not payload_in_ram,
+        hnsw_m=hnsw_m,
+        hnsw_ef_construct=hnsw_ef_construct,
+    )
     if verify_only:
         chosen = relations or resolve_relations(load_model(model, "cpu"), None)
-        with warnings_to_stderr():
-            store = target.open(must_exist=True)
-            try:
-                counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
-            finally:
-                store.close()
+        with warnings_to_stderr(), target.open(must_exist=True) as store:
+            counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
         listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
         say(f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}")
         return
@@ -256,29 +251,24 @@ def index(
     chosen = resolve_relations(rcml, relations)
     if slice_ is not None:
         err_console.print(f"Slice {slice_} of {data}: {len(items)} of {items.items} items", markup=False)
-    with warnings_to_stderr():
-        store = target.open()
-        try:
-            with progress_bar(progress, *_COLUMNS) as update:
-                noun = "relation" if len(chosen) == 1 else "relations"
-                label = f"Indexing x {len(chosen)} {noun}"
-                update(label, 0, len(items), points=0)
-                report = index_catalog(
-                    rcml,
-                    items,
-                    store,
-                    relations=chosen,
-                    batch_size=batch_size,
-                    progress=lambda done, total, points: update(label, done, total, points=points),
-                    shards=shards,
-                    replication_factor=replication_factor,
-                    layout=layout,
-                    overlap=overlap,
-                    verify="points" if slice_ is not None else "counts",
-                    force=force,
-                )
-        finally:
-            store.close()
+    with warnings_to_stderr(), target.open() as store, progress_bar(progress, *_COLUMNS) as update:
+        noun = "relation" if len(chosen) == 1 else "relations"
+        label = f"Indexing x {len(chosen)} {noun}"
+        update(label, 0, len(items), points=0)
+        report = index_catalog(
+            rcml,
+            items,
+            store,
+            relations=chosen,
+            batch_size=batch_size,
+            progress=lambda done, total, points: update(label, done, total, points=points),
+            shards=shards,
+            replication_factor=replication_factor,
+            layout=layout,
+            overlap=overlap,
+            verify="points" if slice_ is not None else "counts",
+            force=force,
+        )
     say(report.summary())
     say(f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s")
     if slice_ is not None:

@@ -120,22 +120,18 @@ def search(
     # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
     from rcml_st.index import search_index
 
-    with warnings_to_stderr():
-        store = target.open(must_exist=True)
-        try:
-            hits = search_index(
-                rcml,
-                store,
-                relation,
-                item_id=item_id,
-                text=text,
-                image=image,
-                using=modality,
-                limit=limit,
-                force=force,
-            )
-        finally:
-            store.close()
+    with warnings_to_stderr(), target.open(must_exist=True) as store:
+        hits = search_index(
+            rcml,
+            store,
+            relation,
+            item_id=item_id,
+            text=text,
+            image=image,
+            using=modality,
+            limit=limit,
+            force=force,
+        )
     if as_json:
         import json
 
