@@ -35,7 +35,7 @@ _state = {"debug": False, "trust_remote_code": False}
 
 def set_debug(value: bool) -> None:
     """Turns full tracebacks on or off for this process."""
-    _state["debug"] = value or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
+    _state["debug"] = value
 
 
 def debug_enabled() -> bool:
@@ -64,21 +64,13 @@ def warn(message: str) -> None:
     err_console.print(f"Warning: {message}", markup=False)
 
 
-class _WarningLines(logging.Handler):
-    """Shows the index's warnings (retries, ignored options) as ``Warning:`` lines on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            warn(record.getMessage())
-        except Exception:  # never let a warning line break the run
-            self.handleError(record)
-
-
 @contextmanager
 def warnings_to_stderr() -> Iterator[None]:
-    """Routes ``rcml_st.index`` warnings to ``Warning:`` lines for the duration."""
+    """Routes ``rcml_st.index`` warnings (retries, ignored options) to ``Warning:`` lines for the duration."""
     logger = logging.getLogger("rcml_st.index")
-    handler = _WarningLines(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
     propagate = logger.propagate
     logger.propagate = False  # no second copy through the root logger / lastResort
