@@ -110,16 +110,15 @@ def demo(
 
     everything = [*train_catalog.items, *test_catalog.items]
     _step(4, f"indexing {len(everything)} items x {len(synth.relations)} relations into {workdir / 'qdrant'}")
-    index = _index(model, everything, workdir / "qdrant")
+    from rcml_st.index import RelationIndex
 
-    _step(5, "relation-guided searches: one query, different relations, different neighbours")
-    try:
+    with RelationIndex.connect(path=workdir / "qdrant") as index:
+        _index(model, everything, index)
+        _step(5, "relation-guided searches: one query, different relations, different neighbours")
         queries = _pick_queries(test_catalog)
         for item in queries:
             _show_item_searches(index, item, list(synth.relations))
         _show_text_search(model, index, test_catalog, list(synth.relations))
-    finally:
-        index.close()
     console.print(
         f"\n[bold green]Done[/] in {time.monotonic() - started:.0f} s. Try your own searches:\n"
         f"  rcml-st search --model {model_dir} --qdrant-path {workdir / 'qdrant'} "
@@ -187,21 +186,14 @@ def _evaluate(model: Any, catalog: Catalog, seed: int) -> None:
     )
 
 
-def _index(model: Any, items: list[Item], path: Path) -> RelationIndex:
-    from rcml_st.index import RelationIndex, index_catalog
+def _index(model: Any, items: list[Item], index: RelationIndex) -> None:
+    from rcml_st.index import index_catalog
     from rcml_st.index.ownership import MODEL_KEY, model_fingerprint
 
-    index = RelationIndex.connect(path=path)
-    try:
-        if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
-            # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
-            index.client.delete_collection(index.collection)
-        report = index_catalog(model, items, index, progress=True)
-    except BaseException:
-        index.close()
-        raise
-    say(f"  {report.summary()}")
-    return index
+    if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
+        # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
+        index.client.delete_collection(index.collection)
+    say(f"  {index_catalog(model, items, index, progress=True).summary()}")
 
 
 def _pick_queries(catalog: Catalog) -> list[Item]:
