@@ -30,7 +30,7 @@ T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-_state = {"debug": False, "trust_remote_code": False}
+_state = {"debug": False}
 
 
 def set_debug(value: bool) -> None:
@@ -41,11 +41,6 @@ def set_debug(value: bool) -> None:
 def debug_enabled() -> bool:
     """Whether full tracebacks are wanted (``--debug`` or ``RCML_ST_DEBUG=1``)."""
     return _state["debug"] or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
-
-
-def set_trust_remote_code(value: bool) -> None:
-    """Records ``--trust-remote-code``: models may name module classes from outside rcml_st."""
-    _state["trust_remote_code"] = bool(value)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -173,7 +168,7 @@ def resolve_device(device: Device) -> str | None:
     return device
 
 
-def check_model_dir(path: Path | str) -> Path:
+def check_model_dir(path: Path | str, trust_remote_code: bool = False) -> Path:
     """The local folder of ``--model``: a model folder, or a Hugging Face Hub id (``org/name``).
 
     No torch is imported: a missing model fails in a second.
@@ -190,18 +185,18 @@ def check_model_dir(path: Path | str) -> Path:
     from rcml_st.safe_load import check_module_types
 
     directory = locate_model(path)
-    foreign = check_module_types(directory, trust_remote_code=_state["trust_remote_code"], name=str(path))
+    foreign = check_module_types(directory, trust_remote_code=trust_remote_code, name=str(path))
     if foreign:
         warn(f"--trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)")
     return directory
 
 
-def load_model(path: Path | str, device: str | None) -> SentenceTransformer:
+def load_model(path: Path | str, device: str | None, trust_remote_code: bool = False) -> SentenceTransformer:
     """Loads ``--model`` (a folder or a Hub id); one that cannot be loaded is one line naming it (exit 2)."""
     from rcml_st.model import load
 
-    directory = check_model_dir(path)
-    model = load(directory, device=device, trust_remote_code=_state["trust_remote_code"])
+    directory = check_model_dir(path, trust_remote_code)
+    model = load(directory, device=device, trust_remote_code=trust_remote_code)
     if str(path) != str(directory):  # a Hub id: the card and snippets name the model by it
         model.model_card_data.set_model_id(str(path))
     return model

@@ -12,7 +12,6 @@ from rcml_st.cli._common import (
     console,
     load_model,
     resolve_device,
-    set_trust_remote_code,
     warn,
 )
 from rcml_st.cli.options import (
@@ -152,7 +151,6 @@ def evaluate(
     from rcml_st.hub import locate_model
     from rcml_st.output_files import PLOT_SUFFIXES, check_output_file
 
-    set_trust_remote_code(trust_remote_code)
     plot_relation = plot_relation or []
     # Options, then data: a bad template or record fails in a second, before torch or any model.
     if prompt_template is not None:
@@ -175,7 +173,7 @@ def evaluate(
     if plot is not None:
         check_output_file(plot, "--plot", PLOT_SUFFIXES)
     # Then the model: a missing folder or Hub id fails before torch is imported too.
-    check_model_dir(model)
+    check_model_dir(model, trust_remote_code)
     names = _compare_names(compare or [])
     from rcml_st.safe_load import is_rcml_folder
 
@@ -195,11 +193,11 @@ def evaluate(
     from rcml_st.model import load_plain
 
     target_device = resolve_device(device)
-    main = load_model(model, target_device)
+    main = load_model(model, target_device, trust_remote_code)
     others: dict[str, Any] = {
         name: PromptedModel(load_plain(path, target_device), prompt_template)
         if name in plain
-        else load_model(path, target_device)
+        else load_model(path, target_device, trust_remote_code)
         for name, path in names.items()
     }
     report = evaluate_catalog(

@@ -16,7 +16,6 @@ from rcml_st.cli._common import (
     progress_bar,
     resolve_device,
     say,
-    set_trust_remote_code,
     warn,
     warnings_to_stderr,
 )
@@ -210,7 +209,6 @@ def index(
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
-    set_trust_remote_code(trust_remote_code)
     from rcml_st.data import Shard, stream_catalog
     from rcml_st.errors import UsageError
 
@@ -225,8 +223,8 @@ def index(
     items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
     if items.skip_summary():
         warn(items.skip_summary())
-    if not (verify_only and relations):
-        check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
+    if not (verify_only and relations):  # a wrong --model fails now, not after importing qdrant-client
+        check_model_dir(model, trust_remote_code)
 
     from rcml_st.index import Layout, index_catalog, verify_index
     from rcml_st.index.pipeline import resolve_relations
@@ -240,14 +238,14 @@ def index(
         hnsw_ef_construct=hnsw_ef_construct,
     )
     if verify_only:
-        chosen = relations or resolve_relations(load_model(model, "cpu"), None)
+        chosen = relations or resolve_relations(load_model(model, "cpu", trust_remote_code), None)
         with warnings_to_stderr(), target.open(must_exist=True) as store:
             counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
         listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
         say(f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}")
         return
 
-    rcml = load_model(model, _device(device, slice_ is not None and shard is None))
+    rcml = load_model(model, _device(device, slice_ is not None and shard is None), trust_remote_code)
     chosen = resolve_relations(rcml, relations)
     if slice_ is not None:
         err_console.print(f"Slice {slice_} of {data}: {len(items)} of {items.items} items", markup=False)

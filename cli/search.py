@@ -12,7 +12,6 @@ from rcml_st.cli._common import (
     console,
     load_model,
     resolve_device,
-    set_trust_remote_code,
     warnings_to_stderr,
 )
 from rcml_st.cli.options import (
@@ -96,7 +95,6 @@ def search(
 ) -> None:
     target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
 
-    set_trust_remote_code(trust_remote_code)
     from rcml_st.errors import InputDataError, UsageError
 
     queries = (("--id", item_id), ("--text", text), ("--image", image))
@@ -113,10 +111,10 @@ def search(
 
     if item_id is not None:
         # The item's stored vectors are the query: the model is not needed, only checked.
-        check_model_dir(model)
+        check_model_dir(model, trust_remote_code)
         rcml = None
     else:
-        rcml = load_model(model, resolve_device(device))
+        rcml = load_model(model, resolve_device(device), trust_remote_code)
     # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
     from rcml_st.index import search_index
 
