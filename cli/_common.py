@@ -103,14 +103,21 @@ def run_command(body: Callable[[], T]) -> T:
         raise fail(message, code) from None
 
 
-def command(function: Callable[..., None]) -> Callable[..., None]:
-    """A command whose whole body runs under :func:`run_command` (Typer reads the wrapped signature)."""
+def command(help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Makes a function a command: ``help`` is its ``--help`` text, its body runs under :func:`run_command`.
 
-    @functools.wraps(function)
-    def run(*args: Any, **kwargs: Any) -> None:
-        run_command(lambda: function(*args, **kwargs))
+    Typer reads the options from the wrapped function's signature.
+    """
 
-    return run
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> None:
+            run_command(lambda: function(*args, **kwargs))
+
+        run.__doc__ = help
+        return run
+
+    return decorate
 
 
 @contextmanager

@@ -51,7 +51,7 @@ DEMO_BATCH_SIZE = 64
 DEMO_LR = 2e-3
 
 
-@command
+@command(DEMO_HELP)
 def demo(
     workdir: Annotated[
         Path, typer.Option("--workdir", metavar="DIR", help="Folder for the catalogue, model and index.")
@@ -66,7 +66,6 @@ def demo(
     seed: with_help(SeedOption, "Seed for the catalogue and training.") = 0,
     device: DeviceOption = "auto",
 ) -> None:
-    """Run the whole job end to end on generated data (see the full help)."""
     from rcml_st.data import generate_catalog, read_catalog
     from rcml_st.errors import UsageError
 
@@ -128,9 +127,6 @@ def demo(
         f"  then open http://127.0.0.1:8000/?id={queries[0].id}",
         highlight=False,
     )
-
-
-demo.__doc__ = DEMO_HELP
 
 
 def _step(number: int, text: str) -> None:

@@ -58,7 +58,7 @@ EVALUATE_HELP = "\n\n".join(
 )
 
 
-@command
+@command(EVALUATE_HELP)
 def evaluate(
     data: Annotated[
         Path,
@@ -226,9 +226,6 @@ def evaluate(
 
         plot_report(report, catalog, plot, relations=plot_relation or None, seed=seed)
         console.print(f"Plot written to {plot}")
-
-
-evaluate.__doc__ = EVALUATE_HELP
 
 
 def _compare_names(paths: list[Path]) -> dict[str, Path]:

@@ -80,7 +80,7 @@ _COLUMNS = (
 # -- the command ----------------------------------------------------------------------------------
 
 
-@command
+@command(INDEX_HELP)
 def index(
     data: Annotated[
         Path,
@@ -274,9 +274,6 @@ def index(
             "When every slice is done, check the whole catalogue with the same command and --verify-only "
             "(without --shard)."
         )
-
-
-index.__doc__ = INDEX_HELP
 
 
 def _device(device: Device, from_launcher: bool) -> str | None:

@@ -64,8 +64,8 @@ AMAZON_HELP = "\n\n".join(
 )
 
 
-@app.command("amazon", help=AMAZON_HELP)
-@command
+@app.command("amazon")
+@command(AMAZON_HELP)
 def amazon(
     meta_file: Annotated[
         Path,
@@ -239,8 +239,8 @@ LOG_HELP = "\n\n".join(
 )
 
 
-@app.command("log", help=LOG_HELP)
-@command
+@app.command("log")
+@command(LOG_HELP)
 def log(
     log_file: Annotated[
         Path,

@@ -48,7 +48,7 @@ SEARCH_HELP = "\n\n".join(
 )
 
 
-@command
+@command(SEARCH_HELP)
 def search(
     model: ModelOption,
     relation: Annotated[
@@ -136,9 +136,6 @@ def search(
         typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
         return
     console.print(_table(hits, relation, given[0], item_id or text or str(image), modality))
-
-
-search.__doc__ = SEARCH_HELP
 
 
 def _table(hits: list[Hit], relation: str, kind: str, query: str, modality: str) -> object:

@@ -56,7 +56,7 @@ SERVE_HELP = "\n\n".join(
 )
 
 
-@command
+@command(SERVE_HELP)
 def serve(
     model: ModelOption,
     qdrant_url: QdrantUrlOption = None,
@@ -149,6 +149,3 @@ def serve(
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         service.close()
-
-
-serve.__doc__ = SERVE_HELP

@@ -56,7 +56,7 @@ TRAIN_HELP = "\n\n".join(
 )
 
 
-@command
+@command(TRAIN_HELP)
 def train(
     data: Annotated[
         Path,
@@ -222,7 +222,6 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Train an RCML model on DATA.jsonl and save it to DIR (see the full help above)."""
     options = dict(locals())
     rank = int(os.environ.get("RANK", "0") or 0)
 
@@ -259,6 +258,3 @@ def train(
         f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
         f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
     )
-
-
-train.__doc__ = TRAIN_HELP
