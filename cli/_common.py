@@ -1,20 +1,21 @@
 """Shared command-line plumbing: error handling, consoles, warnings and option helpers.
 
-Every command body runs inside :func:`run_command`, which turns library errors into one
-``Error:`` line on stderr and the right exit code, and keeps tracebacks for ``--debug``.
+Every command is decorated with :func:`command`: its body runs inside :func:`run_command`, which
+turns library errors into one ``Error:`` line on stderr and the right exit code, and keeps
+tracebacks for ``--debug``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,22 +30,17 @@ T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-_state = {"debug": False, "trust_remote_code": False}
+_state = {"debug": False}
 
 
 def set_debug(value: bool) -> None:
     """Turns full tracebacks on or off for this process."""
-    _state["debug"] = value or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
+    _state["debug"] = value
 
 
 def debug_enabled() -> bool:
     """Whether full tracebacks are wanted (``--debug`` or ``RCML_ST_DEBUG=1``)."""
     return _state["debug"] or os.environ.get("RCML_ST_DEBUG", "") not in ("", "0", "false")
-
-
-def set_trust_remote_code(value: bool) -> None:
-    """Records ``--trust-remote-code``: models may name module classes from outside rcml_st."""
-    _state["trust_remote_code"] = bool(value)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -53,26 +49,23 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def say(message: str) -> None:
+    """Prints a result line on stdout as it is: no markup, no highlighting, not wrapped."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
     """Prints ``Warning: message`` on stderr (as it is: no markup)."""
     err_console.print(f"Warning: {message}", markup=False)
 
 
-class _WarningLines(logging.Handler):
-    """Shows the index's warnings (retries, ignored options) as ``Warning:`` lines on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            warn(record.getMessage())
-        except Exception:  # never let a warning line break the run
-            self.handleError(record)
-
-
 @contextmanager
 def warnings_to_stderr() -> Iterator[None]:
-    """Routes ``rcml_st.index`` warnings to ``Warning:`` lines for the duration."""
+    """Routes ``rcml_st.index`` warnings (retries, ignored options) to ``Warning:`` lines for the duration."""
     logger = logging.getLogger("rcml_st.index")
-    handler = _WarningLines(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
     propagate = logger.propagate
     logger.propagate = False  # no second copy through the root logger / lastResort
@@ -110,6 +103,45 @@ def run_command(body: Callable[[], T]) -> T:
         raise fail(message, code) from None
 
 
+def command(help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Makes a function a command: ``help`` is its ``--help`` text, its body runs under :func:`run_command`.
+
+    Typer reads the options from the wrapped function's signature.
+    """
+
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> None:
+            run_command(lambda: function(*args, **kwargs))
+
+        run.__doc__ = help
+        return run
+
+    return decorate
+
+
+@contextmanager
+def progress_bar(enabled: bool, *columns: Any, transient: bool = False) -> Iterator[Callable[..., None]]:
+    """Rich progress bars on stderr (stdout keeps only the result lines), one per description.
+
+    Yields ``update(description, completed, total, **fields)``: it does nothing unless ``enabled``.
+    """
+    if not enabled:
+        yield lambda *args, **fields: None
+        return
+    from rich.progress import Progress
+
+    with Progress(*columns, console=err_console, transient=transient) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(description: str, completed: int, total: int, **fields: Any) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total or None, **fields)
+            bar.update(tasks[description], completed=completed, total=total or None, **fields)
+
+        yield update
+
+
 def quiet_transformers() -> None:
     """Keeps transformers' info logs off the terminal without importing it.
 
@@ -123,12 +155,8 @@ def quiet_transformers() -> None:
         transformers.logging.set_verbosity_error()
 
 
-class Device(str, Enum):
-    """Where to run a model: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+#: Where to run a model: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+Device = Literal["auto", "cpu", "cuda"]
 
 
 def resolve_device(device: Device) -> str | None:
@@ -137,34 +165,17 @@ def resolve_device(device: Device) -> str | None:
     Raises:
         UsageError: ``--device cuda`` on a machine without a CUDA GPU.
     """
-    if device is Device.auto:
+    if device == "auto":
         return None
-    if device is Device.cuda:
+    if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return device.value
+    return device
 
 
-def locate_model(path: Path | str) -> Path:
-    """The local folder of a saved sentence-transformers model (a folder or a Hub id), unchecked.
-
-    Raises:
-        UsageError: no such folder or Hub model, or a folder that is not a saved model (exit 2).
-        ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
-    """
-    from rcml_st.hub import resolve_model
-
-    directory = resolve_model(path)
-    if not directory.is_dir():
-        raise UsageError(f"{path} is not a model directory")
-    if not (directory / "modules.json").is_file():
-        raise UsageError(f"{path} is not a saved model directory (no modules.json)")
-    return directory
-
-
-def check_model_dir(path: Path | str) -> Path:
+def check_model_dir(path: Path | str, trust_remote_code: bool = False) -> Path:
     """The local folder of ``--model``: a model folder, or a Hugging Face Hub id (``org/name``).
 
     No torch is imported: a missing model fails in a second.
@@ -177,27 +188,22 @@ def check_model_dir(path: Path | str) -> Path:
             names code from elsewhere without ``--trust-remote-code`` (exit 2).
         ServiceError: the Hub cannot be reached for a model that is not cached (exit 1).
     """
+    from rcml_st.hub import locate_model
     from rcml_st.safe_load import check_module_types
 
     directory = locate_model(path)
-    foreign = check_module_types(directory, trust_remote_code=_state["trust_remote_code"], name=str(path))
+    foreign = check_module_types(directory, trust_remote_code=trust_remote_code, name=str(path))
     if foreign:
         warn(f"--trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)")
     return directory
 
 
-def load_model(path: Path | str, device: str | None) -> SentenceTransformer:
-    """Loads ``--model`` (a folder or a Hub id), turning any failure into one line naming it."""
-    import rcml_st
+def load_model(path: Path | str, device: str | None, trust_remote_code: bool = False) -> SentenceTransformer:
+    """Loads ``--model`` (a folder or a Hub id); one that cannot be loaded is one line naming it (exit 2)."""
+    from rcml_st.model import load
 
-    directory = check_model_dir(path)
-    try:
-        model = rcml_st.load(directory, device=device, trust_remote_code=_state["trust_remote_code"])
-    except RCMLError:
-        raise
-    except Exception as exc:  # a broken directory: say which one and why, in one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
+    directory = check_model_dir(path, trust_remote_code)
+    model = load(directory, device=device, trust_remote_code=trust_remote_code)
     if str(path) != str(directory):  # a Hub id: the card and snippets name the model by it
         model.model_card_data.set_model_id(str(path))
     return model

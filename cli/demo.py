@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
-    Device,
+    command,
     console,
     quiet_transformers,
-    run_command,
+    say,
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, with_help
 
 if TYPE_CHECKING:
     from rcml_st.data import Catalog, Item
+    from rcml_st.index import RelationIndex
+    from rcml_st.training import TrainConfig
 
 DEMO_HELP = "\n\n".join(
     [
@@ -49,6 +51,7 @@ DEMO_BATCH_SIZE = 64
 DEMO_LR = 2e-3
 
 
+@command(DEMO_HELP)
 def demo(
     workdir: Annotated[
         Path, typer.Option("--workdir", metavar="DIR", help="Folder for the catalogue, model and index.")
@@ -61,24 +64,8 @@ def demo(
         int, typer.Option("--pairs-per-epoch", min=2, help="Training pairs drawn per epoch.")
     ] = DEMO_PAIRS_PER_EPOCH,
     seed: with_help(SeedOption, "Seed for the catalogue and training.") = 0,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
 ) -> None:
-    """Run the whole job end to end on generated data (see the full help)."""
-
-    def body() -> None:
-        _run(workdir, items, epochs, pairs_per_epoch, seed, device.value)
-
-    run_command(body)
-
-
-demo.__doc__ = DEMO_HELP
-
-
-def _step(number: int, text: str) -> None:
-    console.print(f"\n[bold cyan]Step {number}/5[/] {text}", highlight=False)
-
-
-def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: int, device: str) -> None:
     from rcml_st.data import generate_catalog, read_catalog
     from rcml_st.errors import UsageError
 
@@ -89,11 +76,11 @@ def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: i
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
 
-    _step(1, f"generating a catalogue of {n_items} items in {workdir / 'data'}")
+    _step(1, f"generating a catalogue of {items} items in {workdir / 'data'}")
     with console.status("drawing images and writing titles..."):
-        synth = generate_catalog(workdir / "data", n_items=n_items, seed=seed)
-    train_catalog = read_catalog(synth.train_path)
-    test_catalog = read_catalog(synth.test_path) if synth.test_path else None
+        synth = generate_catalog(workdir / "data", n_items=items, seed=seed)
+    assert synth.test_path is not None  # a quarter is always held out
+    train_catalog, test_catalog = read_catalog(synth.train_path), read_catalog(synth.test_path)
     console.print(
         f"  {synth.n_train} training items, {synth.n_test} held out; relations: "
         + ", ".join(repr(r) for r in synth.relations),
@@ -101,29 +88,36 @@ def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: i
     )
 
     _step(2, "training a small RCML model (rcml-tiny, random init)")
+    from rcml_st.training import TrainConfig
+
     model_dir = workdir / "model"
-    model = _train(synth.train_path, model_dir, epochs, pairs_per_epoch, seed, device)
+    config = TrainConfig(
+        data=synth.train_path,
+        output=model_dir,
+        backbone="rcml-tiny",
+        epochs=epochs,
+        batch_size=DEMO_BATCH_SIZE,
+        lr=DEMO_LR,
+        pairs_per_epoch=max(pairs_per_epoch, DEMO_BATCH_SIZE),
+        device=device,
+        seed=seed,
+    )
+    model = _train(config)
 
-    if test_catalog is not None:
-        _step(3, "relation-guided retrieval on the held-out items (1 target among 21 candidates)")
-        _evaluate(model, test_catalog, seed)
-    else:
-        _step(3, "no held-out items to evaluate on")
+    _step(3, "relation-guided retrieval on the held-out items (1 target among 21 candidates)")
+    _evaluate(model, test_catalog, seed)
 
-    everything = list(train_catalog.items) + list(test_catalog.items if test_catalog else [])
+    everything = [*train_catalog.items, *test_catalog.items]
     _step(4, f"indexing {len(everything)} items x {len(synth.relations)} relations into {workdir / 'qdrant'}")
-    index = _index(model, everything, workdir / "qdrant")
-    if index is None:
-        return
+    from rcml_st.index import RelationIndex
 
-    _step(5, "relation-guided searches: one query, different relations, different neighbours")
-    try:
-        queries = _pick_queries(test_catalog or train_catalog)
+    with RelationIndex.connect(path=workdir / "qdrant") as index:
+        _index(model, everything, index)
+        _step(5, "relation-guided searches: one query, different relations, different neighbours")
+        queries = _pick_queries(test_catalog)
         for item in queries:
             _show_item_searches(index, item, list(synth.relations))
-        _show_text_search(model, index, test_catalog or train_catalog, list(synth.relations))
-    finally:
-        index.close()
+        _show_text_search(model, index, test_catalog, list(synth.relations))
     console.print(
         f"\n[bold green]Done[/] in {time.monotonic() - started:.0f} s. Try your own searches:\n"
         f"  rcml-st search --model {model_dir} --qdrant-path {workdir / 'qdrant'} "
@@ -135,44 +129,36 @@ def _run(workdir: Path, n_items: int, epochs: int, pairs_per_epoch: int, seed: i
     )
 
 
-def _train(train_path: Path, model_dir: Path, epochs: int, pairs: int, seed: int, device: str) -> Any:
+def _step(number: int, text: str) -> None:
+    console.print(f"\n[bold cyan]Step {number}/5[/] {text}", highlight=False)
+
+
+def _train(config: TrainConfig) -> Any:
     import rcml_st
-    from rcml_st.training import TrainConfig, train
+    from rcml_st.training import train
     from rcml_st.training.checkpoints import last_checkpoint
     from rcml_st.training.identity import changes_from_recorded_run, run_identity
 
-    config = TrainConfig(
-        data=train_path,
-        output=model_dir,
-        backbone="rcml-tiny",
-        epochs=epochs,
-        batch_size=DEMO_BATCH_SIZE,
-        lr=DEMO_LR,
-        pairs_per_epoch=max(pairs, DEMO_BATCH_SIZE),
-        device=device,
-        seed=seed,
-    )
+    model_dir = config.output
     # A second demo run reuses (or finishes) the first one's training when it is the same run (same
     # data and options); otherwise (say, another --items) it trains from the start.
     if last_checkpoint(model_dir) is not None:
-        changes = changes_from_recorded_run(model_dir, run_identity(config.options(), train_path))
+        changes = changes_from_recorded_run(model_dir, run_identity(config.options(), config.data))
         config = dataclasses.replace(config, resume=not changes, overwrite=bool(changes))
         if changes:
-            console.print(
+            say(
                 f"  the last demo run in {model_dir.parent} trained on other data or options "
-                f"({'; '.join(changes[:2])}): training from the start",
-                markup=False,
-                highlight=False,
+                f"({'; '.join(changes[:2])}): training from the start"
             )
     elif model_dir.exists():
         config = dataclasses.replace(config, overwrite=True)  # the demo's own folder: replace its model
     train(
         config,
         console=console,
-        log=lambda message: console.print(f"  {message}", markup=False, highlight=False),
+        log=lambda message: say(f"  {message}"),
         warn=warn,
     )
-    return rcml_st.load(model_dir, device=None if device == "auto" else device)
+    return rcml_st.load(model_dir, device=None if config.device == "auto" else config.device)
 
 
 def _evaluate(model: Any, catalog: Catalog, seed: int) -> None:
@@ -196,25 +182,14 @@ def _evaluate(model: Any, catalog: Catalog, seed: int) -> None:
     )
 
 
-def _index(model: Any, items: list[Item], path: Path) -> Any:
-    try:
-        from rcml_st.index import RelationIndex, index_catalog
-    except ImportError:  # pragma: no cover - a build without the Qdrant part
-        console.print("  indexing is not available in this build; stopping after training")
-        return None
+def _index(model: Any, items: list[Item], index: RelationIndex) -> None:
+    from rcml_st.index import index_catalog
     from rcml_st.index.ownership import MODEL_KEY, model_fingerprint
 
-    index = RelationIndex.connect(path=path)
-    try:
-        if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
-            # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
-            index.client.delete_collection(index.collection)
-        report = index_catalog(model, items, index, progress=True)
-    except BaseException:
-        index.close()
-        raise
-    console.print(f"  {report.summary()}", markup=False, highlight=False)
-    return index
+    if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
+        # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
+        index.client.delete_collection(index.collection)
+    say(f"  {index_catalog(model, items, index, progress=True).summary()}")
 
 
 def _pick_queries(catalog: Catalog) -> list[Item]:

@@ -7,14 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     check_model_dir,
+    command,
     console,
     load_model,
-    locate_model,
     resolve_device,
-    run_command,
-    set_trust_remote_code,
     warn,
 )
 from rcml_st.cli.options import (
@@ -28,9 +25,7 @@ from rcml_st.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
-    from rcml_st.evaluation.report import EvaluationReport
+    pass
 
 EVALUATE_HELP = "\n\n".join(
     [
@@ -63,13 +58,13 @@ EVALUATE_HELP = "\n\n".join(
 )
 
 
+@command(EVALUATE_HELP)
 def evaluate(
     data: Annotated[
         Path,
         typer.Argument(
             help="The evaluation data file (.jsonl); its edges are the queries.",
             metavar="DATA.jsonl",
-            show_default=False,
         ),
     ],
     model: ModelOption,
@@ -83,7 +78,6 @@ def evaluate(
             "model, which gets the relation through --prompt-template (loaded without running code from "
             "the model: trust_remote_code=False). Directions it cannot serve (images for a text-only "
             "model) are null in the JSON and n/a in the tables, never 0.",
-            show_default=False,
         ),
     ] = None,
     prompt_template: Annotated[
@@ -95,7 +89,6 @@ def evaluate(
             "a query: must contain {text}, may contain {relation}, e.g. '{relation}: {text}' (such a "
             "model has no relation conditioning, so the relation reaches it only through the text; "
             "images get no prompt). Default: the texts as they are (the model ignores the relation).",
-            show_default=False,
         ),
     ] = None,
     negatives: Annotated[
@@ -108,7 +101,6 @@ def evaluate(
             "--json",
             metavar="FILE",
             help="Write the report as JSON (format: docs/contract/report-json.md).",
-            show_default=False,
         ),
     ] = None,
     plot: Annotated[
@@ -118,7 +110,6 @@ def evaluate(
             metavar="FILE.png",
             help="Write a PNG: Hit@5 per direction and method, Hit@1 with hard negatives, and PCA views "
             "of the items under 2-3 relations (n/a where a method cannot serve a direction).",
-            show_default=False,
         ),
     ] = None,
     plot_relation: Annotated[
@@ -128,7 +119,6 @@ def evaluate(
             metavar="TEXT",
             help="A relation to show in the plot's projections (repeatable, up to 3; default: the 3 with "
             "the most edges).",
-            show_default=False,
         ),
     ] = None,
     baselines: Annotated[
@@ -140,7 +130,7 @@ def evaluate(
         ),
     ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoding batch.")] = 32,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
     probe_max_edges: Annotated[
         int,
         typer.Option(
@@ -153,57 +143,15 @@ def evaluate(
     progress: ProgressOption = True,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
-    def body() -> None:
-        set_trust_remote_code(trust_remote_code)
-        _run(
-            data=data,
-            model_dir=model,
-            compare=list(compare or []),
-            prompt_template=prompt_template,
-            negatives=negatives,
-            seed=seed,
-            json_file=json_file,
-            plot=plot,
-            plot_relations=list(plot_relation or []),
-            baselines=baselines,
-            batch_size=batch_size,
-            device=device,
-            probe_max_edges=probe_max_edges,
-            skip_invalid=skip_invalid,
-            progress=progress,
-        )
-
-    run_command(body)
-
-
-evaluate.__doc__ = EVALUATE_HELP
-
-
-def _run(
-    *,
-    data: Path,
-    model_dir: Path,
-    compare: list[Path],
-    prompt_template: str | None,
-    negatives: int,
-    seed: int,
-    json_file: Path | None,
-    plot: Path | None,
-    plot_relations: list[str],
-    baselines: bool,
-    batch_size: int,
-    device: Device,
-    probe_max_edges: int,
-    skip_invalid: bool,
-    progress: bool,
-) -> None:
     import json
 
     from rcml_st.atomic import write_text
     from rcml_st.data.catalog import read_catalog
     from rcml_st.errors import UsageError
+    from rcml_st.hub import locate_model
     from rcml_st.output_files import PLOT_SUFFIXES, check_output_file
 
+    plot_relation = plot_relation or []
     # Options, then data: a bad template or record fails in a second, before torch or any model.
     if prompt_template is not None:
         from rcml_st.evaluation.prompted import check_prompt_template
@@ -214,10 +162,10 @@ def _run(
         warn(catalog.skip_summary())
     if not catalog.edges:
         raise UsageError(f"{data}: no relation edges, nothing to evaluate (items need 'relations')")
-    unknown = [r for r in plot_relations if r not in catalog.relations]
+    unknown = [r for r in plot_relation if r not in catalog.relations]
     if unknown:
         raise UsageError(f"--plot-relation {unknown[0]!r} is not a relation of {data}")
-    if len(plot_relations) > 3:
+    if len(plot_relation) > 3:
         raise UsageError("--plot-relation: at most 3 relations")
     # The output files are written at the end: a path that cannot be written fails now, not then.
     if json_file is not None:
@@ -225,11 +173,13 @@ def _run(
     if plot is not None:
         check_output_file(plot, "--plot", PLOT_SUFFIXES)
     # Then the model: a missing folder or Hub id fails before torch is imported too.
-    check_model_dir(model_dir)
-    names = _compare_names(compare)
+    check_model_dir(model, trust_remote_code)
+    names = _compare_names(compare or [])
+    from rcml_st.safe_load import is_rcml_folder
+
     # Plain sentence-transformers models load with trust_remote_code=False (sentence-transformers then
     # imports only its own classes); RCML ones go through the checked loader.
-    plain = {name for name, path in names.items() if not _is_rcml_dir(locate_model(path))}
+    plain = {name for name, path in names.items() if not is_rcml_folder(locate_model(path))}
     if prompt_template is not None and not plain:
         raise UsageError(
             "--prompt-template applies to --compare models that are not RCML (plain sentence-transformers "
@@ -239,13 +189,15 @@ def _run(
     from rcml_st.evaluation.methods import BASELINES
     from rcml_st.evaluation.prompted import PromptedModel
     from rcml_st.evaluation.report import evaluate_catalog
+    from rcml_st.evaluation.tables import report_tables
+    from rcml_st.model import load_plain
 
     target_device = resolve_device(device)
-    main = load_model(model_dir, target_device)
+    main = load_model(model, target_device, trust_remote_code)
     others: dict[str, Any] = {
-        name: PromptedModel(_load_plain_model(path, target_device), prompt_template)
+        name: PromptedModel(load_plain(path, target_device), prompt_template)
         if name in plain
-        else load_model(path, target_device)
+        else load_model(path, target_device, trust_remote_code)
         for name, path in names.items()
     }
     report = evaluate_catalog(
@@ -261,9 +213,9 @@ def _run(
         keep_embeddings=plot is not None,
     )
     report.settings["data"] = str(data)
-    report.settings["model"] = str(model_dir)
+    report.settings["model"] = str(model)
 
-    for table in render_tables(report):
+    for table in report_tables(report):
         console.print(table)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
@@ -272,47 +224,8 @@ def _run(
     if plot is not None:
         from rcml_st.evaluation.plot import plot_report
 
-        plot_report(report, catalog, plot, relations=plot_relations or None, seed=seed)
+        plot_report(report, catalog, plot, relations=plot_relation or None, seed=seed)
         console.print(f"Plot written to {plot}")
-
-
-def _is_rcml_dir(directory: Path) -> bool:
-    """Whether a saved model folder is an RCML one: rcml_st modules, nothing from elsewhere.
-
-    A folder that also names modules from any other package goes to the plain loader, which
-    refuses to import them (``trust_remote_code=False``) with a clear error.
-    """
-    import json
-
-    try:
-        modules = json.loads((directory / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True  # let the RCML loader report what is wrong with it
-    if not isinstance(modules, list):
-        return True
-    types = [str(m.get("type", "")) if isinstance(m, dict) else "" for m in modules]
-    own = [t.startswith("rcml_st.") for t in types]
-    return any(own) and all(
-        o or t.startswith("sentence_transformers.") for o, t in zip(own, types, strict=True)
-    )
-
-
-def _load_plain_model(path: Path, device: str | None) -> Any:
-    """Loads a sentence-transformers model that is not RCML, never running code it ships."""
-    from sentence_transformers import SentenceTransformer
-
-    from rcml_st.errors import RCMLError, UsageError
-
-    directory = locate_model(path)
-    try:
-        return SentenceTransformer(
-            str(directory), device=device, trust_remote_code=False, local_files_only=True
-        )
-    except RCMLError:
-        raise
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load the model in {path}: {detail}") from exc
 
 
 def _compare_names(paths: list[Path]) -> dict[str, Path]:
@@ -333,149 +246,3 @@ def _compare_names(paths: list[Path]) -> dict[str, Path]:
             )
         names[name] = path
     return names
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _best(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def _cell(value: float | None, best: float | None) -> str:
-    text = _fmt(value)
-    return f"[bold]{text}[/bold]" if value is not None and value == best else text
-
-
-def render_tables(report: EvaluationReport) -> list[Table]:
-    """The terminal view of a report: Hit@5 (the paper's table), retrieval details, the other tasks."""
-    from rich.table import Table
-
-    from rcml_st.evaluation.retrieval import DIRECTIONS, METRICS
-
-    settings = report.settings
-    directions = [*DIRECTIONS, "avg"]
-    counts = settings["queries_per_direction"]
-    methods = list(report.methods)
-    retrieval = {name: result.retrieval.metrics for name, result in report.methods.items()}
-
-    main = Table(
-        title=f"Retrieval Hit@5 (1 target + {settings['negatives']} negatives, seed {settings['seed']})",
-        title_justify="left",
-        caption=f"{settings['items']:,} items, {len(settings['relations'])} relations, "
-        + ", ".join(f"{d} {counts[d]:,}" for d in DIRECTIONS)
-        + " queries"
-        + (
-            f"; {settings['incomplete_queries']:,} left out (too few negatives)"
-            if settings["incomplete_queries"]
-            else ""
-        )
-        + _legend(report),
-        caption_justify="left",
-    )
-    main.add_column("method", style="bold")
-    for direction in directions:
-        main.add_column(direction, justify="right")
-    best = {d: _best([retrieval[m][d]["hit@5"] for m in methods]) for d in directions}
-    for name in methods:
-        main.add_row(name, *(_cell(retrieval[name][d]["hit@5"], best[d]) for d in directions))
-
-    details = Table(title="Retrieval, all metrics", title_justify="left")
-    details.add_column("method", style="bold")
-    details.add_column("direction")
-    details.add_column("queries", justify="right")
-    for metric in METRICS:
-        details.add_column(metric, justify="right")
-    for k, name in enumerate(methods):
-        for direction in directions:
-            values = retrieval[name][direction]
-            shown_count = f"{counts[direction]:,}" if direction in counts else ""
-            details.add_row(
-                name if direction == directions[0] else "",
-                direction,
-                shown_count,
-                *(_fmt(values[m]) for m in METRICS),
-                end_section=k < len(methods) - 1 and direction == directions[-1],
-            )
-
-    tables = [main, details]
-    if "hard_queries" in settings:
-        tables.append(_hard_table(report))
-
-    pairs = settings.get("validity_pairs", {})
-    tasks = Table(
-        title="Relation-type prediction and relation validity",
-        title_justify="left",
-        caption=f"relation type: filtered ranking among {len(settings['relations'])} relations; "
-        f"validity: linear probe, {pairs.get('train', 0):,} train / {pairs.get('test', 0):,} test pairs",
-        caption_justify="left",
-    )
-    tasks.add_column("method", style="bold")
-    tasks.add_column("type top-1", justify="right")
-    tasks.add_column("type top-3", justify="right")
-    tasks.add_column("validity acc.", justify="right")
-    rows: list[tuple[str, Any, Any, Any]] = [
-        (name, r.relation_type["top1"], r.relation_type["top3"], r.validity["accuracy"])
-        for name, r in report.methods.items()
-    ]
-    column_best = [_best([row[i] for row in rows]) for i in (1, 2, 3)]
-    for name, *values in rows:
-        tasks.add_row(name, *(_cell(v, b) for v, b in zip(values, column_best, strict=True)))
-    return [*tables, tasks]
-
-
-def _legend(report: EvaluationReport) -> str:
-    """What the method names and n/a mean, for the methods this report has."""
-    from rcml_st.evaluation.methods import DESCRIPTIONS
-
-    notes = [f"{name}: {DESCRIPTIONS[name]}" for name in report.methods if name in DESCRIPTIONS]
-    left_out = (report.settings.get("zero_shot") or {}).get("left_out")
-    if left_out:
-        notes.append(f"zero_shot left out: {left_out}")
-    templates = report.settings.get("prompt_templates") or {}
-    for name, template in templates.items():
-        notes.append(f"{name}: texts read as {template!r}" if template else f"{name}: texts as they are")
-    if any(
-        v is None
-        for r in report.methods.values()
-        for d, values in r.retrieval.metrics.items()
-        if d != "avg" and report.settings["queries_per_direction"].get(d)
-        for v in values.values()
-    ):
-        notes.append("n/a: a direction the method cannot serve (not 0)")
-    return "".join(f"\n{note}" for note in notes)
-
-
-def _hard_table(report: EvaluationReport) -> Table:
-    """Hit@1 and MRR with hard negatives (the source's partners under the other relations)."""
-    from rich.table import Table
-
-    from rcml_st.evaluation.retrieval import DIRECTIONS
-
-    settings = report.settings
-    directions = [*DIRECTIONS, "avg"]
-    counts = settings["hard_queries_per_direction"]
-    mean = settings.get("hard_negatives_mean")
-    table = Table(
-        title="Retrieval Hit@1 with hard negatives (the source's partners under the other relations)",
-        title_justify="left",
-        caption=f"{settings['hard_queries']:,} of {settings['queries']:,} queries have any "
-        f"(up to {settings['negatives']}"
-        + (f", {mean:.1f} on average" if mean is not None else "")
-        + "); queries without one are left out. "
-        + ", ".join(f"{d} {counts[d]:,}" for d in DIRECTIONS)
-        + " queries",
-        caption_justify="left",
-    )
-    table.add_column("method", style="bold")
-    for direction in directions:
-        table.add_column(direction, justify="right")
-    hard = {name: r.retrieval_hard.metrics for name, r in report.methods.items() if r.retrieval_hard}
-    best = {d: _best([hard[m][d]["hit@1"] for m in hard]) for d in directions}
-    for name, metrics in hard.items():
-        table.add_row(name, *(_cell(metrics[d]["hit@1"], best[d]) for d in directions))
-    chance = settings["hard_chance"]
-    table.add_row("(random ranking)", *(_fmt(chance[d]["hit@1"]) for d in directions), style="dim")
-    return table

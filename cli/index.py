@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,12 +10,12 @@ import typer
 from rcml_st.cli._common import (
     Device,
     check_model_dir,
-    console,
+    command,
     err_console,
     load_model,
+    progress_bar,
     resolve_device,
-    run_command,
-    set_trust_remote_code,
+    say,
     warn,
     warnings_to_stderr,
 )
@@ -36,6 +34,7 @@ from rcml_st.cli.options import (
     SkipInvalidOption,
     TrustRemoteCodeOption,
 )
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 INDEX_HELP = "\n\n".join(
     [
@@ -69,15 +68,23 @@ INDEX_HELP = "\n\n".join(
 )
 
 
+# A progress bar over items (rcml_st.index.pipeline.ProgressCallback): items done, points written.
+_COLUMNS = (
+    TextColumn("[progress.description]{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn("items, {task.fields[points]:,} points"),
+    TimeElapsedColumn(),
+)
+
 # -- the command ----------------------------------------------------------------------------------
 
 
+@command(INDEX_HELP)
 def index(
     data: Annotated[
         Path,
-        typer.Argument(
-            help="The data file (.jsonl) whose items to index.", metavar="DATA.jsonl", show_default=False
-        ),
+        typer.Argument(help="The data file (.jsonl) whose items to index.", metavar="DATA.jsonl"),
     ],
     model: ModelOption,
     qdrant_url: QdrantUrlOption = None,
@@ -92,7 +99,6 @@ def index(
             "-r",
             metavar="TEXT",
             help="A relation description to index (repeatable; default: the model's relation vocabulary).",
-            show_default=False,
         ),
     ] = None,
     batch_size: Annotated[
@@ -111,7 +117,6 @@ def index(
             min=1,
             metavar="N",
             help="Shards of a new collection on a Qdrant cluster (fixed at creation).",
-            show_default=False,
         ),
     ] = None,
     replication_factor: Annotated[
@@ -121,7 +126,6 @@ def index(
             min=1,
             metavar="N",
             help="Copies of each shard of a new collection on a Qdrant cluster.",
-            show_default=False,
         ),
     ] = None,
     vectors: Annotated[
@@ -131,7 +135,6 @@ def index(
             metavar="NAMES",
             help="Named vectors to store, comma-separated, of text, image, item (default: all). "
             "'item' alone is a third of the memory; searches use --modality item then.",
-            show_default=False,
         ),
     ] = None,
     quantization: Annotated[
@@ -148,7 +151,6 @@ def index(
         typer.Option(
             "--vectors-on-disk/--vectors-in-ram",
             help="Where the float32 vectors live (default: on disk when quantized, else in RAM).",
-            show_default=False,
         ),
     ] = None,
     payload_in_ram: Annotated[
@@ -156,9 +158,7 @@ def index(
     ] = False,
     hnsw_m: Annotated[
         int | None,
-        typer.Option(
-            "--hnsw-m", min=2, metavar="N", help="HNSW edges per node (Qdrant: 16).", show_default=False
-        ),
+        typer.Option("--hnsw-m", min=2, metavar="N", help="HNSW edges per node (Qdrant: 16)."),
     ] = None,
     hnsw_ef_construct: Annotated[
         int | None,
@@ -167,7 +167,6 @@ def index(
             min=4,
             metavar="N",
             help="HNSW build effort (Qdrant: 100).",
-            show_default=False,
         ),
     ] = None,
     shard: Annotated[
@@ -177,7 +176,6 @@ def index(
             metavar="I/N",
             help="Index only slice I of N of the items (by a hash of the id), for N parallel workers "
             "(default: RANK/WORLD_SIZE when a launcher sets them).",
-            show_default=False,
         ),
     ] = None,
     verify_only: Annotated[
@@ -194,12 +192,11 @@ def index(
             "--overlap/--sequential",
             help="Encode the next batch while the previous one is written, or one after the other "
             "(default: overlap when the model runs on a GPU, sequential on CPU).",
-            show_default=False,
         ),
     ] = None,
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
     skip_invalid: SkipInvalidOption = False,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
     progress: ProgressOption = True,
     force: Annotated[
         bool,
@@ -212,137 +209,79 @@ def index(
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
-    storage = {
-        "quantization": quantization,
-        "on_disk": vectors_on_disk,
-        "on_disk_payload": not payload_in_ram,
-        "hnsw_m": hnsw_m,
-        "hnsw_ef_construct": hnsw_ef_construct,
-    }
+    from rcml_st.data import Shard, stream_catalog
+    from rcml_st.errors import UsageError
 
-    def body() -> None:
-        set_trust_remote_code(trust_remote_code)
-        from rcml_st.data import Shard, stream_catalog
-        from rcml_st.errors import UsageError
+    relations = list(relation or [])
+    slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
+    if slice_ is not None and slice_.whole:
+        slice_ = None
+    if verify_only and slice_ is not None and shard is not None:
+        raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
+    # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
+    # is loaded or server reached, and the file is never held in memory.
+    items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
+    if items.skip_summary():
+        warn(items.skip_summary())
+    if not (verify_only and relations):  # a wrong --model fails now, not after importing qdrant-client
+        check_model_dir(model, trust_remote_code)
 
-        relations = list(relation or [])
-        if qdrant_url is not None and qdrant_path is not None:
-            raise UsageError(
-                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-            )
-        slice_ = Shard.parse(shard) if shard is not None else Shard.from_env()
-        if slice_ is not None and slice_.whole:
-            slice_ = None
-        if verify_only and slice_ is not None and shard is not None:
-            raise UsageError("--verify-only checks the whole catalogue; leave out --shard")
-        # Data first, streamed (no torch yet): a bad record fails in about a second, before any model
-        # is loaded or server reached, and the file is never held in memory.
-        items = stream_catalog(data, skip_invalid=skip_invalid, shard=None if verify_only else slice_)
-        if items.skip_summary():
-            warn(items.skip_summary())
-        if not (verify_only and relations):
-            check_model_dir(model)  # a wrong --model fails now, not after importing qdrant-client
+    from rcml_st.index import Layout, index_catalog, verify_index
+    from rcml_st.index.pipeline import resolve_relations
 
-        from rcml_st.index import Layout, index_catalog, verify_index
-        from rcml_st.index.pipeline import resolve_relations
+    layout = Layout(
+        vectors=Layout.parse_vectors(vectors),
+        quantization=quantization,
+        on_disk=vectors_on_disk,
+        on_disk_payload=not payload_in_ram,
+        hnsw_m=hnsw_m,
+        hnsw_ef_construct=hnsw_ef_construct,
+    )
+    if verify_only:
+        chosen = relations or resolve_relations(load_model(model, "cpu", trust_remote_code), None)
+        with warnings_to_stderr(), target.open(must_exist=True) as store:
+            counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
+        listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
+        say(f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}")
+        return
 
-        layout = Layout(vectors=Layout.parse_vectors(vectors), **storage)  # type: ignore[arg-type]
-        if verify_only:
-            chosen = relations or resolve_relations(load_model(model, "cpu"), None)
-            with warnings_to_stderr():
-                store = target.open(must_exist=True)
-                try:
-                    counts = verify_index(store, items.items, resolve_relations(None, chosen))  # type: ignore[arg-type]
-                finally:
-                    store.close()
-            listing = ", ".join(f"{relation!r} {count}" for relation, count in counts.items())
-            console.print(
-                f"Verified collection {collection!r} at {store.target}: {items.items} items, {listing}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-            return
-
-        rcml = load_model(model, _device(device, slice_ is not None and shard is None))
-        chosen = resolve_relations(rcml, relations)
-        if slice_ is not None:
-            err_console.print(
-                f"Slice {slice_} of {data}: {len(items)} of {items.items} items",
-                markup=False,
-                highlight=False,
-            )
-        with warnings_to_stderr():
-            store = target.open()
-            try:
-                with _progress_bar(progress, len(items), len(chosen)) as on_batch:
-                    report = index_catalog(
-                        rcml,
-                        items,
-                        store,
-                        relations=chosen,
-                        batch_size=batch_size,
-                        progress=on_batch,
-                        shards=shards,
-                        replication_factor=replication_factor,
-                        layout=layout,
-                        overlap=overlap,
-                        verify="points" if slice_ is not None else "counts",
-                        force=force,
-                    )
-            finally:
-                store.close()
-        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
-        console.print(
-            f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s",
-            markup=False,
-            highlight=False,
+    rcml = load_model(model, _device(device, slice_ is not None and shard is None), trust_remote_code)
+    chosen = resolve_relations(rcml, relations)
+    if slice_ is not None:
+        err_console.print(f"Slice {slice_} of {data}: {len(items)} of {items.items} items", markup=False)
+    with warnings_to_stderr(), target.open() as store, progress_bar(progress, *_COLUMNS) as update:
+        noun = "relation" if len(chosen) == 1 else "relations"
+        label = f"Indexing x {len(chosen)} {noun}"
+        update(label, 0, len(items), points=0)
+        report = index_catalog(
+            rcml,
+            items,
+            store,
+            relations=chosen,
+            batch_size=batch_size,
+            progress=lambda done, total, points: update(label, done, total, points=points),
+            shards=shards,
+            replication_factor=replication_factor,
+            layout=layout,
+            overlap=overlap,
+            verify="points" if slice_ is not None else "counts",
+            force=force,
         )
-        if slice_ is not None:
-            console.print(
-                "When every slice is done, check the whole catalogue with the same command and --verify-only "
-                "(without --shard).",
-                markup=False,
-                highlight=False,
-            )
-
-    run_command(body)
-
-
-index.__doc__ = INDEX_HELP
+    say(report.summary())
+    say(f"{report.points_per_second:,.0f} points/s over {report.seconds:.1f} s")
+    if slice_ is not None:
+        say(
+            "When every slice is done, check the whole catalogue with the same command and --verify-only "
+            "(without --shard)."
+        )
 
 
 def _device(device: Device, from_launcher: bool) -> str | None:
     """``--device``; under a launcher (torchrun) with ``auto``, the GPU of this process's LOCAL_RANK."""
     local_rank = os.environ.get("LOCAL_RANK", "").strip()
-    if device is Device.auto and from_launcher and local_rank.isdigit():
+    if device == "auto" and from_launcher and local_rank.isdigit():
         import torch
 
         if torch.cuda.is_available():
             return f"cuda:{int(local_rank) % torch.cuda.device_count()}"
     return resolve_device(device)
-
-
-@contextmanager
-def _progress_bar(enabled: bool, items: int, relations: int) -> Iterator[object]:
-    """A rich progress bar over items (on stderr, so stdout keeps only the result lines)."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("items, {task.fields[points]:,} points"),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as bar:
-        noun = "relation" if relations == 1 else "relations"
-        task = bar.add_task(f"Indexing x {relations} {noun}", total=items, points=0)
-
-        def on_batch(done: int, _total: int, points: int) -> None:
-            bar.update(task, completed=done, points=points)
-
-        yield on_batch

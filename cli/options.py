@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 import typer
 from rcml_st.cli._common import Device
 
+from rcml_st.errors import UsageError
+
 if TYPE_CHECKING:
     from rcml_st.index import RelationIndex
 
@@ -29,7 +31,6 @@ ModelOption = Annotated[
         metavar="DIR|ID",
         help="The RCML model: a folder written by rcml-st train, or a Hugging Face Hub id (org/name; "
         "from the local cache when HF_HUB_OFFLINE=1).",
-        show_default=False,
     ),
 ]
 QdrantUrlOption = Annotated[
@@ -39,7 +40,6 @@ QdrantUrlOption = Annotated[
         metavar="URL",
         help="A Qdrant server, e.g. http://localhost:6333 or https://xyz.cloud.qdrant.io "
         "(default: the embedded store in --qdrant-path).",
-        show_default=False,
     ),
 ]
 ApiKeyOption = Annotated[
@@ -49,7 +49,6 @@ ApiKeyOption = Annotated[
         metavar="KEY",
         envvar="QDRANT_API_KEY",
         help="The server's API key (also read from QDRANT_API_KEY).",
-        show_default=False,
     ),
 ]
 GrpcPortOption = Annotated[
@@ -61,7 +60,6 @@ GrpcPortOption = Annotated[
         max=65535,
         help="The server's gRPC port, when it is not 6334. gRPC (faster) is used when the URL is on "
         "port 6333 or this is given; otherwise REST.",
-        show_default=False,
     ),
 ]
 QdrantPathOption = Annotated[
@@ -70,7 +68,6 @@ QdrantPathOption = Annotated[
         "--qdrant-path",
         metavar="DIR",
         help="The embedded store's folder, used without --qdrant-url (default: ./qdrant_data).",
-        show_default=False,
     ),
 ]
 CollectionOption = Annotated[str, typer.Option("--collection", metavar="NAME", help="The collection name.")]
@@ -98,9 +95,7 @@ TrustRemoteCodeOption = Annotated[
         "only for a model you trust. Without it such a model is refused before anything is imported.",
     ),
 ]
-JsonlOutputOption = Annotated[
-    Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).", show_default=False)
-]
+JsonlOutputOption = Annotated[Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).")]
 
 
 def with_help(option: Any, help: str) -> Any:
@@ -121,7 +116,11 @@ def with_help(option: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class QdrantTarget:
-    """Where the vectors live, as the command-line options say (``--qdrant-url`` ... ``--retry-timeout``)."""
+    """Where the vectors live, as the command-line options say (``--qdrant-url`` ... ``--retry-timeout``).
+
+    Raises:
+        UsageError: both a server and the embedded store, or a gRPC port without a server.
+    """
 
     url: str | None = None
     api_key: str | None = None
@@ -130,6 +129,14 @@ class QdrantTarget:
     collection: str = "rcml"
     retry_timeout: float = DEFAULT_RETRY_TIMEOUT
 
+    def __post_init__(self) -> None:
+        if self.url is not None and self.path is not None:
+            raise UsageError(
+                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
+            )
+        if self.url is None and self.grpc_port is not None:
+            raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
+
     def open(self, must_exist: bool = False) -> RelationIndex:
         """Connects to the server or opens the embedded store.
 
@@ -137,28 +144,19 @@ class QdrantTarget:
             must_exist: the embedded store must already exist (searching a store that was never
                 written is a mistake, not an empty result).
         """
-        from rcml_st.errors import UsageError
         from rcml_st.index import RelationIndex, RetryPolicy
 
-        if self.url is not None and self.path is not None:
-            raise UsageError(
-                "give either --qdrant-url (a server) or --qdrant-path (the embedded store), not both"
-            )
-        if self.url is None and self.grpc_port is not None:
-            raise UsageError("--grpc-port needs --qdrant-url (the embedded store has no ports)")
         path = self.path if self.path is not None else DEFAULT_QDRANT_PATH
         if self.url is None and must_exist and not path.is_dir():
             raise UsageError(
                 f"no embedded Qdrant store at {path}; run rcml-st index first, or pass --qdrant-path DIR "
                 "or --qdrant-url URL"
             )
-        retry = RetryPolicy(max_time=self.retry_timeout)
-        if self.url is None:
-            return RelationIndex.connect(path=path, collection=self.collection, retry=retry)
         return RelationIndex.connect(
             url=self.url,
             api_key=self.api_key,
             grpc_port=self.grpc_port,
+            path=path,
             collection=self.collection,
-            retry=retry,
+            retry=RetryPolicy(max_time=self.retry_timeout),
         )

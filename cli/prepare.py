@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rcml_st.cli._common import console, err_console, run_command, warn
+from rcml_st.cli._common import command, console, err_console, progress_bar, warn
 from rcml_st.cli.options import JsonlOutputOption, SeedOption, SkipInvalidOption, with_help
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 if TYPE_CHECKING:
     from rcml_st.data.amazon import ConversionSummary
     from rcml_st.data.interactions import LogRelationsSummary
 
+# A progress bar per pass over a file, in bytes read.
+_BYTES_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    DownloadColumn(),
+    TransferSpeedColumn(),
+    TimeElapsedColumn(),
+    TimeRemainingColumn(),
+)
 ClusterSeedOption = with_help(SeedOption, "Seed for --cluster (same seed, same relation types).")
 
 app = typer.Typer(help="Convert public catalogue formats into rcml-st JSON Lines.", no_args_is_help=True)
-
-
-class MetaFormat(str, Enum):
-    """The Amazon metadata releases ``--format`` accepts."""
-
-    auto = "auto"
-    v2014 = "2014"
-    v2018 = "2018"
-    v2023 = "2023"
 
 
 AMAZON_HELP = "\n\n".join(
@@ -57,13 +64,13 @@ AMAZON_HELP = "\n\n".join(
 )
 
 
-@app.command("amazon", help=AMAZON_HELP)
+@app.command("amazon")
+@command(AMAZON_HELP)
 def amazon(
     meta_file: Annotated[
         Path,
         typer.Argument(
             help="Amazon metadata file: meta_<Category>.json.gz (2014, 2018) or meta_<Category>.jsonl (2023)",
-            show_default=False,
         ),
     ],
     output: JsonlOutputOption,
@@ -78,9 +85,9 @@ def amazon(
         bool, typer.Option("--require-image", help="Leave out products without a local image (counted).")
     ] = False,
     fmt: Annotated[
-        MetaFormat,
+        Literal["auto", "2014", "2018", "2023"],
         typer.Option("--format", help="Metadata release; auto detects it from the first valid record."),
-    ] = MetaFormat.auto,
+    ] = "auto",
     relation_names: Annotated[
         Path | None,
         typer.Option(
@@ -165,58 +172,38 @@ def amazon(
             metavar="N",
             help="A description sentence found in products of N or more brands is boilerplate and left "
             "out of item texts (default: max(4, products/1000); 0 keeps every sentence).",
-            show_default=False,
         ),
     ] = None,
 ) -> None:
-    def body() -> None:
-        from rcml_st.data.amazon import convert_amazon, load_relation_names
+    from rcml_st.data.amazon import convert_amazon, load_relation_names
 
-        names = load_relation_names(relation_names) if relation_names is not None else None
-        with _progress() as on_progress:
-            summary = convert_amazon(
-                meta_file,
-                output,
-                images=images,
-                require_image=require_image,
-                fmt=None if fmt is MetaFormat.auto else fmt.value,
-                names=names,
-                max_targets=max_targets,
-                max_text_chars=max_text_chars,
-                cluster=cluster,
-                seed=seed,
-                skip_invalid=skip_invalid,
-                boilerplate_min_groups=boilerplate_min_brands,
-                reviews=reviews,
-                verified_only=not all_reviews,
-                min_rating=min_rating,
-                review_relation=review_relation,
-                max_items_per_user=max_items_per_user,
-                min_co_reviews=min_co_reviews,
-                co_review_significance=co_review_significance,
-                on_progress=on_progress,
-            )
-        _print_summary(summary, cluster)
-
-    run_command(body)
-
-
-class LogFormat(str, Enum):
-    """The interaction log formats ``--log-format`` accepts."""
-
-    auto = "auto"
-    csv = "csv"
-    tsv = "tsv"
-    jsonl = "jsonl"
-    parquet = "parquet"
-
-
-class Score(str, Enum):
-    """How ``--score`` ranks an item's partners."""
-
-    count = "count"
-    jaccard = "jaccard"
-    pmi = "pmi"
+    names = load_relation_names(relation_names) if relation_names is not None else None
+    # Only on a terminal, and gone when done: elsewhere (pipes, logs, tests) an error stays the only
+    # line on stderr, and the summary table follows.
+    with progress_bar(err_console.is_terminal, *_BYTES_COLUMNS, transient=True) as on_progress:
+        summary = convert_amazon(
+            meta_file,
+            output,
+            images=images,
+            require_image=require_image,
+            fmt=None if fmt == "auto" else fmt,
+            names=names,
+            max_targets=max_targets,
+            max_text_chars=max_text_chars,
+            cluster=cluster,
+            seed=seed,
+            skip_invalid=skip_invalid,
+            boilerplate_min_groups=boilerplate_min_brands,
+            reviews=reviews,
+            verified_only=not all_reviews,
+            min_rating=min_rating,
+            review_relation=review_relation,
+            max_items_per_user=max_items_per_user,
+            min_co_reviews=min_co_reviews,
+            co_review_significance=co_review_significance,
+            on_progress=on_progress,
+        )
+    _print_summary(summary, cluster)
 
 
 LOG_HELP = "\n\n".join(
@@ -252,13 +239,13 @@ LOG_HELP = "\n\n".join(
 )
 
 
-@app.command("log", help=LOG_HELP)
+@app.command("log")
+@command(LOG_HELP)
 def log(
     log_file: Annotated[
         Path,
         typer.Argument(
             help="Interaction log: .csv, .tsv or .jsonl (gzip or not) or .parquet; a file or a quoted glob.",
-            show_default=False,
         ),
     ],
     catalog: Annotated[
@@ -267,7 +254,6 @@ def log(
             "--catalog",
             "-c",
             help="The rcml-st data file (.jsonl) whose items the log names.",
-            show_default=False,
         ),
     ],
     output: JsonlOutputOption,
@@ -279,13 +265,16 @@ def log(
         str | None, typer.Option("--time-column", help="Column of the time (seconds, ms or ISO 8601).")
     ] = None,
     log_format: Annotated[
-        LogFormat, typer.Option("--log-format", help="Log format; auto reads it from the file name.")
-    ] = LogFormat.auto,
+        Literal["auto", "csv", "tsv", "jsonl", "parquet"],
+        typer.Option("--log-format", help="Log format; auto reads it from the file name."),
+    ] = "auto",
     relation: Annotated[
         str, typer.Option("--relation", help="The relation description of the new edges.")
     ] = "bought by the same customers",
     top_k: Annotated[int, typer.Option("--top-k", min=0, help="Partners kept per item (0: all).")] = 10,
-    score: Annotated[Score, typer.Option("--score", help="What ranks an item's partners.")] = Score.count,
+    score: Annotated[
+        Literal["count", "jaccard", "pmi"], typer.Option("--score", help="What ranks an item's partners.")
+    ] = "count",
     min_count: Annotated[
         int, typer.Option("--min-count", min=1, help="Drop pairs touched together by fewer customers.")
     ] = 1,
@@ -309,9 +298,7 @@ def log(
     ] = 1024,
     threads: Annotated[
         int | None,
-        typer.Option(
-            "--threads", min=1, help="DuckDB's threads (default: one per CPU core).", show_default=False
-        ),
+        typer.Option("--threads", min=1, help="DuckDB's threads (default: one per CPU core)."),
     ] = None,
     cluster: Annotated[
         int | None,
@@ -322,171 +309,66 @@ def log(
     seed: ClusterSeedOption = 0,
     skip_invalid: SkipInvalidOption = False,
 ) -> None:
-    def body() -> None:
-        from rcml_st.data.interactions import LogColumns, add_log_relations, parse_duration
-        from rcml_st.errors import UsageError
+    from rcml_st.data.interactions import LogColumns, add_log_relations, parse_duration
+    from rcml_st.errors import UsageError
 
-        seconds = None
-        if window is not None:
-            if time_column is None:
-                raise UsageError("--window needs --time-column")
-            try:
-                seconds = parse_duration(window)
-            except ValueError as exc:
-                raise UsageError(f"--window: {exc}") from None
-        summary = add_log_relations(
-            catalog,
-            log_file,
-            output,
-            columns=LogColumns(user=user_column, item=item_column, time=time_column),
-            log_format=None if log_format is LogFormat.auto else log_format.value,
-            relation=relation,
-            top_k=top_k,
-            score=score.value,
-            min_count=min_count,
-            window=seconds,
-            max_items_per_user=max_items_per_user,
-            memory_mb=memory_mb,
-            threads=threads,
-            cluster=cluster,
-            seed=seed,
-            skip_invalid=skip_invalid,
-        )
-        _print_log_summary(summary)
-
-    run_command(body)
+    seconds = None
+    if window is not None:
+        if time_column is None:
+            raise UsageError("--window needs --time-column")
+        try:
+            seconds = parse_duration(window)
+        except ValueError as exc:
+            raise UsageError(f"--window: {exc}") from None
+    summary = add_log_relations(
+        catalog,
+        log_file,
+        output,
+        columns=LogColumns(user=user_column, item=item_column, time=time_column),
+        log_format=None if log_format == "auto" else log_format,
+        relation=relation,
+        top_k=top_k,
+        score=score,
+        min_count=min_count,
+        window=seconds,
+        max_items_per_user=max_items_per_user,
+        memory_mb=memory_mb,
+        threads=threads,
+        cluster=cluster,
+        seed=seed,
+        skip_invalid=skip_invalid,
+    )
+    _print_log_summary(summary)
 
 
 def _print_log_summary(summary: LogRelationsSummary) -> None:
-    from rich.table import Table
-
-    stats, counting = summary.log_stats, summary.counting
-    table = Table(
-        title=f"{summary.log.name} + {summary.catalog.name} -> {summary.output}", title_justify="left"
-    )
-    table.add_column("", style="bold")
-    table.add_column("count", justify="right")
-    table.add_column("details")
-    table.add_row("log rows read", f"{stats.rows:,}", "")
-    for reason, count in stats.skipped.most_common():
-        table.add_row(
-            "rows skipped", f"{count:,}", f"{reason} (first: {stats.skip_examples.get(reason, '')})"
-        )
-    unknown = f" (e.g. {stats.unknown_example!r})" if stats.unknown_example else ""
-    table.add_row("rows dropped", f"{stats.unknown_items:,}", f"item not in the catalogue{unknown}")
-    table.add_row(
-        "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
-    )
-    table.add_row("pairs counted", f"{counting.pairs:,}", "distinct (item, partner) pairs")
-    for name, count in summary.edges.items():
-        table.add_row("edges", f"{count:,}", name)
-    table.add_row("items written", f"{summary.items:,}", "")
-    table.add_row("memory bound", "", summary.memory_bound)
-    console.print(table)
+    _print_rows(f"{summary.log.name} + {summary.catalog.name} -> {summary.output}", summary.rows())
+    stats = summary.log_stats
     if stats.unknown_items * 2 > stats.rows:
+        unknown = f" (e.g. {stats.unknown_example!r})" if stats.unknown_example else ""
         warn(
             f"{stats.unknown_items:,} of {stats.rows:,} log rows name items not in the catalogue"
             f"{unknown}: check --item-column and --catalog."
         )
 
 
-class _progress:
-    """A rich progress bar on stderr, one task per pass, in bytes of the file read.
+def _print_rows(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """A closing report: ``(what, count, details)`` rows under a title."""
+    from rich.table import Table
 
-    Only on a terminal: elsewhere (pipes, logs, tests) it stays silent, so that an error is the
-    only line on stderr.
-    """
-
-    def __enter__(self):
-        self.bar = None
-        self.tasks: dict[str, int] = {}
-        if not err_console.is_terminal:
-            return lambda phase, done, total: None
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            # Gone when done: the summary table follows, and an error stays the only line on stderr.
-            transient=True,
-        )
-        self.bar.start()
-        return self.update
-
-    def update(self, phase: str, done: int, total: int) -> None:
-        assert self.bar is not None
-        task = self.tasks.get(phase)
-        if task is None:
-            task = self.tasks[phase] = self.bar.add_task(phase, total=total or None)
-        self.bar.update(task, completed=done, total=total or None)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    table = Table(title=title, title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("details")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
     from rich.table import Table
 
-    table = Table(
-        title=f"{summary.input.name} ({summary.format} format) -> {summary.output}", title_justify="left"
-    )
-    table.add_column("", style="bold")
-    table.add_column("count", justify="right")
-    table.add_column("details")
-    table.add_row("records read", f"{summary.records:,}", "")
-    table.add_row("items written", f"{summary.items:,}", "")
-    if summary.image_files is not None:
-        table.add_row(
-            "images found",
-            f"{summary.images:,}",
-            f"{summary.items - summary.images:,} items text-only; "
-            f"{summary.image_files:,} image files in the folder",
-        )
-    for reason, count in summary.skipped.most_common():
-        table.add_row("skipped", f"{count:,}", f"{reason} (first: {summary.skip_examples.get(reason, '')})")
-    for description, count in sorted(summary.edges.items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row("edges", f"{count:,}", description)
-    if summary.reviews is not None:
-        stats, counting = summary.review_stats, summary.review_counting
-        table.add_row("reviews read", f"{stats.rows:,}", summary.reviews.name)
-        for reason, count in stats.skipped.most_common():
-            table.add_row("reviews left out", f"{count:,}", reason)
-        table.add_row("reviews dropped", f"{stats.unknown_items:,}", "product not in the catalogue")
-        table.add_row(
-            "customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"
-        )
-    for name, count in sorted(summary.dropped.items()):
-        table.add_row("targets dropped", f"{count:,}", f"{name}: not in the catalogue")
-    for name, count in sorted(summary.capped.items()):
-        table.add_row("targets capped", f"{count:,}", f"{name}: over --max-targets")
-    if summary.self_links:
-        table.add_row(
-            "self-links dropped", f"{summary.self_links:,}", "a product listed as related to itself"
-        )
-    if summary.boilerplate_sentences:
-        table.add_row(
-            "boilerplate",
-            f"{summary.boilerplate_sentences:,}",
-            f"sentences recurring across brands, removed from {summary.boilerplate_items:,} item texts",
-        )
-    if summary.prices_unparsed:
-        table.add_row("prices not kept", f"{summary.prices_unparsed:,}", "not a single number (ranges, text)")
-    console.print(table)
-
+    _print_rows(f"{summary.input.name} ({summary.format} format) -> {summary.output}", summary.rows())
     if cluster:
         if not summary.relation_types:
             console.print("--cluster: no co-purchase edges in the catalogue, nothing to group.")

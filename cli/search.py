@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     check_model_dir,
+    command,
     console,
     load_model,
     resolve_device,
-    run_command,
-    set_trust_remote_code,
     warnings_to_stderr,
 )
 from rcml_st.cli.options import (
@@ -51,14 +48,7 @@ SEARCH_HELP = "\n\n".join(
 )
 
 
-class Modality(str, Enum):
-    """Which named vector of the index to search."""
-
-    item = "item"
-    text = "text"
-    image = "image"
-
-
+@command(SEARCH_HELP)
 def search(
     model: ModelOption,
     relation: Annotated[
@@ -68,24 +58,22 @@ def search(
             "-r",
             metavar="TEXT",
             help="The relation description to search under, exactly as indexed.",
-            show_default=False,
         ),
     ],
     item_id: Annotated[
         str | None,
-        typer.Option("--id", metavar="ID", help="Query by an indexed item's id.", show_default=False),
+        typer.Option("--id", metavar="ID", help="Query by an indexed item's id."),
     ] = None,
-    text: Annotated[
-        str | None, typer.Option("--text", metavar="TEXT", help="Query by text.", show_default=False)
-    ] = None,
+    text: Annotated[str | None, typer.Option("--text", metavar="TEXT", help="Query by text.")] = None,
     image: Annotated[
         Path | None,
-        typer.Option("--image", metavar="PATH", help="Query by an image file.", show_default=False),
+        typer.Option("--image", metavar="PATH", help="Query by an image file."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-k", min=1, help="Number of results.")] = 10,
     modality: Annotated[
-        Modality, typer.Option("--modality", help="The named vector to search: item (fused), text or image.")
-    ] = Modality.item,
+        Literal["item", "text", "image"],
+        typer.Option("--modality", help="The named vector to search: item (fused), text or image."),
+    ] = "item",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON instead of a table.")
     ] = False,
@@ -95,7 +83,7 @@ def search(
     qdrant_path: QdrantPathOption = None,
     collection: CollectionOption = "rcml",
     retry_timeout: RetryTimeoutOption = DEFAULT_RETRY_TIMEOUT,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
     force: Annotated[
         bool,
         typer.Option(
@@ -107,58 +95,47 @@ def search(
 ) -> None:
     target = QdrantTarget(qdrant_url, api_key, grpc_port, qdrant_path, collection, retry_timeout)
 
-    def body() -> None:
-        set_trust_remote_code(trust_remote_code)
-        from rcml_st.errors import InputDataError, UsageError
+    from rcml_st.errors import InputDataError, UsageError
 
-        queries = (("--id", item_id), ("--text", text), ("--image", image))
-        given = [name for name, value in queries if value is not None]
-        if len(given) != 1:
-            what = "none" if not given else " and ".join(given)
-            raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
-        if not relation.strip():
-            raise UsageError("--relation must be a non-empty text")
-        if text is not None and not text.strip():
-            raise UsageError("--text must not be empty")
-        if image is not None and not image.is_file():
-            raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
+    queries = (("--id", item_id), ("--text", text), ("--image", image))
+    given = [name for name, value in queries if value is not None]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise UsageError(f"give exactly one query: --id ID, --text TEXT or --image PATH (got {what})")
+    if not relation.strip():
+        raise UsageError("--relation must be a non-empty text")
+    if text is not None and not text.strip():
+        raise UsageError("--text must not be empty")
+    if image is not None and not image.is_file():
+        raise InputDataError("image not found" if not image.exists() else "not a file", path=str(image))
 
-        if item_id is not None:
-            # The item's stored vectors are the query: the model is not needed, only checked.
-            check_model_dir(model)
-            rcml = None
-        else:
-            rcml = load_model(model, resolve_device(device))
-        # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
-        from rcml_st.index import search_index
+    if item_id is not None:
+        # The item's stored vectors are the query: the model is not needed, only checked.
+        check_model_dir(model, trust_remote_code)
+        rcml = None
+    else:
+        rcml = load_model(model, resolve_device(device), trust_remote_code)
+    # Imported after the cheap checks: qdrant-client alone takes a second or two to import.
+    from rcml_st.index import search_index
 
-        with warnings_to_stderr():
-            store = target.open(must_exist=True)
-            try:
-                hits = search_index(
-                    rcml,
-                    store,
-                    relation,
-                    item_id=item_id,
-                    text=text,
-                    image=image,
-                    using=modality.value,
-                    limit=limit,
-                    force=force,
-                )
-            finally:
-                store.close()
-        if as_json:
-            import json
+    with warnings_to_stderr(), target.open(must_exist=True) as store:
+        hits = search_index(
+            rcml,
+            store,
+            relation,
+            item_id=item_id,
+            text=text,
+            image=image,
+            using=modality,
+            limit=limit,
+            force=force,
+        )
+    if as_json:
+        import json
 
-            typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
-            return
-        console.print(_table(hits, relation, given[0], item_id or text or str(image), modality.value))
-
-    run_command(body)
-
-
-search.__doc__ = SEARCH_HELP
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
+        return
+    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality))
 
 
 def _table(hits: list[Hit], relation: str, kind: str, query: str, modality: str) -> object:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rcml_st.cli._common import (
-    Device,
     check_model_dir,
-    console,
+    command,
     load_model,
     resolve_device,
-    run_command,
+    say,
     warn,
     warnings_to_stderr,
 )
@@ -58,6 +56,7 @@ SERVE_HELP = "\n\n".join(
 )
 
 
+@command(SERVE_HELP)
 def serve(
     model: ModelOption,
     qdrant_url: QdrantUrlOption = None,
@@ -68,7 +67,6 @@ def serve(
             metavar="KEY",
             envvar="QDRANT_API_KEY",
             help="The Qdrant server's API key (also read from QDRANT_API_KEY).",
-            show_default=False,
         ),
     ] = None,
     grpc_port: GrpcPortOption = None,
@@ -85,7 +83,6 @@ def serve(
             metavar="KEY",
             envvar=API_KEY_ENV,
             help=f"Require this key for the HTTP API (header X-API-Key; also read from {API_KEY_ENV}).",
-            show_default=False,
         ),
     ] = None,
     max_upload_mb: Annotated[
@@ -97,43 +94,13 @@ def serve(
     retry_timeout: with_help(
         RetryTimeoutOption, "How long a request retries a Qdrant that does not answer before it gets a 503."
     ) = 3.0,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = "auto",
 ) -> None:
-    def body() -> None:
-        # Before torch is imported. Requests search on the CPU between encoder batches; OpenMP
-        # threads spinning between batches take those cycles (measured with benchmarks/serve_load.py
-        # on 2 busy cores: 8 concurrent text queries p99 4.2 s with the default spin, 1.2 s passive).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        _run(
-            model_dir=model,
-            target=QdrantTarget(
-                qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout
-            ),
-            host=host,
-            port=port,
-            api_key=api_key,
-            max_upload_bytes=int(max_upload_mb * 2**20),
-            max_batch=max_batch,
-            device=device,
-        )
-
-    run_command(body)
-
-
-serve.__doc__ = SERVE_HELP
-
-
-def _run(
-    *,
-    model_dir: Path,
-    target: QdrantTarget,
-    host: str,
-    port: int,
-    api_key: str | None,
-    max_upload_bytes: int,
-    max_batch: int,
-    device: Device,
-) -> None:
+    # Before torch is imported. Requests search on the CPU between encoder batches; OpenMP
+    # threads spinning between batches take those cycles (measured with benchmarks/serve_load.py
+    # on 2 busy cores: 8 concurrent text queries p99 4.2 s with the default spin, 1.2 s passive).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    target = QdrantTarget(qdrant_url, qdrant_api_key, grpc_port, qdrant_path, collection, retry_timeout)
     from rcml_st.errors import ServiceError, UsageError
 
     try:
@@ -148,7 +115,7 @@ def _run(
         raise UsageError(f"--api-key ({API_KEY_ENV}) must not be empty")
     if host not in LOOPBACK and api_key is None:
         warn(f"listening on {host} without --api-key: anyone who can reach this port can query the index")
-    check_model_dir(model_dir)
+    check_model_dir(model)
     from rcml_st.index.ownership import check_search_model, model_fingerprint
     from rcml_st.serve import SearchService
 
@@ -156,7 +123,7 @@ def _run(
     with warnings_to_stderr():
         store = target.open(must_exist=True)
     try:
-        rcml = load_model(model_dir, resolve_device(device))
+        rcml = load_model(model, resolve_device(device))
     except BaseException:
         store.close()
         raise
@@ -171,13 +138,11 @@ def _run(
         except ServiceError as exc:  # Qdrant down now: serve anyway, /api/health says 503 until it is back
             listing = "Qdrant does not answer yet"
             warn(str(exc))
-        app = create_app(service, api_key=api_key, max_upload_bytes=max_upload_bytes)
+        app = create_app(service, api_key=api_key, max_upload_bytes=int(max_upload_mb * 2**20))
         shown = f"[{host}]" if ":" in host else host
-        console.print(
+        say(
             f"Serving collection {target.collection!r} at {store.target} ({listing})\n"
-            f"  page: http://{shown}:{port}/   API: http://{shown}:{port}/docs   (Ctrl-C to stop)",
-            highlight=False,
-            markup=False,
+            f"  page: http://{shown}:{port}/   API: http://{shown}:{port}/docs   (Ctrl-C to stop)"
         )
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         with warnings_to_stderr():  # Qdrant retries while serving: one `Warning:` line each

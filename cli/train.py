@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rcml_st.cli._common import (
-    Device,
+    command,
     console,
     fail,
     quiet_transformers,
-    run_command,
+    say,
     warn,
 )
 from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
-
-
-class Batches(str, Enum):
-    """How training pairs are put into batches (``--batches``)."""
-
-    random = "random"
-    by_source = "by-source"
-
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -65,10 +56,11 @@ TRAIN_HELP = "\n\n".join(
 )
 
 
+@command(TRAIN_HELP)
 def train(
     data: Annotated[
         Path,
-        typer.Argument(help="The training data file (.jsonl).", metavar="DATA.jsonl", show_default=False),
+        typer.Argument(help="The training data file (.jsonl).", metavar="DATA.jsonl"),
     ],
     output: Annotated[
         Path,
@@ -77,7 +69,6 @@ def train(
             "-o",
             metavar="DIR",
             help="Where to save the model (the model only; checkpoints go next to it, to DIR.checkpoints).",
-            show_default=False,
         ),
     ],
     backbone: Annotated[
@@ -122,7 +113,6 @@ def train(
             min=0.0,
             max=1.0,
             help="Weight of CLIP's global embedding in the relation mix (1 = plain CLIP). Default 0.5.",
-            show_default=False,
         ),
     ] = None,
     temperature: Annotated[
@@ -182,7 +172,6 @@ def train(
             min=2,
             help="Train each epoch on a fresh random subset of this many pairs (default: all); useful "
             "when whole groups are linked and pairs grow quadratically.",
-            show_default=False,
         ),
     ] = None,
     relation_gate: Annotated[
@@ -194,24 +183,23 @@ def train(
         ),
     ] = False,
     batches: Annotated[
-        Batches,
+        Literal["random", "by-source"],
         typer.Option(
             "--batches",
             help="random: uniformly shuffled pairs (the paper's setting). by-source: each batch holds an "
             "item's pairs under different relations side by side, so its partners under the other "
             "relations are in-batch negatives (relation-aware hard negatives).",
         ),
-    ] = Batches.random,
+    ] = "random",
     eval_file: Annotated[
         Path | None,
         typer.Option(
             "--eval",
             metavar="FILE",
             help="A held-out data file: relation-guided retrieval (Hit@5, MRR) after each epoch.",
-            show_default=False,
         ),
     ] = None,
-    device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = Device.auto,
+    device: with_help(DeviceOption, "auto: CUDA (bf16) when present, else CPU.") = "auto",
     seed: with_help(SeedOption, "Seed for initialisation and batch order.") = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in DIR.checkpoints.")
@@ -231,50 +219,42 @@ def train(
             "--workers",
             min=0,
             help="Data-loading processes (default: 0 on CPU, up to 4 on CUDA).",
-            show_default=False,
         ),
     ] = None,
 ) -> None:
-    """Train an RCML model on DATA.jsonl and save it to DIR (see the full help above)."""
-    options = {**locals(), "device": device.value}
+    options = dict(locals())
     rank = int(os.environ.get("RANK", "0") or 0)
 
-    def say(message: str) -> None:
+    def log(message: str) -> None:  # one process of a distributed run speaks
         if rank == 0:
-            console.print(message, markup=False, highlight=False)
+            say(message)
 
-    def warn_once(message: str) -> None:  # one process of a distributed run speaks
+    def warn_once(message: str) -> None:
         if rank == 0:
             warn(message)
 
-    def body() -> None:
-        quiet_transformers()
-        from rcml_st.training import TrainConfig
-        from rcml_st.training import train as run_training
-        from rcml_st.training.checkpoints import checkpoints_dir
+    quiet_transformers()
+    from rcml_st.training import TrainConfig
+    from rcml_st.training import train as run_training
+    from rcml_st.training.checkpoints import checkpoints_dir
 
-        # The options that are TrainConfig fields by the same name, plus the negated switches.
-        config = TrainConfig(
-            **{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
-            conditioning=not no_conditioning,
-            intra_modal=not no_intra_modal,
-            inter_sample=not no_inter_sample,
-            mix_relations=batches is Batches.by_source,
-        )
-        try:
-            result = run_training(config, console=console if rank == 0 else None, log=say, warn=warn_once)
-        except KeyboardInterrupt:
-            raise fail(
-                f"interrupted; run the same command with --resume to continue from the last checkpoint in "
-                f"{checkpoints_dir(output)}",
-                130,
-            ) from None
-        say(
-            f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
-            f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
-        )
-
-    run_command(body)
-
-
-train.__doc__ = TRAIN_HELP
+    # The options that are TrainConfig fields by the same name, plus the negated switches.
+    config = TrainConfig(
+        **{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
+        conditioning=not no_conditioning,
+        intra_modal=not no_intra_modal,
+        inter_sample=not no_inter_sample,
+        mix_relations=batches == "by-source",
+    )
+    try:
+        result = run_training(config, console=console if rank == 0 else None, log=log, warn=warn_once)
+    except KeyboardInterrupt:
+        raise fail(
+            f"interrupted; run the same command with --resume to continue from the last checkpoint in "
+            f"{checkpoints_dir(output)}",
+            130,
+        ) from None
+    log(
+        f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
+        f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
+    )

@@ -91,4 +91,26 @@ def resolve_model(name_or_path: str | os.PathLike[str], revision: str | None = N
         raise ServiceError(f"model {name}: downloading from the Hugging Face Hub failed: {detail}") from exc
 
 
-__all__ = ["is_hub_id", "resolve_model"]
+def locate_model(name_or_path: str | os.PathLike[str], revision: str | None = None) -> Path:
+    """The folder of a saved sentence-transformers model (:func:`resolve_model`), with a ``modules.json``.
+
+    Raises:
+        UsageError: no such folder or Hub model, or a folder that is not a saved model.
+        ServiceError: the Hub could not be reached and the model is not in the cache.
+
+    Example:
+        >>> import tempfile
+        >>> locate_model(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        rcml_st.errors.UsageError: ... is not a saved model directory (no modules.json)
+    """
+    directory = resolve_model(name_or_path, revision=revision)
+    if not directory.is_dir():
+        raise UsageError(f"{name_or_path} is not a model directory")
+    if not (directory / "modules.json").is_file():
+        raise UsageError(f"{name_or_path} is not a saved model directory (no modules.json)")
+    return directory
+
+
+__all__ = ["is_hub_id", "locate_model", "resolve_model"]

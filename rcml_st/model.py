@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
-from rcml_st.errors import UsageError
-from rcml_st.hub import is_hub_id, resolve_model
+from rcml_st.errors import RCMLError, UsageError
+from rcml_st.hub import is_hub_id, locate_model
 from rcml_st.model_card import RCMLModelCardData
 from rcml_st.modules import DEFAULT_BETA, OpenCLIPInput, RelationPooling, rcml_modules
 from rcml_st.safe_load import check_module_types
@@ -83,8 +85,8 @@ def load(
             files name (this runs their code: only for a model you trust).
 
     Raises:
-        UsageError: when there is no such model, it is not an RCML one, or it names code from
-            elsewhere without ``trust_remote_code``.
+        UsageError: when there is no such model, it is not an RCML one, it names code from
+            elsewhere without ``trust_remote_code``, or it cannot be loaded (a broken file).
         ServiceError: when the Hub cannot be reached for a model that is not cached.
 
     Example:
@@ -93,24 +95,51 @@ def load(
         >>> model = rcml_st.load("org/rcml-baby")  # doctest: +SKIP
         >>> model.encode(["nursing pillow"], relation="used together for infant feeding")  # doctest: +SKIP
     """
-    directory = resolve_model(name_or_path, revision=revision)
-    if not (directory / "modules.json").is_file():
-        raise UsageError(f"{name_or_path} is not a saved model directory (no modules.json)")
+    directory = locate_model(name_or_path, revision=revision)
     foreign = check_module_types(directory, trust_remote_code=trust_remote_code, name=str(name_or_path))
     if foreign:
         logger.warning("%s: trust_remote_code: importing %s from the model's files", name_or_path, foreign)
-    model = SentenceTransformer(
-        str(directory),
-        device=device,
-        trust_remote_code=True,
-        local_files_only=True,
-        model_card_data=RCMLModelCardData(local_files_only=True),
-    )
+    with _loading(name_or_path):
+        model = SentenceTransformer(
+            str(directory),
+            device=device,
+            trust_remote_code=True,
+            local_files_only=True,
+            model_card_data=RCMLModelCardData(local_files_only=True),
+        )
     if not isinstance(model[0], OpenCLIPInput) or len(model) < 2 or not isinstance(model[1], RelationPooling):
         raise UsageError(f"{name_or_path} is a sentence-transformers model but not an RCML one")
     if is_hub_id(str(name_or_path)) and not Path(name_or_path).exists():
         model.model_card_data.set_model_id(str(name_or_path))
     return model
+
+
+def load_plain(name_or_path: str | os.PathLike, device: str | None = None) -> SentenceTransformer:
+    """Loads a sentence-transformers model that is not RCML (to compare with), never running code it ships.
+
+    Without ``trust_remote_code`` sentence-transformers imports only its own module classes, and
+    refuses a model whose files name others.
+
+    Raises:
+        UsageError: no such model, or one that cannot be loaded (the message names it and says why).
+    """
+    directory = locate_model(name_or_path)
+    with _loading(name_or_path):
+        return SentenceTransformer(
+            str(directory), device=device, trust_remote_code=False, local_files_only=True
+        )
+
+
+@contextmanager
+def _loading(name: str | os.PathLike) -> Iterator[None]:
+    """Turns a failure to load a model folder (a broken file, a missing class) into one line naming it."""
+    try:
+        yield
+    except RCMLError:
+        raise
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot load the model in {name}: {detail}") from exc
 
 
 def relation_vocabulary(model: SentenceTransformer) -> list[str]:

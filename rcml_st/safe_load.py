@@ -141,9 +141,30 @@ def check_module_types(
     return foreign
 
 
+def is_rcml_folder(directory: str | os.PathLike[str]) -> bool:
+    """Whether a saved model names ``rcml_st`` modules and, besides them, only sentence-transformers ones.
+
+    A folder that also names modules from any other package is not: load it as a plain model
+    (:func:`rcml_st.model.load_plain`), which refuses to import them.
+
+    Example:
+        >>> import json, pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> types = ["rcml_st.modules.openclip.OpenCLIPInput", "sentence_transformers.models.Normalize"]
+        >>> _ = (folder / "modules.json").write_text(json.dumps([{"type": t} for t in types]))
+        >>> is_rcml_folder(folder)
+        True
+    """
+    types = module_types(directory)
+    return any(t.startswith("rcml_st.") for t in types) and all(
+        t.startswith(("rcml_st.", "sentence_transformers.")) for t in types
+    )
+
+
 __all__ = [
     "SAFE_SENTENCE_TRANSFORMERS",
     "check_module_types",
     "foreign_module_types",
+    "is_rcml_folder",
     "module_types",
 ]

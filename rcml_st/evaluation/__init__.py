@@ -10,10 +10,11 @@ exists as a sentence-transformers evaluator for training runs::
 
 The whole evaluation (retrieval with random and with hard negatives, relation type, validity;
 ``clip`` and ``product`` baselines; other models) is :func:`evaluate_catalog`; ``rcml-st evaluate``
-prints and saves its report. :func:`build_hard_queries` draws the hard negatives (the source's
-partners under the other relations). Any sentence-transformers model can be compared, the
-relation written into its texts by a template (:class:`PromptedModel`), and
-:func:`indexing_cost` measures what encoding N items under R relations costs each method::
+prints its report (:func:`report_tables`, rich tables) and saves it. :func:`build_hard_queries`
+draws the hard negatives (the source's partners under the other relations). Any
+sentence-transformers model can be compared, the relation written into its texts by a template
+(:class:`PromptedModel`), and :func:`indexing_cost` measures what encoding N items under R
+relations costs each method::
 
     from rcml_st.evaluation import PromptedModel, indexing_cost
 
@@ -41,6 +42,7 @@ from rcml_st.evaluation.retrieval import (
     sample_negatives,
     score_retrieval,
 )
+from rcml_st.evaluation.tables import report_tables
 
 __all__ = [
     "DIRECTIONS",
@@ -59,6 +61,7 @@ __all__ = [
     "evaluate_catalog",
     "evaluate_retrieval",
     "indexing_cost",
+    "report_tables",
     "sample_negatives",
     "score_retrieval",
 ]

@@ -112,6 +112,47 @@ class ConversionSummary:
         self.skipped[reason] += 1
         self.skip_examples.setdefault(reason, where)
 
+    def rows(self) -> list[tuple[str, str, str]]:
+        """The closing report as ``(what, count, details)`` rows (``rcml-st prepare amazon`` prints them).
+
+        Example:
+            >>> ConversionSummary(Path("meta.json"), Path("out.jsonl"), records=3, items=2).rows()
+            [('records read', '3', ''), ('items written', '2', '')]
+        """
+        rows: list[tuple[str, str, str]] = []
+
+        def add(what: str, count: int, details: str = "") -> None:
+            rows.append((what, f"{count:,}", details))
+
+        add("records read", self.records)
+        add("items written", self.items)
+        if self.image_files is not None:
+            without = f"{self.items - self.images:,} items text-only"
+            add("images found", self.images, f"{without}; {self.image_files:,} image files in the folder")
+        for reason, count in self.skipped.most_common():
+            add("skipped", count, f"{reason} (first: {self.skip_examples.get(reason, '')})")
+        for description, count in sorted(self.edges.items(), key=lambda kv: (-kv[1], kv[0])):
+            add("edges", count, description)
+        if self.reviews is not None:
+            stats, counting = self.review_stats, self.review_counting
+            add("reviews read", stats.rows, self.reviews.name)
+            for reason, count in stats.skipped.most_common():
+                add("reviews left out", count, reason)
+            add("reviews dropped", stats.unknown_items, "product not in the catalogue")
+            add("customers", counting.users, f"{counting.capped_users:,} cut to --max-items-per-user")
+        for name, count in sorted(self.dropped.items()):
+            add("targets dropped", count, f"{name}: not in the catalogue")
+        for name, count in sorted(self.capped.items()):
+            add("targets capped", count, f"{name}: over --max-targets")
+        if self.self_links:
+            add("self-links dropped", self.self_links, "a product listed as related to itself")
+        if self.boilerplate_sentences:
+            removed = f"removed from {self.boilerplate_items:,} item texts"
+            add("boilerplate", self.boilerplate_sentences, f"sentences recurring across brands, {removed}")
+        if self.prices_unparsed:
+            add("prices not kept", self.prices_unparsed, "not a single number (ranges, text)")
+        return rows
+
 
 @dataclass
 class _Options:

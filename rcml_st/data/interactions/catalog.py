@@ -61,6 +61,29 @@ class LogRelationsSummary:
     relation_types: list[tuple[str, int]] = field(default_factory=list)
     memory_bound: str = ""
 
+    def rows(self) -> list[tuple[str, str, str]]:
+        """The closing report as ``(what, count, details)`` rows (``rcml-st prepare log`` prints them).
+
+        Example:
+            >>> [row[0] for row in LogRelationsSummary(Path("c"), Path("l"), Path("o")).rows()]
+            ['log rows read', 'rows dropped', 'customers', 'pairs counted', 'items written', 'memory bound']
+        """
+        stats, counting = self.log_stats, self.counting
+        unknown = f" (e.g. {stats.unknown_example!r})" if stats.unknown_example else ""
+        return [
+            ("log rows read", f"{stats.rows:,}", ""),
+            *(
+                ("rows skipped", f"{count:,}", f"{reason} (first: {stats.skip_examples.get(reason, '')})")
+                for reason, count in stats.skipped.most_common()
+            ),
+            ("rows dropped", f"{stats.unknown_items:,}", f"item not in the catalogue{unknown}"),
+            ("customers", f"{counting.users:,}", f"{counting.capped_users:,} cut to --max-items-per-user"),
+            ("pairs counted", f"{counting.pairs:,}", "distinct (item, partner) pairs"),
+            *(("edges", f"{count:,}", name) for name, count in self.edges.items()),
+            ("items written", f"{self.items:,}", ""),
+            ("memory bound", "", self.memory_bound),
+        ]
+
 
 def add_log_relations(
     catalog: str | os.PathLike[str],
