@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rcml_st.data.interactions import LogColumns, add_log_relations, cooccurrence_edges
+from rcml_st.data.interactions import LogColumns, add_log_relations, count_pairs
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
@@ -97,9 +97,9 @@ def _edges(log, **options) -> dict[int, list[tuple[int, int]]]:
     con.execute("CREATE TABLE ev (u VARCHAR, item INTEGER, time DOUBLE)")
     if log:
         con.executemany("INSERT INTO ev VALUES (?, ?, ?)", log)
-    edges = cooccurrence_edges(con, "ev", 40, **options)
+    count_pairs(con, "ev", **options)
     out: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for a, b, c in zip(edges.sources.tolist(), edges.targets.tolist(), edges.counts.tolist(), strict=True):
+    for a, b, c in con.execute("SELECT src, dst, c FROM edges ORDER BY src, rank").fetchall():
         out[a].append((b, c))
     return dict(out)
 

@@ -30,21 +30,20 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
-from rcml_st.data.amazon.reader import check_input
-from rcml_st.data.interactions.cooccurrence import CooccurrenceEdges, cooccurrence_edges
+from rcml_st.data.amazon.reader import check_input, iter_lines
+from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, count_pairs
 from rcml_st.data.interactions.source import (
     LogStats,
-    _open_text,
     connect,
     ident,
     input_error,
     load_events,
-    load_items,
     scan_sql,
-    sql_string,
     time_sql,
 )
+from rcml_st.data.interactions.source import sql_string as sql
 from rcml_st.errors import InputDataError
 
 #: The relation description of items reviewed by the same customers.
@@ -52,7 +51,7 @@ REVIEW_RELATION = "reviewed by the same customers"
 #: Pairs reviewed together by fewer customers are left out by default.
 MIN_CO_REVIEWS = 2
 #: By default a pair is kept only when reviewed together this many standard deviations more
-#: often than customers reviewing at random would (see :func:`cooccurrence_edges`).
+#: often than customers reviewing at random would (see :func:`count_pairs`).
 CO_REVIEW_SIGNIFICANCE = 3.0
 
 NOT_VERIFIED = "not a verified purchase"
@@ -77,12 +76,12 @@ def review_edges(
     memory_mb: float = 1024,
     temp_dir: str | os.PathLike[str] | None = None,
     stats: LogStats | None = None,
-) -> CooccurrenceEdges:
+) -> tuple[dict[str, list[str]], CooccurrenceStats]:
     """Each product's ``top_k`` partners reviewed by the same customers (at least ``min_count``).
 
     Args:
         path: a review file (2014, 2018 or 2023 release), gzip or not.
-        items: the catalogue's product ids, in catalogue order (edges use their positions).
+        items: the catalogue's product ids, in catalogue order (ties go to the earlier product).
         verified_only: leave out reviews flagged as not a verified purchase.
         min_rating: leave out reviews rated under this (1-5).
         skip_invalid: skip and count bad reviews (no customer, no product) instead of failing.
@@ -95,6 +94,9 @@ def review_edges(
         temp_dir: where DuckDB spills (default: the system's temporary folder).
         stats: reviews read and left out (not verified, low rating), by reason.
 
+    Returns:
+        Product id -> its partners' ids, strongest first; the counting's statistics.
+
     Raises:
         InputDataError: ``file:line: problem`` for a bad line or review.
 
@@ -104,58 +106,49 @@ def review_edges(
         >>> rows = [{"user_id": u, "parent_asin": a, "rating": 5.0, "timestamp": 1700000000000,
         ...          "verified_purchase": True} for u in ("U1", "U2") for a in ("B1", "B2")]
         >>> _ = p.write_text("\\n".join(json.dumps(r) for r in rows))
-        >>> review_edges(p, ["B1", "B2", "B3"], significance=0).partners()[0].tolist()
-        [1]
+        >>> review_edges(p, ["B1", "B2", "B3"], significance=0)[0]
+        {'B1': ['B2'], 'B2': ['B1']}
     """
     path = check_input(path)
     stats = stats if stats is not None else LogStats()
     fields = _fields(path)
-    scan = scan_sql([path], "jsonl", sorted(set(fields)))
     user, item, fallback, when, rating, verified = map(ident, fields)
     text = "nullif(trim(CAST({} AS VARCHAR)), '')".format
-    filters = f"WHEN {verified} = 'false' THEN {sql_string(NOT_VERIFIED)} " if verified_only else ""
+    filters = f"WHEN {verified} = 'false' THEN {sql(NOT_VERIFIED)} " if verified_only else ""
     if min_rating is not None:
-        low = f"coalesce(TRY_CAST({rating} AS DOUBLE) < {float(min_rating)!r}, TRUE)"
-        filters += f"WHEN {low} THEN {sql_string(LOW_RATING)} "
+        filters += f"WHEN coalesce(TRY_CAST({rating} AS DOUBLE) < {float(min_rating)!r}, TRUE) THEN {sql(LOW_RATING)} "
     parsed = f"""
-        SELECT filename, u, it, tm, reason, reason LIKE 'no %' AS bad,
-               'review without ' || replace(reason, 'no ', '') AS problem
-        FROM (SELECT filename, u, it, tm,
-                     CASE WHEN u IS NULL THEN {sql_string(f"no {fields[0]!r}")}
-                          WHEN it IS NULL THEN {sql_string(f"no {fields[1]!r}")} {filters}END
-                     AS reason
+        SELECT filename, u, it, tm, reason, reason LIKE 'no %' AS bad, 'review without ' || replace(reason, 'no ', '') AS problem
+        FROM (SELECT filename, u, it, tm, CASE WHEN u IS NULL THEN {sql(f"no {fields[0]!r}")}
+                     WHEN it IS NULL THEN {sql(f"no {fields[1]!r}")} {filters}END AS reason
               FROM (SELECT *, filename, {text(user)} AS u, coalesce({text(item)}, {text(fallback)}) AS it,
-                           {time_sql(when)} AS tm FROM {scan}))"""
+                           {time_sql(when)} AS tm FROM {scan_sql([path], "jsonl", sorted(set(fields)))}))"""
     spill = tempfile.mkdtemp(prefix=".rcml-duckdb-", dir=temp_dir)
     try:
         with connect(memory_mb, None, spill) as con:
-            load_items(con, items)
+            con.register("ids", pa.table({"id": items, "num": pa.array(range(len(items)), pa.int32())}))
+            con.execute("CREATE TEMP TABLE items AS SELECT * FROM ids")
             try:
                 load_events(con, parsed, "jsonl", skip_invalid, stats)
             except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
                 raise input_error(exc, [path]) from None
-            return cooccurrence_edges(
-                con,
-                "events",
-                len(items),
-                top_k=top_k,
-                min_count=min_count,
-                max_items_per_user=max_items_per_user,
-                significance=significance,
-            )
+            options = {"top_k": top_k, "min_count": min_count, "significance": significance}
+            counting = count_pairs(con, max_items_per_user=max_items_per_user, memory_mb=memory_mb, **options)
+            partners = con.execute("""SELECT a.id, list(b.id ORDER BY rank) FROM edges
+                JOIN items a ON a.num = src JOIN items b ON b.num = dst GROUP BY a.id, a.num ORDER BY a.num""").fetchall()
+            return dict(partners), counting
     finally:
         shutil.rmtree(spill, ignore_errors=True)
 
 
 def _fields(path: Path) -> tuple[str, ...]:
     """The field names of the file's release, from its first review."""
-    with _open_text(path) as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except ValueError as exc:
-                    raise InputDataError(f"bad JSON: {exc}", path=str(path), line=number) from None
-                is_2023 = isinstance(record, dict) and ("user_id" in record or "parent_asin" in record)
-                return _FIELDS_2023 if is_2023 else _FIELDS_2018
+    for number, line in iter_lines(path):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise InputDataError(f"bad JSON: {exc}", path=str(path), line=number) from None
+            is_2023 = isinstance(record, dict) and ("user_id" in record or "parent_asin" in record)
+            return _FIELDS_2023 if is_2023 else _FIELDS_2018
     return _FIELDS_2023

@@ -1,38 +1,40 @@
-"""Adding co-occurrence relations from an interaction log to a catalogue file.
+"""Adding co-occurrence relations from an interaction log to a catalogue file, in DuckDB.
 
-Two streaming passes over the catalogue (ids first, then the records with their new relation
-lists) around the pair counting of :mod:`~rcml_st.data.interactions.cooccurrence` in DuckDB.
-Only the item ids (and, for ``cluster``, one short document per item) are held in Python. The
-output is written to a temporary file and renamed at the end: a failure (a full disk included)
-leaves no half file and stops with an error.
+DuckDB reads the catalogue (each record kept as its JSON text, numbered in file order), the log
+and the pairs (:mod:`~rcml_st.data.interactions.cooccurrence`), then writes each record with its
+new relation lists merged in (``json_merge_patch``) to a temporary file, renamed at the end: a
+failure (a full disk included) leaves no half file and stops with an error. Python holds no
+record or edge, except the edges and one short document per item for ``cluster``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import numpy as np
+import pyarrow as pa
 
 from rcml_st.data.amazon.clustering import cluster_edges
-from rcml_st.data.amazon.reader import check_input, iter_lines
-from rcml_st.data.catalog import write_catalog
-from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, cooccurrence_edges
-from rcml_st.data.interactions.source import LogColumns, LogStats, connect, load_items, read_log
+from rcml_st.data.amazon.reader import check_input
+from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, count_pairs
+from rcml_st.data.interactions.source import (
+    LogColumns,
+    LogStats,
+    connect,
+    input_error,
+    line_numbers,
+    read_log,
+)
+from rcml_st.data.interactions.source import sql_string as sql
 from rcml_st.errors import InputDataError, ServiceError, UsageError
 
 #: The relation description used when none is given.
 DEFAULT_LOG_RELATION = "bought by the same customers"
-
-_TITLE_CHARS = 200
 
 
 @dataclass
@@ -48,7 +50,7 @@ class LogRelationsSummary:
         counting: the pair counting's :class:`CooccurrenceStats`.
         edges: relation description -> edges written (new ones, after merging).
         relation_types: ``(name, edges)`` of each type made by ``cluster``.
-        memory_bound: the stated memory bound of the pair counting.
+        memory_bound: the stated memory bound of the run.
     """
 
     catalog: Path
@@ -97,15 +99,13 @@ def add_log_relations(
         min_count: pairs touched by fewer users are left out.
         window: seconds; items pair up only when touched within this time of each other.
         max_items_per_user: users with more items keep their most recent ones.
-        memory_mb: DuckDB's memory limit; past it, it spills to a temporary folder next to ``output``.
+        memory_mb: DuckDB's memory limit (past it, it spills to a temporary folder next to
+            ``output``); the sparse product of the pair counting uses up to 3/4 of it besides.
         threads: DuckDB's threads (default: one per CPU).
         cluster: group the new edges into this many relation types named from what the
             linked items share (their ``categories`` and text).
         seed: seeds the clustering.
         skip_invalid: skip bad log rows (counted) instead of stopping at the first.
-
-    Returns:
-        A :class:`LogRelationsSummary`.
 
     Raises:
         InputDataError: a missing or bad catalogue or log (``file:line: problem``), or no edges
@@ -122,28 +122,26 @@ def add_log_relations(
         >>> summary = add_log_relations(d / "items.jsonl", d / "orders.csv", d / "out.jsonl",
         ...                             columns=LogColumns("customer", "sku"))
         >>> (d / "out.jsonl").read_text().splitlines()[0]
-        '{"id": "A", "text": "tent", "relations": {"bought by the same customers": ["B"]}}'
+        '{"id":"A","text":"tent","relations":{"bought by the same customers":["B"]}}'
     """
-    catalog = check_input(catalog)
-    output = Path(output)
+    catalog, output = check_input(catalog), Path(output)
     if not isinstance(relation, str) or not relation.strip():
         raise UsageError("the relation description must be a non-empty string")
-    relation = relation.strip()
     if cluster is not None and cluster < 1:
         raise UsageError("--cluster must be at least 1")
-    if output.exists() and output.is_dir():
+    if output.is_dir():
         raise UsageError(f"--output {output} is a folder; give a .jsonl file path")
     if Path(log).exists() and output.resolve() == Path(log).resolve():
         raise UsageError("--output must not be the log itself")
     summary = LogRelationsSummary(catalog=catalog, log=Path(log), output=output)
-
-    index, documents = _read_ids(catalog, with_documents=bool(cluster))
-    summary.memory_bound = describe_memory_bound(len(index), top_k, memory_mb)
+    summary.memory_bound = describe_memory_bound(memory_mb)
     output.parent.mkdir(parents=True, exist_ok=True)
     spill = Path(tempfile.mkdtemp(prefix=".rcml-duckdb-", dir=output.parent))
+    fd, staged = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
     try:
         with connect(memory_mb, threads, spill) as con:
-            load_items(con, list(index))
+            summary.items = load_catalog(con, catalog)
             read_log(
                 con,
                 log,
@@ -152,126 +150,121 @@ def add_log_relations(
                 skip_invalid=skip_invalid,
                 stats=summary.log_stats,
             )
-            edges = cooccurrence_edges(
-                con,
-                "events",
-                len(index),
-                top_k=top_k,
-                score=score,
-                min_count=min_count,
-                window=window,
-                max_items_per_user=max_items_per_user,
+            options = {"top_k": top_k, "score": score, "min_count": min_count, "window": window}
+            summary.counting = count_pairs(
+                con, max_items_per_user=max_items_per_user, memory_mb=memory_mb, **options
             )
+            if not summary.counting.edges:
+                raise InputDataError(_why_no_edges(summary, min_count), path=str(log))
+            _name_edges(con, relation.strip(), cluster, seed)
+            summary.edges = _write(con, staged)
+        os.chmod(staged, 0o666 & ~_umask())
+        os.replace(staged, output)
     except ValueError as exc:
         if isinstance(exc, InputDataError):
             raise
         raise UsageError(str(exc)) from None
+    except (duckdb.IOException, OSError) as exc:
+        raise ServiceError(f"cannot write {output}: {_first_line(exc)}; nothing was written") from None
     except duckdb.Error as exc:
         raise ServiceError(
             f"DuckDB failed: {_first_line(exc)} (--memory-mb {memory_mb:g}, spilling to {spill})"
         ) from None
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    summary.counting = edges.stats
-    if not len(edges):
-        raise InputDataError(_why_no_edges(summary, min_count), path=str(log))
-
-    names: list[str] = [relation]
-    labels = np.zeros(len(edges), dtype=np.int32)
-    if cluster and len(edges):
-        types = cluster_edges(documents, edges.sources, edges.targets, cluster, seed=seed, prefix=relation)
-        names, labels = types.names, types.labels
-    documents.clear()
-
-    ids = list(index)
-    starts = np.searchsorted(edges.sources, np.arange(len(ids) + 1))
-    written: dict[str, int] = {}
-
-    def records() -> Iterator[dict[str, Any]]:
-        for number, record in enumerate(_records(catalog)):
-            lo, hi = starts[number], starts[number + 1]
-            if hi > lo:
-                relations = record.get("relations")
-                relations = dict(relations) if isinstance(relations, dict) else {}
-                for target, label in zip(edges.targets[lo:hi].tolist(), labels[lo:hi].tolist(), strict=True):
-                    name = names[label]
-                    bucket = list(relations.get(name, []))
-                    if ids[target] not in bucket:
-                        bucket.append(ids[target])
-                        written[name] = written.get(name, 0) + 1
-                    relations[name] = bucket
-                record["relations"] = relations
-            summary.items += 1
-            yield record
-
-    try:
-        write_catalog(records(), output)
-    except OSError as exc:
-        raise ServiceError(f"cannot write {output}: {exc.strerror or exc}; nothing was written") from None
-    summary.edges = dict(sorted(written.items(), key=lambda kv: (-kv[1], kv[0])))
-    if cluster:
-        summary.relation_types = list(summary.edges.items())
+        Path(staged).unlink(missing_ok=True)
+    summary.relation_types = list(summary.edges.items()) if cluster else []
     return summary
 
 
-def _read_ids(catalog: Path, with_documents: bool) -> tuple[dict[str, int], list[str]]:
-    """Pass 1: item id -> number, in file order (and one clustering document per item)."""
-    index: dict[str, int] = {}
-    first_line: dict[str, int] = {}
-    documents: list[str] = []
-    where = str(catalog)
-    for number, raw in iter_lines(catalog):
-        if not raw.strip():
-            continue
-        record = _parse(raw, where, number)
-        item_id = record.get("id")
-        if not isinstance(item_id, str) or not item_id.strip():
-            raise InputDataError("missing or empty 'id' (a non-empty string)", path=where, line=number)
-        if item_id in index:
-            raise InputDataError(
-                f"duplicate id {item_id!r} (first seen on line {first_line[item_id]})",
-                path=where,
-                line=number,
-            )
-        index[item_id] = len(index)
-        first_line[item_id] = number
-        if with_documents:
-            documents.append(_document(record))
-    if not index:
-        raise InputDataError("no items (the file is empty)", path=where)
-    return index, documents
+def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """The tables ``catalog`` (``record`` JSON, ``num`` in file order) and ``items`` (``id``, ``num``).
 
-
-def _records(catalog: Path) -> Iterator[dict[str, Any]]:
-    where = str(catalog)
-    for number, raw in iter_lines(catalog):
-        if raw.strip():
-            yield _parse(raw, where, number)
-
-
-def _parse(raw: bytes, where: str, number: int) -> dict[str, Any]:
+    Raises:
+        InputDataError: ``file:line: problem`` for bad JSON, a record that is not an object,
+            without a non-empty string ``id`` or with an ``id`` seen before, or no records at all.
+    """
+    con.execute("SET preserve_insertion_order = true")  # rowid: the file order
     try:
-        record = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
-    except UnicodeDecodeError:
-        raise InputDataError("not UTF-8", path=where, line=number) from None
-    except (ValueError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise InputDataError(f"bad JSON: {detail}", path=where, line=number) from None
-    if not isinstance(record, dict):
-        raise InputDataError(f"expected a JSON object, got {type(record).__name__}", path=where, line=number)
-    return record
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE catalog AS SELECT json AS record
+            FROM read_json_objects({sql(str(path))}, format='newline_delimited')""")
+    except duckdb.InvalidInputException as exc:
+        raise input_error(exc, [path]) from None
+    con.execute("""CREATE OR REPLACE TEMP TABLE items AS SELECT record ->> 'id' AS id, rowid::INTEGER AS num,
+        CASE WHEN json_type(record) <> 'OBJECT' THEN 'expected a JSON object, got ' || lower(json_type(record))
+             WHEN json_type(record, 'id') IS DISTINCT FROM 'VARCHAR' OR trim(id) = ''
+             THEN 'missing or empty ''id'' (a non-empty string)' END AS problem FROM catalog""")
+    con.execute("SET preserve_insertion_order = false")
+    bad = con.execute(
+        "SELECT num, problem FROM items WHERE problem IS NOT NULL ORDER BY num LIMIT 1"
+    ).fetchone()
+    if bad:
+        raise InputDataError(bad[1], path=str(path), line=line_numbers(path, [bad[0]])[0])
+    twice = con.execute("""SELECT id, list(num ORDER BY num)[1:2] AS n FROM items GROUP BY id
+        HAVING count(*) > 1 ORDER BY n[2] LIMIT 1""").fetchone()
+    if twice:
+        first, again = line_numbers(path, twice[1])
+        raise InputDataError(
+            f"duplicate id {twice[0]!r} (first seen on line {first})", path=str(path), line=again
+        )
+    items = con.execute("SELECT count(*) FROM items").fetchone()[0]
+    if not items:
+        raise InputDataError("no items (the file is empty)", path=str(path))
+    return items
 
 
-def _document(record: dict[str, Any]) -> str:
-    """The clustering document of a catalogue item: its categories and the start of its text."""
-    categories = record.get("categories")
-    names = [c.lower() for c in categories if isinstance(c, str)] if isinstance(categories, list) else []
-    text = record.get("text") if isinstance(record.get("text"), str) else ""
-    return "\x1f".join(names) + "\x1e" + text[:_TITLE_CHARS]
+def _name_edges(con: duckdb.DuckDBPyConnection, relation: str, cluster: int | None, seed: int) -> None:
+    """The table ``named`` (``src``, ``dst``, ``rank``, ``name``): ``edges`` under their relation names."""
+    if not cluster:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE named AS SELECT *, {sql(relation)} AS name FROM edges")
+        return
+    documents = [
+        d
+        for (d,) in con.execute("""SELECT coalesce(lower(array_to_string(
+        json_extract_string(record, '$.categories[*]'), chr(31))), '') || chr(30) ||
+        coalesce(left(json_extract_string(record, '$.text'), 200), '') FROM catalog ORDER BY rowid""").fetchall()
+    ]
+    edges = con.execute("SELECT src, dst, rank FROM edges ORDER BY src, rank").fetchnumpy()
+    types = cluster_edges(documents, edges["src"], edges["dst"], cluster, seed=seed, prefix=relation)
+    edges["name"] = pa.DictionaryArray.from_arrays(pa.array(types.labels), pa.array(types.names))
+    con.register("labelled", pa.table(edges))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE named AS SELECT src, dst, rank, name::VARCHAR AS name FROM labelled"
+    )
+    con.unregister("labelled")
+
+
+def _write(con: duckdb.DuckDBPyConnection, path: str) -> dict[str, int]:
+    """Writes every ``catalog`` record, in order, with the ``named`` edges merged into its relations.
+
+    Returns:
+        Relation name -> edges written (targets already listed under the name are not repeated).
+    """
+    con.execute("""CREATE OR REPLACE TEMP TABLE merged AS
+        SELECT src, name, coalesce(TRY_CAST(json_extract(record, '/relations/' ||
+               replace(replace(name, '~', '~0'), '/', '~1')) AS VARCHAR[]), []) AS old, list(id ORDER BY rank) AS new
+        FROM named JOIN items ON num = dst JOIN catalog ON catalog.rowid = src GROUP BY src, name, record""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE patches AS SELECT src, json_object('relations',
+        json_group_object(name, list_concat(old, list_filter(new, lambda t: NOT list_contains(old, t))))) AS patch
+        FROM merged GROUP BY src""")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(f"""COPY (SELECT coalesce(json_merge_patch(record, patch), record) FROM catalog
+        LEFT JOIN patches ON src = catalog.rowid ORDER BY catalog.rowid)
+        TO {sql(path)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f')""")
+    written = con.execute("""SELECT name, sum(len(list_filter(new, lambda t: NOT list_contains(old, t))))::BIGINT
+        AS n FROM merged GROUP BY name ORDER BY n DESC, name""").fetchall()
+    return dict(written)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    errno = re.search(r'"errno":"(\d+)"', str(exc))  # DuckDB's I/O errors: the system's reason
+    text = os.strerror(int(errno.group(1))) if errno else getattr(exc, "strerror", None) or str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -285,23 +278,16 @@ def _why_no_edges(summary: LogRelationsSummary, min_count: int) -> str:
     return why + f"; {counting.users:,} customers made {counting.pairs:,} pairs (--min-count {min_count})"
 
 
-def describe_memory_bound(n_items: int, top_k: int, memory_mb: float) -> str:
+def describe_memory_bound(memory_mb: float) -> str:
     """A sentence stating the memory bound of a run (for reports and ``--help``).
 
-    DuckDB stays within ``memory_mb`` (it spills to disk past it); Python holds the item ids
-    (about 150 bytes each, twice while they are handed to DuckDB) and the kept edges (12 bytes
-    each, three columns), and about 250 MB of modules and DuckDB's own bookkeeping (measured: 10M
-    rows, 1M items, top 10: 1,587 MB peak RSS at ``memory_mb=1024``).
+    DuckDB stays within ``memory_mb`` (it spills to disk past it); the sparse product of the pair
+    counting holds at most 3/4 of it besides, and there are about 250 MB of modules and DuckDB's
+    own bookkeeping.
 
     Example:
-        >>> print(describe_memory_bound(1_000_000, 10, 1024))
-        about 1,676 MB: 1,024 MB for DuckDB + 287 MB of item ids + 115 MB of edges + 250 MB of runtime
+        >>> print(describe_memory_bound(1024))
+        about 2,042 MB: 1,024 MB for DuckDB + 768 MB for the sparse product + 250 MB of runtime
     """
-    mb = 1 << 20
-    ids = math.ceil(n_items * 300 / mb)
-    edges = math.ceil(n_items * max(top_k, 1) * 12 / mb)
-    total = math.ceil(memory_mb) + ids + edges + 250
-    return (
-        f"about {total:,} MB: {memory_mb:,g} MB for DuckDB + {ids:,} MB of item ids + "
-        f"{edges:,} MB of edges + 250 MB of runtime"
-    )
+    total = int(memory_mb * 1.75) + 250
+    return f"about {total:,} MB: {memory_mb:,g} MB for DuckDB + {memory_mb * 0.75:,g} MB for the sparse product + 250 MB of runtime"

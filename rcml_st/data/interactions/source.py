@@ -1,7 +1,7 @@
 """Reading interaction logs with DuckDB: (who, item, when) rows from CSV, TSV, JSON Lines or Parquet.
 
 "Who" is whatever groups the items that co-occur: a customer, an order or a session id. A log is
-one file or a glob of files (``orders/*.parquet``), gzip or not. The rows become a DuckDB table
+one file or a glob of files (``orders/*.parquet``), gzip or not. The rows become a DuckDB view
 ``events`` of (user hash, catalogue item number, time in seconds); each bad row is one
 :class:`~rcml_st.errors.InputDataError` (``file:line: problem``; ``file: row N: problem`` for
 Parquet) or, with ``skip_invalid``, counted in :class:`LogStats` and left out.
@@ -16,18 +16,17 @@ from __future__ import annotations
 import collections
 import csv
 import glob
-import gzip
-import io
 import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from rcml_st.data.amazon.reader import check_input, is_gzip
+from rcml_st.data.amazon.reader import check_input, iter_lines
 from rcml_st.errors import InputDataError, UsageError
 
 #: The log formats :func:`read_log` reads.
@@ -120,27 +119,14 @@ def ident(name: str) -> str:
 
 
 def time_sql(expr: str, column_type: str = "VARCHAR") -> str:
-    """SQL for seconds from a time column: numbers (s, or ms above 10^11), ISO 8601, timestamps.
-
-    NULL where the value is none of these. Example: ``time_sql('"ts"')``.
-    """
+    """SQL for seconds from a time column: numbers (s, or ms above 10^11), ISO 8601, timestamps; else NULL."""
     if column_type.startswith(("TIMESTAMP", "DATE")):
         return f"epoch({expr}::TIMESTAMPTZ)"
-    number = f"TRY_CAST(CAST({expr} AS VARCHAR) AS DOUBLE)"
+    number, text = f"TRY_CAST(CAST({expr} AS VARCHAR) AS DOUBLE)", f"CAST({expr} AS VARCHAR)"
     return (
         f"CASE WHEN isfinite({number}) THEN (CASE WHEN abs({number}) > 1e11 THEN {number} / 1000.0 "
-        f"ELSE {number} END) ELSE epoch(TRY_CAST(CAST({expr} AS VARCHAR) AS TIMESTAMPTZ)) END"
+        f"ELSE {number} END) ELSE epoch(TRY_CAST({text} AS TIMESTAMPTZ)) END"
     )
-
-
-def log_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The files of a log: one path, or the sorted matches of a glob pattern."""
-    if glob.has_magic(str(path)):
-        files = sorted(Path(p) for p in glob.glob(str(path)))
-        if not files:
-            raise InputDataError("no file matches this pattern", path=str(path))
-        return [check_input(p) for p in files]
-    return [check_input(path)]
 
 
 def scan_sql(files: list[Path], fmt: str, columns: list[str]) -> str:
@@ -151,105 +137,61 @@ def scan_sql(files: list[Path], fmt: str, columns: list[str]) -> str:
     types = "{" + ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in columns) + "}"
     if fmt == "jsonl":
         return f"read_json({names}, format='newline_delimited', columns={types})"
-    header = _csv_header(files[0], fmt)
+    sep = "," if fmt == "csv" else "\t"
+    header = [name.strip() for name in next(csv.reader(_text(files[0]), delimiter=sep), [])]
     missing = [c for c in columns if c not in header]
     if missing:
         problem = f"no column {missing[0]!r} in the header (columns: {', '.join(header) or 'none'})"
         raise InputDataError(problem, path=str(files[0]), line=1)
     types = "{" + ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in header) + "}"
-    delim = "," if fmt == "csv" else "\\t"
     return (
-        f"read_csv({names}, columns={types}, auto_detect=false, skip=1, header=false, delim=E'{delim}', "
+        f"read_csv({names}, columns={types}, auto_detect=false, skip=1, header=false, delim=E'{sep}', "
         "quote='\"', escape='\"', strict_mode=true)"
     )
 
 
-def _csv_header(path: Path, fmt: str) -> list[str]:
-    with _open_text(path) as fh:
-        header = next(csv.reader(fh, delimiter="," if fmt == "csv" else "\t"), [])
-    return [name.strip() for name in header]
+def _text(path: Path) -> Iterator[str]:
+    return (raw.decode("utf-8-sig" if n == 1 else "utf-8", "replace") for n, raw in iter_lines(path))
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115 - closed with it
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
-def check_rows(
-    con: duckdb.DuckDBPyConnection, table: str, scan: str, fmt: str, skip_invalid: bool, stats: LogStats
-) -> None:
-    """Counts the rows of ``table`` (from ``scan``) by ``reason``; the first bad row stops the run.
-
-    ``table`` has a ``reason`` column (NULL for a good row) and a ``bad`` flag (a bad row, not
-    one filtered out by an option). Bad rows are found again in ``scan`` (columns ``filename``,
-    ``reason``, ``problem``, in file order) to say where the first of each kind is.
-
-    Raises:
-        InputDataError: ``file:line: problem`` for the first bad row, unless ``skip_invalid``.
-    """
-    counts = con.execute(f"SELECT reason, bool_or(bad), count(*) FROM {table} GROUP BY reason").fetchall()
-    stats.rows += sum(n for _, _, n in counts)
-    bad = {reason for reason, is_bad, _ in counts if reason is not None and is_bad}
-    stats.skipped.update({reason: n for reason, _, n in counts if reason is not None})
-    if not bad:
-        return
-    con.execute("SET preserve_insertion_order = true")
-    rows: collections.Counter[str] = collections.Counter()
-    found: dict[str, str] = {}
-    for batch in con.sql(f"SELECT filename, reason, problem FROM {scan}").to_arrow_reader(1 << 16):
-        for name, reason, problem in zip(*(c.to_pylist() for c in batch.columns), strict=True):
-            rows[name] += 1
-            if reason in bad and reason not in found:
-                error = _row_error(Path(name), fmt, rows[name], problem)
-                if not skip_invalid:
-                    raise error
-                found[reason] = str(error)
-        if len(found) == len(bad):
-            break
-    con.execute("SET preserve_insertion_order = false")
-    stats.skip_examples.update(found)
-
-
-def _row_error(path: Path, fmt: str, row: int, problem: str) -> InputDataError:
-    """``file:line: problem`` for data row ``row`` (1-based) of a file; ``file: row N`` for Parquet."""
-    if fmt == "parquet":
-        return InputDataError(f"row {row}: {problem}", path=str(path))
-    with _open_text(path) as fh:
-        if fmt == "jsonl":
-            lines = (n for n, line in enumerate(fh, 1) if line.strip())
-            return InputDataError(
-                problem, path=str(path), line=next(n for i, n in enumerate(lines, 1) if i == row)
-            )
-        reader = csv.reader(fh, delimiter="," if fmt == "csv" else "\t")
-        data = (reader.line_num for fields in reader if any(f.strip() for f in fields))
-        return InputDataError(problem, path=str(path), line=next(n for i, n in enumerate(data) if i == row))
+def line_numbers(path: Path, rows: list[int], fmt: str = "jsonl") -> list[int]:
+    """The line numbers of data rows (0-based, in file order; blank lines and a CSV header skipped)."""
+    if fmt == "jsonl":
+        lines = (number for number, raw in iter_lines(path) if raw.strip())
+    else:
+        reader = csv.reader(_text(path), delimiter="," if fmt == "csv" else "\t")
+        lines = (reader.line_num for fields in reader if any(f.strip() for f in fields))
+        next(lines, None)
+    wanted, found = set(rows), {}
+    for row, line in enumerate(lines):
+        if row in wanted:
+            found[row] = line
+            if len(found) == len(wanted):
+                break
+    return [found[row] for row in rows]
 
 
 def input_error(exc: duckdb.Error, files: list[Path]) -> InputDataError:
-    """A DuckDB reading error as ``file:line: problem``.
-
-    A CSV error names its line; for a JSON error, the first line of the file that is not JSON is
-    found again here (DuckDB's own line number is off by one in some versions).
-    """
+    """A DuckDB reading error as ``file:line: problem`` (a JSON error's line found again here)."""
     message = str(exc)
-    first = message.split(": ", 1)[-1].strip().splitlines()[0]
     json_error = re.search(r'Malformed JSON in file "(.*?)", at byte \d+ in line \d+: (.*)', message)
     if json_error:
         path = Path(json_error.group(1))
-        with _open_text(path) as fh:
-            for number, raw in enumerate(fh, 1):
-                try:
-                    json.loads(raw) if raw.strip() else None
-                except ValueError as bad:
-                    return InputDataError(f"bad JSON: {bad}", path=str(path), line=number)
+        for number, raw in iter_lines(path):
+            try:
+                json.loads(raw) if raw.strip() else None
+            except ValueError as bad:
+                problem = "not UTF-8" if isinstance(bad, UnicodeDecodeError) else f"bad JSON: {bad}"
+                return InputDataError(problem, path=str(path), line=number)
         return InputDataError(f"bad JSON: {json_error.group(2).strip()}", path=str(path))
-    csv_line = re.search(r"CSV Error on Line: (\d+)", message)
+    line = re.search(r"CSV Error on Line: (\d+)", message)
     where = re.search(r"\n\s*file = (.*)\n", message)
-    path = where.group(1) if where else str(files[0])
     columns = re.search(r"\nExpected Number of Columns: (\d+) Found: (\d+)", message)
+    problem = message.split(": ", 1)[-1].strip().splitlines()[0]
     if columns:
-        first = f"{columns.group(2)} fields, the header has {columns.group(1)}"
-    return InputDataError(first, path=path, line=int(csv_line.group(1)) if csv_line else None)
+        problem = f"{columns.group(2)} fields, the header has {columns.group(1)}"
+    path = where.group(1) if where else str(files[0])
+    return InputDataError(problem, path=path, line=int(line.group(1)) if line else None)
 
 
 def connect(
@@ -262,35 +204,51 @@ def connect(
     return con
 
 
-def load_items(con: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
-    """The table ``items`` (``id``, ``num``: the catalogue order) the log's item ids are joined to."""
-    import pyarrow as pa
-
-    con.register("item_ids", pa.table({"id": ids, "num": pa.array(range(len(ids)), pa.int32())}))
-    con.execute("CREATE OR REPLACE TEMP TABLE items AS SELECT * FROM item_ids")
-    con.unregister("item_ids")
-
-
 def load_events(
     con: duckdb.DuckDBPyConnection, parsed: str, fmt: str, skip_invalid: bool, stats: LogStats
 ) -> None:
-    """Makes the view ``events`` (u, item, time) from ``parsed``, a query of rows in file order.
+    """Makes the view ``events`` (u, item, time) of the rows of ``parsed`` whose item is in ``items``.
 
-    ``parsed`` has the columns ``filename``, ``u`` and ``it`` (text, NULL when missing), ``tm``
-    (seconds or NULL), ``reason`` (NULL for a good row), ``bad`` and ``problem``
-    (see :func:`check_rows`). Rows of items not in ``items`` are left out and counted.
+    ``parsed`` has the columns ``filename``, ``u`` and ``it`` (text), ``tm`` (seconds or NULL),
+    ``reason`` (NULL for a row to keep), ``bad`` (a bad row, not one filtered out by an option)
+    and ``problem``. Rows of items not in ``items`` are left out and counted.
+
+    Raises:
+        InputDataError: ``file:line: problem`` for the first bad row, unless ``skip_invalid``.
     """
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE log_rows AS
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE log_rows AS
         SELECT hash(u) AS u, num AS item, coalesce(tm, 0.0) AS time, reason, bad,
                CASE WHEN num IS NULL AND reason IS NULL THEN it END AS unknown
         FROM ({parsed}) p LEFT JOIN items ON p.it = items.id""")
-    check_rows(con, "log_rows", f"({parsed})", fmt, skip_invalid, stats)
-    unknown, example = con.execute("SELECT count(unknown), min(unknown) FROM log_rows").fetchone()
-    stats.unknown_items, stats.unknown_example = unknown, example
+    counts = con.execute("SELECT reason, bool_or(bad), count(*) FROM log_rows GROUP BY reason").fetchall()
+    stats.rows += sum(n for *_, n in counts)
+    stats.skipped.update({reason: n for reason, _, n in counts if reason is not None})
+    stats.unknown_items, stats.unknown_example = con.execute(
+        "SELECT count(unknown), min(unknown) FROM log_rows"
+    ).fetchone()
+    bad = {reason for reason, is_bad, _ in counts if reason is not None and is_bad}
+    if bad:  # the first bad row of each kind, in file order: its row in its file, then its line
+        con.execute("SET preserve_insertion_order = true")
+        rows: collections.Counter[str] = collections.Counter()
+        found: dict[str, tuple[str, int, str]] = {}
+        for batch in con.sql(f"SELECT filename, reason, problem FROM ({parsed})").to_arrow_reader(1 << 16):
+            for name, reason, problem in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                rows[name] += 1
+                if reason in bad and reason not in found:
+                    found[reason] = (name, rows[name] - 1, problem)
+            if len(found) == len(bad):
+                break
+        con.execute("SET preserve_insertion_order = false")
+        for reason, (name, row, problem) in found.items():
+            if fmt == "parquet":
+                error = InputDataError(f"row {row + 1}: {problem}", path=name)
+            else:
+                error = InputDataError(problem, path=name, line=line_numbers(Path(name), [row], fmt)[0])
+            if not skip_invalid:
+                raise error
+            stats.skip_examples[reason] = str(error)
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW events AS "
-        "SELECT u, item, time FROM log_rows WHERE reason IS NULL AND item IS NOT NULL"
+        "CREATE OR REPLACE TEMP VIEW events AS SELECT u, item, time FROM log_rows WHERE reason IS NULL AND item IS NOT NULL"
     )
 
 
@@ -302,48 +260,49 @@ def read_log(
     fmt: str | None = None,
     skip_invalid: bool = False,
     stats: LogStats,
-) -> list[Path]:
-    """Reads a log (a file or a glob) into the view ``events``; returns its files.
+) -> None:
+    """Reads a log (a file or a glob) into the view ``events``, joined to the table ``items`` (id, num).
 
     Raises:
         InputDataError: ``file:line: problem`` for a bad row (unless ``skip_invalid``), a bad
             line or a missing column.
     """
-    files = log_files(path)
+    files = (
+        [check_input(p) for p in sorted(glob.glob(str(path)))]
+        if glob.has_magic(str(path))
+        else [check_input(path)]
+    )
+    if not files:
+        raise InputDataError("no file matches this pattern", path=str(path))
     fmt = fmt or detect_log_format(files[0])
     if fmt not in LOG_FORMATS:
         raise UsageError(f"unknown log format {fmt!r} (use one of {', '.join(LOG_FORMATS)})")
     wanted = [c for c in (columns.user, columns.item, columns.time) if c is not None]
     scan = scan_sql(files, fmt, wanted)
-    time_type = "VARCHAR"
+    schema = dict.fromkeys(wanted, "VARCHAR")
     if fmt == "parquet":
-        schema = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        schema = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         missing = [c for c in wanted if c not in schema]
         if missing:
-            problem = f"no column {missing[0]!r} (columns: {', '.join(schema) or 'none'})"
-            raise InputDataError(problem, path=str(files[0]))
-        time_type = schema.get(columns.time or "", "VARCHAR")
+            raise InputDataError(
+                f"no column {missing[0]!r} (columns: {', '.join(schema)})", path=str(files[0])
+            )
     user, item = (f"nullif(trim(CAST({ident(c)} AS VARCHAR)), '')" for c in (columns.user, columns.item))
-    if columns.time is None:
-        tm, time_reason, raw = "0.0", "", "NULL"
-    else:
-        tm, raw = time_sql(ident(columns.time), time_type), f"CAST({ident(columns.time)} AS VARCHAR)"
+    tm, raw, time_reason = "0.0", "NULL", ""
+    if columns.time is not None:
+        tm, raw = (
+            time_sql(ident(columns.time), schema[columns.time]),
+            f"CAST({ident(columns.time)} AS VARCHAR)",
+        )
         time_reason = "WHEN tm IS NULL THEN 'bad time'"
-    not_a_time = sql_string(f"{columns.time!r}: not a time (a number or ISO 8601): ")
-    problem = (
-        f"CASE WHEN u IS NULL THEN {sql_string(f'empty or missing {columns.user!r}')} "
-        f"WHEN it IS NULL THEN {sql_string(f'empty or missing {columns.item!r}')} "
-        f"ELSE {not_a_time} || coalesce(raw, 'none') END"
-    )
     missing_user, missing_item = (sql_string(f"missing {c}") for c in (columns.user, columns.item))
-    parsed = f"""
-        SELECT filename, u, it, tm, reason, TRUE AS bad,
-               CASE WHEN reason IS NOT NULL THEN {problem} END AS problem
-        FROM (SELECT *, CASE WHEN u IS NULL THEN {missing_user}
-                             WHEN it IS NULL THEN {missing_item} {time_reason} END AS reason
-              FROM (SELECT filename, {user} AS u, {item} AS it, {tm} AS tm, {raw} AS raw FROM {scan}))"""
+    empty_user, empty_item = (sql_string(f"empty or missing {c!r}") for c in (columns.user, columns.item))
+    not_a_time = sql_string(f"{columns.time!r}: not a time (a number or ISO 8601): ")
+    parsed = f"""SELECT filename, u, it, tm, reason, TRUE AS bad, CASE WHEN u IS NULL THEN {empty_user}
+            WHEN it IS NULL THEN {empty_item} ELSE {not_a_time} || coalesce(raw, 'none') END AS problem
+        FROM (SELECT *, CASE WHEN u IS NULL THEN {missing_user} WHEN it IS NULL THEN {missing_item} {time_reason} END
+              AS reason FROM (SELECT filename, {user} AS u, {item} AS it, {tm} AS tm, {raw} AS raw FROM {scan}))"""
     try:
         load_events(con, parsed, fmt, skip_invalid, stats)
     except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
         raise input_error(exc, files) from None
-    return files
