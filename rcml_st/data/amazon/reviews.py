@@ -1,65 +1,40 @@
-"""Amazon review files as an interaction log: "reviewed by the same customers", counted by DuckDB.
+"""Amazon review files as an interaction log: "reviewed by the same customers", counted as in ``prepare log``.
 
 The 2023 release's metadata has no co-purchase lists (``bought_together`` is ``null``); its
-co-purchase structure is in the review files. Each review is one JSON line:
+co-purchase structure is in the review files, one JSON line per review: ``user_id``,
+``parent_asin`` (the item: the metadata is keyed by it), ``timestamp`` (ms), ``rating``,
+``verified_purchase`` (2023, ``<Category>.jsonl``); ``reviewerID``, ``asin``, ``unixReviewTime``,
+``overall``, ``verified`` (2018, ``<Category>.json.gz``; 2014: without ``verified``, all kept).
 
-- **2023** (``<Category>.jsonl``): ``rating``, ``title``, ``text``, ``images``, ``asin``,
-  ``parent_asin``, ``user_id``, ``timestamp`` (ms), ``helpful_vote``, ``verified_purchase``.
-  The metadata is keyed by ``parent_asin``, so that is the item.
-- **2018** (``<Category>.json.gz``): ``reviewerID``, ``asin``, ``overall``, ``unixReviewTime``,
-  ``verified``, ``reviewText``, ...
-- **2014** (``reviews_<Category>.json.gz``): as 2018 without ``verified``.
-
-Only verified purchases count by default (a review without the flag, as in 2014, is kept);
-``min_rating`` keeps reviews rated at least that many stars.
-
-Signal over noise: by default a pair of products must have been reviewed by at least
-:data:`MIN_CO_REVIEWS` (2) customers. One customer reviewing two products says little (a
-stray purchase, a gift, a second household); on a generated 2023-format catalogue (200 products
-in 20 themes, customers reviewing within a theme plus 20% stray reviews) keeping every pair
-linked 16 partners per product of which 55% in the same theme, while 2 or more co-reviews keep
-over 85% in the same theme (``tests/data/test_amazon_reviews.py``).
+Signal over noise: one customer reviewing two products says little (a stray purchase, a gift), so
+by default a pair needs :data:`MIN_CO_REVIEWS` customers and :data:`CO_REVIEW_SIGNIFICANCE`
+standard deviations above chance: on a generated 2023-format catalogue (20 themes, 20% stray
+reviews) that keeps over 85% of edges within a theme, against 55% for every pair
+(``tests/data/test_amazon_reviews.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from rcml_st.data.amazon.reader import check_input, iter_lines
 from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, count_pairs
-from rcml_st.data.interactions.source import (
-    LogStats,
-    connect,
-    ident,
-    input_error,
-    load_events,
-    scan_sql,
-    time_sql,
-)
-from rcml_st.data.interactions.source import sql_string as sql
+from rcml_st.data.interactions.source import LogColumns, LogStats, read_log, session
 from rcml_st.errors import InputDataError
 
 #: The relation description of items reviewed by the same customers.
 REVIEW_RELATION = "reviewed by the same customers"
 #: Pairs reviewed together by fewer customers are left out by default.
 MIN_CO_REVIEWS = 2
-#: By default a pair is kept only when reviewed together this many standard deviations more
-#: often than customers reviewing at random would (see :func:`count_pairs`).
+#: By default a pair is kept only when reviewed together this many standard deviations more often
+#: than by chance (see :func:`~rcml_st.data.interactions.count_pairs`).
 CO_REVIEW_SIGNIFICANCE = 3.0
 
 NOT_VERIFIED = "not a verified purchase"
 LOW_RATING = "rated under --min-rating"
-
-# Field names: (user, item, item fallback, time, rating, verified) per release family.
-_FIELDS_2023 = ("user_id", "parent_asin", "asin", "timestamp", "rating", "verified_purchase")
-_FIELDS_2018 = ("reviewerID", "asin", "asin", "unixReviewTime", "overall", "verified")
 
 
 def review_edges(
@@ -77,7 +52,7 @@ def review_edges(
     temp_dir: str | os.PathLike[str] | None = None,
     stats: LogStats | None = None,
 ) -> tuple[dict[str, list[str]], CooccurrenceStats]:
-    """Each product's ``top_k`` partners reviewed by the same customers (at least ``min_count``).
+    """Each product's ``top_k`` partners reviewed by the same customers, most co-reviews first.
 
     Args:
         path: a review file (2014, 2018 or 2023 release), gzip or not.
@@ -85,12 +60,8 @@ def review_edges(
         verified_only: leave out reviews flagged as not a verified purchase.
         min_rating: leave out reviews rated under this (1-5).
         skip_invalid: skip and count bad reviews (no customer, no product) instead of failing.
-        top_k: partners kept per product, most co-reviews first (ties: catalogue order).
-        min_count: pairs reviewed together by fewer customers are left out.
-        max_items_per_user: a customer with more reviewed products keeps the most recent ones.
-        significance: a pair must be reviewed together this many standard deviations more often
-            than by chance (0: any count from ``min_count`` on).
-        memory_mb: DuckDB's memory limit (it spills to ``temp_dir`` past it).
+        top_k, min_count, max_items_per_user, significance, memory_mb: as in
+            :func:`~rcml_st.data.interactions.count_pairs`.
         temp_dir: where DuckDB spills (default: the system's temporary folder).
         stats: reviews read and left out (not verified, low rating), by reason.
 
@@ -110,45 +81,44 @@ def review_edges(
         {'B1': ['B2'], 'B2': ['B1']}
     """
     path = check_input(path)
-    stats = stats if stats is not None else LogStats()
-    fields = _fields(path)
-    user, item, fallback, when, rating, verified = map(ident, fields)
-    text = "nullif(trim(CAST({} AS VARCHAR)), '')".format
-    filters = f"WHEN {verified} = 'false' THEN {sql(NOT_VERIFIED)} " if verified_only else ""
+    user, item, when, rating, verified = _fields(path)
+    filters = {NOT_VERIFIED: (verified, "{} = 'false'")} if verified_only else {}
     if min_rating is not None:
-        filters += f"WHEN coalesce(TRY_CAST({rating} AS DOUBLE) < {float(min_rating)!r}, TRUE) THEN {sql(LOW_RATING)} "
-    parsed = f"""
-        SELECT filename, u, it, tm, reason, reason LIKE 'no %' AS bad, 'review without ' || replace(reason, 'no ', '') AS problem
-        FROM (SELECT filename, u, it, tm, CASE WHEN u IS NULL THEN {sql(f"no {fields[0]!r}")}
-                     WHEN it IS NULL THEN {sql(f"no {fields[1]!r}")} {filters}END AS reason
-              FROM (SELECT *, filename, {text(user)} AS u, coalesce({text(item)}, {text(fallback)}) AS it,
-                           {time_sql(when)} AS tm FROM {scan_sql([path], "jsonl", sorted(set(fields)))}))"""
-    spill = tempfile.mkdtemp(prefix=".rcml-duckdb-", dir=temp_dir)
-    try:
-        with connect(memory_mb, None, spill) as con:
-            con.register("ids", pa.table({"id": items, "num": pa.array(range(len(items)), pa.int32())}))
-            con.execute("CREATE TEMP TABLE items AS SELECT * FROM ids")
-            try:
-                load_events(con, parsed, "jsonl", skip_invalid, stats)
-            except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
-                raise input_error(exc, [path]) from None
-            options = {"top_k": top_k, "min_count": min_count, "significance": significance}
-            counting = count_pairs(con, max_items_per_user=max_items_per_user, memory_mb=memory_mb, **options)
-            partners = con.execute("""SELECT a.id, list(b.id ORDER BY rank) FROM edges
-                JOIN items a ON a.num = src JOIN items b ON b.num = dst GROUP BY a.id, a.num ORDER BY a.num""").fetchall()
-            return dict(partners), counting
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+        filters[LOW_RATING] = (rating, f"coalesce(TRY_CAST({{}} AS DOUBLE) < {float(min_rating)!r}, TRUE)")
+    stats = stats if stats is not None else LogStats()
+    with session(memory_mb, None, temp_dir) as con:
+        con.register("ids", pa.table({"id": items, "num": pa.array(range(len(items)), pa.int32())}))
+        con.execute("CREATE TEMP TABLE items AS SELECT * FROM ids")
+        read_log(
+            con,
+            path,
+            LogColumns(user, item, when),
+            stats,
+            fmt="jsonl",
+            skip_invalid=skip_invalid,
+            filters=filters,
+        )
+        options = {
+            "top_k": top_k,
+            "min_count": min_count,
+            "significance": significance,
+            "memory_mb": memory_mb,
+        }
+        counting = count_pairs(con, max_items_per_user=max_items_per_user, **options)
+        partners = con.execute("""SELECT a.id, list(b.id ORDER BY rank) FROM edges JOIN items a ON a.num = src
+            JOIN items b ON b.num = dst GROUP BY a.id, a.num ORDER BY a.num""").fetchall()
+    return dict(partners), counting
 
 
-def _fields(path: Path) -> tuple[str, ...]:
-    """The field names of the file's release, from its first review."""
+def _fields(path) -> tuple[str, ...]:
+    """The (user, item, time, rating, verified) fields of the file's release, from its first review."""
     for number, line in iter_lines(path):
         if line.strip():
             try:
                 record = json.loads(line)
             except ValueError as exc:
                 raise InputDataError(f"bad JSON: {exc}", path=str(path), line=number) from None
-            is_2023 = isinstance(record, dict) and ("user_id" in record or "parent_asin" in record)
-            return _FIELDS_2023 if is_2023 else _FIELDS_2018
-    return _FIELDS_2023
+            if isinstance(record, dict) and ("user_id" in record or "parent_asin" in record):
+                break
+            return ("reviewerID", "asin", "unixReviewTime", "overall", "verified")
+    return ("user_id", "parent_asin", "timestamp", "rating", "verified_purchase")
