@@ -98,17 +98,15 @@ def count_pairs(
         f" AND c - {e} >= {float(significance)!r} * sqrt({e})" if significance > 0 else ""
     )
     joins = "JOIN item_users a ON a.item = src JOIN item_users b ON b.item = dst" * (
-        value != "c" or "sqrt" in keep
+        value != "c" or e in keep
     )
-    order = "{'v': v, 'k': c::BIGINT * 4294967296 + (4294967295 - dst)}"  # then the count, then lower dst
-    pick = (
-        f"max_by({{'dst': dst, 'c': c}}, {order}, {top_k})"
-        if top_k
-        else f"list({{'dst': dst, 'c': c}} ORDER BY {order} DESC)"
-    )
-    con.execute("CREATE OR REPLACE TEMP TABLE partners (src INT, pairs BIGINT, top STRUCT(dst INT, c INT)[])")
+    # k orders by the count, then by the lower partner number: (c, 2^32 - 1 - dst) in one BIGINT.
+    pick = f"max_by(k, {{'v': v, 'k': k}}, {top_k})" if score != "count" else f"max(k, {top_k})"
+    pick = pick if top_k else "list(k ORDER BY v DESC, k DESC)"
+    con.execute("CREATE OR REPLACE TEMP TABLE partners (src INT, pairs BIGINT, top BIGINT[])")
     insert = f"""INSERT INTO partners SELECT src, count(*), {pick} FILTER (WHERE keep) FROM (
-        SELECT src, dst, c, {value}::DOUBLE AS v, {keep} AS keep FROM @pairs {joins} WHERE src <> dst) GROUP BY src"""
+        SELECT src, c::BIGINT * 4294967296 + (4294967295 - dst) AS k, {value}::DOUBLE AS v, {keep} AS keep
+        FROM @pairs {joins} WHERE src <> dst) GROUP BY src"""
     if window is None and 0 < kept * 16 <= memory_mb * 2**20 / 4:
         for _ in _product_blocks(con, int(memory_mb * 2**20 / 2 / 64)):  # 64 bytes per pair of a block
             con.execute(insert.replace("@pairs", "block"))
@@ -121,8 +119,8 @@ def count_pairs(
             FROM kept a JOIN kept b ON a.u = b.u AND a.item <> b.item {near} WHERE a.n > 1 GROUP BY ALL)""",
             )
         )
-    con.execute("""CREATE OR REPLACE TEMP TABLE edges AS SELECT src, p.dst AS dst, p.c AS c, rank FROM (
-        SELECT src, unnest(top) AS p, generate_subscripts(top, 1) AS rank FROM partners)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE edges AS SELECT src, (4294967295 - (k & 4294967295))::INT AS dst,
+        (k >> 32)::INT AS c, rank FROM (SELECT src, unnest(top) AS k, generate_subscripts(top, 1) AS rank FROM partners)""")
     pairs, edges = con.execute("SELECT sum(pairs), sum(len(top)) FROM partners").fetchone()
     return CooccurrenceStats(users=users, capped_users=capped, pairs=int(pairs or 0), edges=int(edges or 0))
 
