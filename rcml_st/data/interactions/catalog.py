@@ -1,8 +1,8 @@
 """Adding co-occurrence relations from an interaction log to a catalogue file, all in DuckDB.
 
-DuckDB reads the catalogue (each record kept as its JSON text, numbered in file order), the log
-and the pairs, then writes each record with its new relation lists merged in to a temporary file,
-renamed at the end: a failure (a full disk included) leaves no half file.
+DuckDB reads the catalogue (each record kept as its JSON text, numbered in file order) and the log,
+then writes each record with its new relation lists merged in (``COPY`` to a temporary file renamed
+at the end: a failure, a full disk included, leaves no half file).
 """
 
 from __future__ import annotations
@@ -108,7 +108,6 @@ def add_log_relations(
         f"{memory_mb * 0.75:,g} MB for the sparse product + 250 MB of runtime"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    staged = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
         with session(memory_mb, threads, output.parent) as con:
             summary.items = load_catalog(con, catalog)
@@ -125,9 +124,7 @@ def add_log_relations(
             )
             if not summary.counting.edges:
                 raise InputDataError(_why_no_edges(summary, options.get("min_count", 1)), path=str(log))
-            summary.edges = _write(con, staged, relation.strip(), cluster, seed)
-        os.chmod(staged, 0o666 & ~_umask())
-        os.replace(staged, output)
+            summary.edges = _write(con, output, relation.strip(), cluster, seed)
     except ValueError as exc:
         raise exc if isinstance(exc, InputDataError) else UsageError(str(exc)) from None
     except (duckdb.IOException, OSError) as exc:
@@ -138,8 +135,6 @@ def add_log_relations(
         raise ServiceError(
             f"DuckDB failed: {str(exc).strip().splitlines()[0]} (--memory-mb {memory_mb:g})"
         ) from None
-    finally:
-        staged.unlink(missing_ok=True)
     summary.relation_types = list(summary.edges.items()) if cluster else []
     return summary
 
@@ -207,15 +202,9 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, relation: str, cluster: i
     con.execute(f"""COPY (SELECT coalesce(json_merge_patch(record, patch), record) FROM catalog LEFT JOIN (
         SELECT src, json_object('relations', json_group_object(name, ids)) AS patch FROM merged GROUP BY src)
         ON src = catalog.rowid ORDER BY catalog.rowid)
-        TO {sql(str(path))} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f')""")
+        TO {sql(str(path))} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', USE_TMP_FILE true)""")
     written = "SELECT name, sum(len(added))::INT AS n FROM merged GROUP BY name ORDER BY n DESC, name"
     return dict(con.execute(written).fetchall())
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def _why_no_edges(summary: LogRelationsSummary, min_count: object) -> str:

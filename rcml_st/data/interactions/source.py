@@ -131,7 +131,9 @@ def _scan(files: list[Path], fmt: str, wanted: list[str]) -> str:
     if fmt == "parquet":
         return f"read_parquet({names})"
     sep = "," if fmt == "csv" else "\t"
-    header = next(csv.reader([next(iter_lines(files[0]), (0, b""))[1].decode("utf-8-sig")], delimiter=sep), [])
+    header = next(
+        csv.reader([next(iter_lines(files[0]), (0, b""))[1].decode("utf-8-sig")], delimiter=sep), []
+    )
     types = ", ".join(f"{sql(c.strip())}: 'VARCHAR'" for c in header)
     return (
         f"read_csv({names}, columns={{{types}}}, auto_detect=false, skip=1, header=false, delim={sql(sep)}, "
@@ -191,22 +193,20 @@ def read_log(
         )
         raise InputDataError(problem, path=str(files[0]), line=1 if fmt != "parquet" else None)
     user, item = (f"nullif(trim({sql(c, chr(34))}::VARCHAR), '')" for c in (columns.user, columns.item))
-    tm, raw, reasons = "0.0", "NULL", [f"WHEN u IS NULL THEN {sql('missing ' + columns.user)}"]
-    reasons.append(f"WHEN it IS NULL THEN {sql('missing ' + columns.item)}")
+    tm, raw, reasons = "0.0", "NULL", [f"WHEN u IS NULL THEN {sql(f'empty or missing {columns.user!r}')}"]
+    reasons.append(f"WHEN it IS NULL THEN {sql(f'empty or missing {columns.item!r}')}")
     if columns.time is not None:
         tm, raw = (
             _time(sql(columns.time, '"'), schema[columns.time]),
             f"{sql(columns.time, chr(34))}::VARCHAR",
         )
-        reasons.append("WHEN tm IS NULL THEN 'bad time'")
-    tests = "".join(f", {test.format(sql(c, chr(34)))} AS f{i}" for i, (c, test) in enumerate(filters.values()))
+        reasons.append(f"WHEN tm IS NULL THEN {sql(f'{columns.time!r}: not a time (a number or ISO 8601)')}")
+    tests = "".join(
+        f", {test.format(sql(c, chr(34)))} AS f{i}" for i, (c, test) in enumerate(filters.values())
+    )
     reasons += [f"WHEN f{i} THEN {sql(reason)}" for i, reason in enumerate(filters)]
-    problem = f"""CASE WHEN u IS NULL THEN {sql(f"empty or missing {columns.user!r}")}
-        WHEN it IS NULL THEN {sql(f"empty or missing {columns.item!r}")}
-        ELSE {sql(f"{columns.time!r}: not a time (a number or ISO 8601): ")} || coalesce(raw, 'none') END"""
-    parsed = f"""SELECT *, CASE WHEN reason IS NOT NULL THEN {problem} END AS problem FROM (
-        SELECT *, CASE {" ".join(reasons)} END AS reason FROM (
-        SELECT filename, {user} AS u, {item} AS it, {tm} AS tm, {raw} AS raw{tests} FROM {scan}))"""
+    parsed = f"""SELECT *, CASE {" ".join(reasons)} END AS reason FROM (
+        SELECT filename, {user} AS u, {item} AS it, {tm} AS tm, {raw} AS raw{tests} FROM {scan})"""
     try:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE log_rows AS
             SELECT hash(u) AS u, num AS item, coalesce(tm, 0.0) AS time, reason,
@@ -232,21 +232,21 @@ def _find_bad_rows(con, parsed: str, bad: set[str], fmt: str, skip_invalid: bool
     con.execute("SET preserve_insertion_order = true")
     rows: collections.Counter[str] = collections.Counter()
     found: dict[str, tuple[str, int, str]] = {}
-    for batch in con.sql(f"SELECT filename, reason, problem FROM ({parsed})").to_arrow_reader(1 << 16):
-        for name, reason, problem in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+    for batch in con.sql(f"SELECT filename, reason, raw FROM ({parsed})").to_arrow_reader(1 << 16):
+        for name, reason, raw in zip(*(c.to_pylist() for c in batch.columns), strict=True):
             rows[name] += 1
             if reason in bad and reason not in found:
-                found[reason] = (name, rows[name] - 1, problem)
+                found[reason] = (
+                    name,
+                    rows[name] - 1,
+                    reason + (f": {raw}" if "not a time" in reason else ""),
+                )
         if len(found) == len(bad):
             break
     con.execute("SET preserve_insertion_order = false")
     for reason, (name, row, problem) in found.items():
-        where = (
-            {"path": name, "line": line_numbers(Path(name), [row], fmt)[0]}
-            if fmt != "parquet"
-            else {"path": name}
-        )
-        error = InputDataError(problem if fmt != "parquet" else f"row {row + 1}: {problem}", **where)
+        line = line_numbers(Path(name), [row], fmt)[0] if fmt != "parquet" else None
+        error = InputDataError(f"row {row + 1}: {problem}" if line is None else problem, path=name, line=line)
         if not skip_invalid:
             raise error
         stats.skip_examples[reason] = str(error)
