@@ -1,16 +1,13 @@
-"""Amazon review files as an interaction log: "reviewed by the same customers", counted as in ``prepare log``.
+"""Amazon review files as an interaction log: "reviewed by the same customers", counted as ``prepare log`` does.
 
-The 2023 release's metadata has no co-purchase lists (``bought_together`` is ``null``); its
-co-purchase structure is in the review files, one JSON line per review: ``user_id``,
-``parent_asin`` (the item: the metadata is keyed by it), ``timestamp`` (ms), ``rating``,
-``verified_purchase`` (2023, ``<Category>.jsonl``); ``reviewerID``, ``asin``, ``unixReviewTime``,
-``overall``, ``verified`` (2018, ``<Category>.json.gz``; 2014: without ``verified``, all kept).
+The 2023 metadata has no co-purchase lists; its reviews (``user_id``, ``parent_asin``: the item,
+``timestamp`` in ms, ``rating``, ``verified_purchase``) have them, as do the 2018 ones (``reviewerID``,
+``asin``, ``unixReviewTime``, ``overall``, ``verified``; 2014: no ``verified``, all kept).
 
-Signal over noise: one customer reviewing two products says little (a stray purchase, a gift), so
-by default a pair needs :data:`MIN_CO_REVIEWS` customers and :data:`CO_REVIEW_SIGNIFICANCE`
-standard deviations above chance: on a generated 2023-format catalogue (20 themes, 20% stray
-reviews) that keeps over 85% of edges within a theme, against 55% for every pair
-(``tests/data/test_amazon_reviews.py``).
+Signal over noise: one customer reviewing two products says little (a stray purchase, a gift), so by
+default a pair needs :data:`MIN_CO_REVIEWS` customers and :data:`CO_REVIEW_SIGNIFICANCE` standard
+deviations above chance: on a generated 2023-format catalogue (20 themes, 20% stray reviews) over 85%
+of the edges stay within a theme, against 55% for every pair (``tests/data/test_amazon_reviews.py``).
 """
 
 from __future__ import annotations
@@ -25,14 +22,9 @@ from rcml_st.data.interactions.source import LogColumns, LogStats, read_log, ses
 
 #: The relation description of items reviewed by the same customers.
 REVIEW_RELATION = "reviewed by the same customers"
-#: Pairs reviewed together by fewer customers are left out by default.
-MIN_CO_REVIEWS = 2
-#: By default a pair is kept only when reviewed together this many standard deviations more often
-#: than by chance (see :func:`~rcml_st.data.interactions.count_pairs`).
-CO_REVIEW_SIGNIFICANCE = 3.0
-
-NOT_VERIFIED = "not a verified purchase"
-LOW_RATING = "rated under --min-rating"
+#: Defaults: pairs need this many customers, this many standard deviations above chance.
+MIN_CO_REVIEWS, CO_REVIEW_SIGNIFICANCE = 2, 3.0
+NOT_VERIFIED, LOW_RATING = "not a verified purchase", "rated under --min-rating"
 
 
 def review_edges(
@@ -42,15 +34,11 @@ def review_edges(
     verified_only: bool = True,
     min_rating: float | None = None,
     skip_invalid: bool = False,
-    top_k: int = 20,
-    min_count: int = MIN_CO_REVIEWS,
-    max_items_per_user: int = 100,
-    significance: float = CO_REVIEW_SIGNIFICANCE,
-    memory_mb: float = 1024,
     temp_dir: str | os.PathLike[str] | None = None,
     stats: LogStats | None = None,
+    **options: float,
 ) -> tuple[dict[str, list[str]], CooccurrenceStats]:
-    """Each product's ``top_k`` partners reviewed by the same customers, most co-reviews first.
+    """Each product's partners reviewed by the same customers, most co-reviews first.
 
     Args:
         path: a review file (2014, 2018 or 2023 release), gzip or not.
@@ -58,16 +46,12 @@ def review_edges(
         verified_only: leave out reviews flagged as not a verified purchase.
         min_rating: leave out reviews rated under this (1-5).
         skip_invalid: skip and count bad reviews (no customer, no product) instead of failing.
-        top_k, min_count, max_items_per_user, significance, memory_mb: as in
-            :func:`~rcml_st.data.interactions.count_pairs`.
-        temp_dir: where DuckDB spills (default: the system's temporary folder).
-        stats: reviews read and left out (not verified, low rating), by reason.
+        temp_dir: where DuckDB spills; ``stats``: reviews read and left out, by reason.
+        options: of :func:`~rcml_st.data.interactions.count_pairs`; by default ``top_k=20``,
+            ``min_count=MIN_CO_REVIEWS``, ``significance=CO_REVIEW_SIGNIFICANCE``.
 
     Returns:
         Product id -> its partners' ids, strongest first; the counting's statistics.
-
-    Raises:
-        InputDataError: ``file:line: problem`` for a bad line or review.
 
     Example:
         >>> import json, pathlib, tempfile
@@ -79,14 +63,19 @@ def review_edges(
         {'B1': ['B2'], 'B2': ['B1']}
     """
     path = check_input(path)
-    user, item, when, rating, verified = _fields(path)
+    release_2018 = b'"reviewerID"' in next((raw for _, raw in iter_lines(path) if raw.strip()), b"")
+    names = (
+        "reviewerID asin unixReviewTime overall verified" if release_2018 else "user_id parent_asin timestamp"
+    )
+    user, item, when, rating, verified = (names + " rating verified_purchase" * (not release_2018)).split()
     filters = {NOT_VERIFIED: (verified, "{} = 'false'")} if verified_only else {}
     if min_rating is not None:
         filters[LOW_RATING] = (rating, f"coalesce(TRY_CAST({{}} AS DOUBLE) < {float(min_rating)!r}, TRUE)")
-    stats = stats if stats is not None else LogStats()
-    with session(memory_mb, None, temp_dir) as con:
+    options = {"top_k": 20, "min_count": MIN_CO_REVIEWS, "significance": CO_REVIEW_SIGNIFICANCE} | options
+    with session(options.get("memory_mb", 1024), None, temp_dir) as con:
         con.register("ids", pa.table({"id": items, "num": pa.array(range(len(items)), pa.int32())}))
         con.execute("CREATE TEMP TABLE items AS SELECT * FROM ids")
+        stats = stats if stats is not None else LogStats()
         read_log(
             con,
             path,
@@ -96,20 +85,7 @@ def review_edges(
             skip_invalid=skip_invalid,
             filters=filters,
         )
-        options = {
-            "top_k": top_k,
-            "min_count": min_count,
-            "significance": significance,
-            "memory_mb": memory_mb,
-        }
-        counting = count_pairs(con, max_items_per_user=max_items_per_user, **options)
+        counting = count_pairs(con, **options)
         partners = con.execute("""SELECT a.id, list(b.id ORDER BY rank) FROM edges JOIN items a ON a.num = src
             JOIN items b ON b.num = dst GROUP BY a.id, a.num ORDER BY a.num""").fetchall()
     return dict(partners), counting
-
-
-def _fields(path) -> tuple[str, ...]:
-    """The (user, item, time, rating, verified) fields of the file's release, from its first review."""
-    if b'"reviewerID"' in next((raw for _, raw in iter_lines(path) if raw.strip()), b""):
-        return ("reviewerID", "asin", "unixReviewTime", "overall", "verified")
-    return ("user_id", "parent_asin", "timestamp", "rating", "verified_purchase")

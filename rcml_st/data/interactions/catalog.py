@@ -178,7 +178,7 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, relation: str, cluster: i
     Returns:
         Relation name -> edges written (targets already listed under the name are not repeated).
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE named AS SELECT *, {sql(relation)} AS name FROM edges")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW named AS SELECT *, {sql(relation)} AS name FROM edges")
     if cluster:
         documents = [
             d
@@ -191,13 +191,14 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, relation: str, cluster: i
         edges["name"] = pa.DictionaryArray.from_arrays(pa.array(types.labels), pa.array(types.names))
         con.register("labelled", pa.table(edges))
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE named AS SELECT src, dst, rank, name::VARCHAR AS name FROM labelled"
+            "CREATE OR REPLACE TEMP TABLE labels AS SELECT src, dst, rank, name::VARCHAR AS name FROM labelled;"
+            "CREATE OR REPLACE TEMP VIEW named AS FROM labels"
         )
     pointer = "'/relations/' || replace(replace(name, '~', '~0'), '/', '~1')"  # JSON pointer of the list
     con.execute(f"""CREATE OR REPLACE TEMP TABLE merged AS SELECT src, name, list_filter(new, lambda t: NOT
-        list_contains(old, t)) AS added, list_concat(old, added) AS ids FROM (SELECT src, name, list(id ORDER BY
-        rank) AS new, coalesce(TRY_CAST(json_extract(any_value(record), {pointer}) AS VARCHAR[]), []) AS old
-        FROM named JOIN items ON num = dst JOIN catalog ON catalog.rowid = src GROUP BY src, name)""")
+        list_contains(old, t)) AS added, list_concat(old, added) AS ids FROM (SELECT src, name, new,
+        coalesce(TRY_CAST(json_extract(record, {pointer}) AS VARCHAR[]), []) AS old FROM catalog JOIN (
+        SELECT src, name, list(id ORDER BY rank) AS new FROM named JOIN items ON num = dst GROUP BY ALL) ON rowid = src)""")
     con.execute("SET preserve_insertion_order = true")
     con.execute(f"""COPY (SELECT coalesce(json_merge_patch(record, patch), record) FROM catalog LEFT JOIN (
         SELECT src, json_object('relations', json_group_object(name, ids)) AS patch FROM merged GROUP BY src)

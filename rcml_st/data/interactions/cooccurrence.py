@@ -85,21 +85,17 @@ def count_pairs(
         f"SELECT count(*) FILTER (rank = 1), count(*) FILTER (rank = 1 AND n > {max_items_per_user}), "
         "count(*) FROM kept"
     ).fetchone()
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE item_users AS SELECT item, count(DISTINCT u) AS n FROM kept GROUP BY 1"
-    )
-    e = f"(a.n * b.n / {float(users)!r})"  # the count if users touched items independently
-    value = {
-        "count": "c",
-        "jaccard": "c / (a.n + b.n - c)",
-        "pmi": f"ln(c * {float(users)!r} / (a.n * b.n))",
-    }[score]
+    n, e = float(users), f"(a.n * b.n / {float(users)!r})"  # e: the count under independence
+    value = {"count": "c", "jaccard": "c / (a.n + b.n - c)", "pmi": f"ln(c * {n!r} / (a.n * b.n))"}[score]
     keep = f"c >= {min_count}" + (
         f" AND c - {e} >= {float(significance)!r} * sqrt({e})" if significance > 0 else ""
     )
-    joins = "JOIN item_users a ON a.item = src JOIN item_users b ON b.item = dst" * (
-        value != "c" or e in keep
-    )
+    joins = ""
+    if value != "c" or e in keep:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE item_users AS SELECT item, count(DISTINCT u) AS n FROM kept GROUP BY 1"
+        )
+        joins = "JOIN item_users a ON a.item = src JOIN item_users b ON b.item = dst"
     # k orders by the count, then by the lower partner number: (c, 2^32 - 1 - dst) in one BIGINT.
     pick = f"max_by(k, {{'v': v, 'k': k}}, {top_k})" if score != "count" else f"max(k, {top_k})"
     pick = pick if top_k else "list(k ORDER BY v DESC, k DESC)"
@@ -112,13 +108,9 @@ def count_pairs(
             con.execute(insert.replace("@pairs", "block"))
     else:
         near = f"AND abs(a.time - b.time) <= {float(window)!r}" if window is not None else ""
-        con.execute(
-            insert.replace(
-                "@pairs",
-                f"""(SELECT a.item AS src, b.item AS dst, count(DISTINCT a.u) AS c
-            FROM kept a JOIN kept b ON a.u = b.u AND a.item <> b.item {near} WHERE a.n > 1 GROUP BY ALL)""",
-            )
-        )
+        pairs = f"""(SELECT a.item AS src, b.item AS dst, count(DISTINCT a.u) AS c FROM kept a JOIN kept b
+            ON a.u = b.u AND a.item <> b.item {near} WHERE a.n > 1 GROUP BY ALL)"""
+        con.execute(insert.replace("@pairs", pairs))
     con.execute("""CREATE OR REPLACE TEMP TABLE edges AS SELECT src, (4294967295 - (k & 4294967295))::INT AS dst,
         (k >> 32)::INT AS c, rank FROM (SELECT src, unnest(top) AS k, generate_subscripts(top, 1) AS rank FROM partners)""")
     pairs, edges = con.execute("SELECT sum(pairs), sum(len(top)) FROM partners").fetchone()
