@@ -25,8 +25,8 @@ from rcml_st.data.interactions.source import (
     line_numbers,
     read_log,
     session,
-    sql,
 )
+from rcml_st.data.interactions.source import sql
 from rcml_st.errors import InputDataError, ServiceError, UsageError
 
 
@@ -54,7 +54,6 @@ def add_log_relations(
     columns: LogColumns | None = None,
     log_format: str | None = None,
     relation: str = "bought by the same customers",
-    max_items_per_user: int = 100,
     memory_mb: float = 1024,
     threads: int | None = None,
     cluster: int | None = None,
@@ -65,22 +64,17 @@ def add_log_relations(
     """Writes ``catalog`` to ``output`` with a relation from items the same users touched in ``log``.
 
     Args:
-        catalog: an rcml-st data file (JSON Lines); its records are kept as they are.
-        log: the interaction log (``.csv``, ``.tsv``, ``.jsonl``, gzip or not, or ``.parquet``),
-            or a glob of such files (``orders/*.parquet``).
-        output: the data file to write (may be ``catalog`` itself: it is replaced at the end).
-        columns: the log's user (customer, order or session), item and optional time columns.
-        log_format: ``"csv"``, ``"tsv"``, ``"jsonl"`` or ``"parquet"``; from the name when ``None``.
-        relation: the relation description of the new edges (merged with an existing relation
-            of the same name), or, with ``cluster``, the start of each type's name.
-        max_items_per_user: users with more items keep their most recent ones.
+        catalog: an rcml-st data file; its records are kept as they are (``output`` may be it).
+        log: the log (``.csv``, ``.tsv``, ``.jsonl``, gzip or not, ``.parquet``; or ``log_format``),
+            or a glob of such files, with the user, item and (optional) time ``columns``.
+        relation: the description of the new edges (merged with an existing relation of that
+            name), or, with ``cluster`` K, the start of the names of K relation types named from
+            what the linked items share (their ``categories`` and text), seeded by ``seed``.
         memory_mb: DuckDB's memory limit (past it, it spills next to ``output``); the sparse
-            product of the pair counting uses up to 3/4 of it besides.
-        threads: DuckDB's threads (default: one per CPU).
-        cluster: group the new edges into this many relation types named from what the linked
-            items share (their ``categories`` and text), seeded by ``seed``.
+            product of the pair counting uses up to 3/4 of it besides. ``threads``: DuckDB's.
         skip_invalid: skip bad log rows (counted) instead of stopping at the first.
-        options: ``top_k``, ``score``, ``min_count``, ``window`` of :func:`count_pairs`.
+        options: ``max_items_per_user``, ``top_k``, ``score``, ``min_count``, ``window`` of
+            :func:`~rcml_st.data.interactions.count_pairs`.
 
     Raises:
         InputDataError: a missing or bad catalogue or log (``file:line: problem``), or no edges.
@@ -111,19 +105,18 @@ def add_log_relations(
     try:
         with session(memory_mb, threads, output.parent) as con:
             summary.items = load_catalog(con, catalog)
-            read_log(
-                con,
-                log,
-                columns or LogColumns(),
-                summary.log_stats,
-                fmt=log_format,
-                skip_invalid=skip_invalid,
-            )
-            summary.counting = count_pairs(
-                con, max_items_per_user=max_items_per_user, memory_mb=memory_mb, **options
-            )
-            if not summary.counting.edges:
-                raise InputDataError(_why_no_edges(summary, options.get("min_count", 1)), path=str(log))
+            stats = summary.log_stats
+            read_log(con, log, columns or LogColumns(), stats, fmt=log_format, skip_invalid=skip_invalid)
+            summary.counting = counting = count_pairs(con, memory_mb=memory_mb, **options)
+            if not counting.edges:
+                example = stats.unknown_example
+                why = f"of {stats.rows:,} rows, {stats.unknown_items:,} name items not in the catalogue"
+                why += f" (e.g. {example!r}: check --item-column and --catalog)" * (example is not None)
+                why += f", {sum(stats.skipped.values()):,} were skipped" * bool(stats.skipped)
+                why += f"; {counting.users:,} customers made {counting.pairs:,} pairs"
+                raise InputDataError(
+                    f"no relations: {why} (--min-count {options.get('min_count', 1)})", path=str(log)
+                )
             summary.edges = _write(con, output, relation.strip(), cluster, seed)
     except ValueError as exc:
         raise exc if isinstance(exc, InputDataError) else UsageError(str(exc)) from None
@@ -143,8 +136,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     """Makes the tables ``catalog`` (``record``: JSON, in file order) and ``items`` (``id``, ``num``).
 
     Raises:
-        InputDataError: ``file:line: problem`` for bad JSON, a record that is not an object,
-            without a non-empty string ``id`` or with an ``id`` seen before, or no records at all.
+        InputDataError: ``file:line: problem`` for bad JSON, a non-object, a missing or repeated ``id``.
     """
     con.execute("SET preserve_insertion_order = true")  # rowid: the file order
     try:
@@ -158,7 +150,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         THEN 'missing or empty ''id'' (a non-empty string)' END AS problem FROM catalog""")
     con.execute("SET preserve_insertion_order = false")
     if bad := con.execute(
-        "SELECT num, problem FROM items WHERE problem IS NOT NULL ORDER BY 1 LIMIT 1"
+        "SELECT num, problem FROM items WHERE problem NOT NULL ORDER BY 1 LIMIT 1"
     ).fetchone():
         raise InputDataError(bad[1], path=str(path), line=line_numbers(path, [bad[0]])[0])
     if twice := con.execute("""SELECT id, list(num ORDER BY num)[1:2] AS n FROM items GROUP BY id
@@ -173,19 +165,12 @@ def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 
 
 def _write(con: duckdb.DuckDBPyConnection, path: Path, relation: str, cluster: int | None, seed: int) -> dict:
-    """Writes every record with the ``edges`` merged into its relations (under ``cluster`` types).
-
-    Returns:
-        Relation name -> edges written (targets already listed under the name are not repeated).
-    """
+    """Writes the records with the ``edges`` merged in; relation name -> edges written (new ones)."""
     con.execute(f"CREATE OR REPLACE TEMP VIEW named AS SELECT *, {sql(relation)} AS name FROM edges")
     if cluster:
-        documents = [
-            d
-            for (d,) in con.execute("""SELECT coalesce(lower(array_to_string(json_extract_string(
-            record, '$.categories[*]'), chr(31))), '') || chr(30) || coalesce(left(record ->> 'text', 200), '')
-            FROM catalog ORDER BY rowid""").fetchall()
-        ]
+        documents = con.execute("""SELECT list(coalesce(lower(array_to_string(json_extract_string(record,
+            '$.categories[*]'), chr(31))), '') || chr(30) || coalesce(left(record ->> 'text', 200), '')
+            ORDER BY rowid) FROM catalog""").fetchone()[0]
         edges = con.execute("SELECT src, dst, rank FROM edges ORDER BY src, rank").fetchnumpy()
         types = cluster_edges(documents, edges["src"], edges["dst"], cluster, seed=seed, prefix=relation)
         edges["name"] = pa.DictionaryArray.from_arrays(pa.array(types.labels), pa.array(types.names))
@@ -206,12 +191,3 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, relation: str, cluster: i
         TO {sql(str(path))} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', USE_TMP_FILE true)""")
     written = "SELECT name, sum(len(added))::INT AS n FROM merged GROUP BY name ORDER BY n DESC, name"
     return dict(con.execute(written).fetchall())
-
-
-def _why_no_edges(summary: LogRelationsSummary, min_count: object) -> str:
-    stats, counting = summary.log_stats, summary.counting
-    why = f"no relations: of {stats.rows:,} rows, {stats.unknown_items:,} name items not in the catalogue"
-    if stats.unknown_example is not None:
-        why += f" (e.g. {stats.unknown_example!r}: check --item-column and --catalog)"
-    why += f", {sum(stats.skipped.values()):,} were skipped" if stats.skipped else ""
-    return why + f"; {counting.users:,} customers made {counting.pairs:,} pairs (--min-count {min_count})"

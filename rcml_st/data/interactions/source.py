@@ -172,7 +172,7 @@ def read_log(
         InputDataError: ``file:line: problem`` (``file: row N: problem`` for Parquet) for a bad row
             (unless ``skip_invalid``), a bad line or a missing column.
     """
-    files = [check_input(p) for p in sorted(glob.glob(str(path)))] if glob.has_magic(str(path)) else [path]
+    files = sorted(glob.glob(str(path))) if glob.has_magic(str(path)) else [path]
     if not files:
         raise InputDataError("no file matches this pattern", path=str(path))
     files = [check_input(f) for f in files]
@@ -192,18 +192,17 @@ def read_log(
             f"no column {missing[0]!r}{' in the header' * (fmt != 'parquet')} (columns: {', '.join(schema)})"
         )
         raise InputDataError(problem, path=str(files[0]), line=1 if fmt != "parquet" else None)
-    user, item = (f"nullif(trim({sql(c, chr(34))}::VARCHAR), '')" for c in (columns.user, columns.item))
-    tm, raw, reasons = "0.0", "NULL", [f"WHEN u IS NULL THEN {sql(f'empty or missing {columns.user!r}')}"]
+    q = {c: sql(c, '"') for c in wanted}  # the columns as SQL names
+    user, item = (f"nullif(trim({q[c]}::VARCHAR), '')" for c in (columns.user, columns.item))
+    reasons = [f"WHEN u IS NULL THEN {sql(f'empty or missing {columns.user!r}')}"]
     reasons.append(f"WHEN it IS NULL THEN {sql(f'empty or missing {columns.item!r}')}")
-    if columns.time is not None:
-        tm, raw = (
-            _time(sql(columns.time, '"'), schema[columns.time]),
-            f"{sql(columns.time, chr(34))}::VARCHAR",
-        )
-        reasons.append(f"WHEN tm IS NULL THEN {sql(f'{columns.time!r}: not a time (a number or ISO 8601)')}")
-    tests = "".join(
-        f", {test.format(sql(c, chr(34)))} AS f{i}" for i, (c, test) in enumerate(filters.values())
+    tm, raw = (
+        (_time(q[columns.time], schema[columns.time]), f"{q[columns.time]}::VARCHAR")
+        if columns.time
+        else ("0.0", "NULL")
     )
+    reasons.append(f"WHEN tm IS NULL THEN {sql(f'{columns.time!r}: not a time (a number or ISO 8601)')}")
+    tests = "".join(f", {test.format(q[c])} AS f{i}" for i, (c, test) in enumerate(filters.values()))
     reasons += [f"WHEN f{i} THEN {sql(reason)}" for i, reason in enumerate(filters)]
     parsed = f"""SELECT *, CASE {" ".join(reasons)} END AS reason FROM (
         SELECT filename, {user} AS u, {item} AS it, {tm} AS tm, {raw} AS raw{tests} FROM {scan})"""
@@ -215,16 +214,13 @@ def read_log(
         counts = dict(con.execute("SELECT reason, count(*) FROM log_rows GROUP BY reason").fetchall())
         stats.rows += sum(counts.values())
         stats.skipped.update({reason: n for reason, n in counts.items() if reason is not None})
-        stats.unknown_items, stats.unknown_example = con.execute(
-            "SELECT count(unknown), min(unknown) FROM log_rows"
-        ).fetchone()
+        unknown = con.execute("SELECT count(unknown), min(unknown) FROM log_rows").fetchone()
+        stats.unknown_items, stats.unknown_example = unknown
         if bad := {reason for reason in counts if reason is not None and reason not in filters}:
             _find_bad_rows(con, parsed, bad, fmt, skip_invalid, stats)
     except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
         raise input_error(exc, files) from None
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW events AS SELECT u, item, time FROM log_rows WHERE reason IS NULL AND item >= 0"
-    )
+    con.execute("CREATE OR REPLACE TEMP VIEW events AS FROM log_rows WHERE reason IS NULL AND item >= 0")
 
 
 def _find_bad_rows(con, parsed: str, bad: set[str], fmt: str, skip_invalid: bool, stats: LogStats) -> None:
@@ -236,11 +232,7 @@ def _find_bad_rows(con, parsed: str, bad: set[str], fmt: str, skip_invalid: bool
         for name, reason, raw in zip(*(c.to_pylist() for c in batch.columns), strict=True):
             rows[name] += 1
             if reason in bad and reason not in found:
-                found[reason] = (
-                    name,
-                    rows[name] - 1,
-                    reason + (f": {raw}" if "not a time" in reason else ""),
-                )
+                found[reason] = (name, rows[name] - 1, reason + f": {raw}" * ("not a time" in reason))
         if len(found) == len(bad):
             break
     con.execute("SET preserve_insertion_order = false")
