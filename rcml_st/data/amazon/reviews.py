@@ -1,13 +1,11 @@
-"""Amazon review files as an interaction log: "reviewed by the same customers", counted as ``prepare log`` does.
+"""Amazon review files as an interaction log: "reviewed by the same customers", counted as in ``prepare log``.
 
-The 2023 metadata has no co-purchase lists; its reviews (``user_id``, ``parent_asin``: the item,
-``timestamp`` in ms, ``rating``, ``verified_purchase``) have them, as do the 2018 ones (``reviewerID``,
-``asin``, ``unixReviewTime``, ``overall``, ``verified``; 2014: no ``verified``, all kept).
-
-Signal over noise: one customer reviewing two products says little (a stray purchase, a gift), so by
-default a pair needs :data:`MIN_CO_REVIEWS` customers and :data:`CO_REVIEW_SIGNIFICANCE` standard
-deviations above chance: on a generated 2023-format catalogue (20 themes, 20% stray reviews) over 85%
-of the edges stay within a theme, against 55% for every pair (``tests/data/test_amazon_reviews.py``).
+The 2023 metadata has no co-purchase lists; its reviews (``user_id``, ``parent_asin``, ``timestamp``
+in ms, ``rating``, ``verified_purchase``) and the 2018 ones (``reviewerID``, ``asin``,
+``unixReviewTime``, ``overall``, ``verified``; 2014: no ``verified``, all kept) give them. By default
+a pair needs :data:`MIN_CO_REVIEWS` customers, :data:`CO_REVIEW_SIGNIFICANCE` standard deviations
+above chance: on a 2023-format catalogue with 20% stray reviews over 85% of the edges stay within a
+theme, against 55% for every pair (``tests/data/test_amazon_reviews.py``).
 """
 
 from __future__ import annotations

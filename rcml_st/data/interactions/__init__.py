@@ -1,14 +1,7 @@
 """Relations from interaction logs: items that the same customer, order or session touched.
 
-DuckDB reads the catalogue and the log (CSV, TSV, JSON Lines, gzip or not, Parquet), keeps each
-user's recent items and each item's top k partners, and writes the result; SciPy counts the pairs::
-
-    from rcml_st.data.interactions import LogColumns, add_log_relations
-
-    summary = add_log_relations(
-        "items.jsonl", "orders/*.parquet", "items_related.jsonl",
-        columns=LogColumns(user="customer_id", item="sku", time="ordered_at"), top_k=10, score="jaccard",
-    )
+:func:`add_log_relations` (``rcml-st prepare log``): DuckDB reads the catalogue and the log, keeps
+each user's recent items and each item's top partners and writes the result; SciPy counts the pairs.
 """
 
 from __future__ import annotations

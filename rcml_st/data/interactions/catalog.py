@@ -1,9 +1,5 @@
-"""Adding co-occurrence relations from an interaction log to a catalogue file, all in DuckDB.
-
-DuckDB reads the catalogue (each record kept as its JSON text, numbered in file order) and the log,
-then writes each record with its new relation lists merged in (``COPY`` to a temporary file renamed
-at the end: a failure, a full disk included, leaves no half file).
-"""
+"""Adding relations from an interaction log to a catalogue: DuckDB reads the records (as JSON text, in
+file order) and writes them with the new relation lists merged in (``COPY`` through a temporary file)."""
 
 from __future__ import annotations
 
@@ -17,16 +13,9 @@ import pyarrow as pa
 
 from rcml_st.data.amazon.clustering import cluster_edges
 from rcml_st.data.amazon.reader import check_input
+from rcml_st.data.interactions import source
 from rcml_st.data.interactions.cooccurrence import CooccurrenceStats, count_pairs
-from rcml_st.data.interactions.source import (
-    LogColumns,
-    LogStats,
-    input_error,
-    line_numbers,
-    read_log,
-    session,
-)
-from rcml_st.data.interactions.source import sql
+from rcml_st.data.interactions.source import LogColumns, LogStats, sql
 from rcml_st.errors import InputDataError, ServiceError, UsageError
 
 
@@ -97,16 +86,18 @@ def add_log_relations(
     if output.is_dir() or (Path(log).exists() and output.resolve() == Path(log).resolve()):
         raise UsageError(f"--output {output} must be a .jsonl file path, not a folder or the log")
     summary = LogRelationsSummary(catalog=catalog, log=Path(log), output=output)
-    summary.memory_bound = (
-        f"about {memory_mb * 1.75 + 250:,.0f} MB: {memory_mb:,g} MB for DuckDB + "
-        f"{memory_mb * 0.75:,g} MB for the sparse product + 250 MB of runtime"
+    parts = (
+        f"{memory_mb:,g} MB for DuckDB + {memory_mb * 0.75:,g} MB for the sparse product + 250 MB of runtime"
     )
+    summary.memory_bound = f"about {memory_mb * 1.75 + 250:,.0f} MB: {parts}"
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with session(memory_mb, threads, output.parent) as con:
+        with source.session(memory_mb, threads, output.parent) as con:
             summary.items = load_catalog(con, catalog)
             stats = summary.log_stats
-            read_log(con, log, columns or LogColumns(), stats, fmt=log_format, skip_invalid=skip_invalid)
+            source.read_log(
+                con, log, columns or LogColumns(), stats, fmt=log_format, skip_invalid=skip_invalid
+            )
             summary.counting = counting = count_pairs(con, memory_mb=memory_mb, **options)
             if not counting.edges:
                 example = stats.unknown_example
@@ -143,7 +134,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE catalog AS
             SELECT json AS record FROM read_json_objects({sql(str(path))}, format='newline_delimited')""")
     except duckdb.InvalidInputException as exc:
-        raise input_error(exc, [path]) from None
+        raise source.input_error(exc, [path]) from None
     con.execute("""CREATE OR REPLACE TEMP TABLE items AS SELECT record ->> 'id' AS id, rowid::INT AS num,
         CASE WHEN json_type(record) <> 'OBJECT' THEN 'expected a JSON object, got ' || lower(json_type(record))
         WHEN json_type(record, 'id') IS DISTINCT FROM 'VARCHAR' OR trim(id) = ''
@@ -152,10 +143,10 @@ def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     if bad := con.execute(
         "SELECT num, problem FROM items WHERE problem NOT NULL ORDER BY 1 LIMIT 1"
     ).fetchone():
-        raise InputDataError(bad[1], path=str(path), line=line_numbers(path, [bad[0]])[0])
+        raise InputDataError(bad[1], path=str(path), line=source.line_numbers(path, [bad[0]])[0])
     if twice := con.execute("""SELECT id, list(num ORDER BY num)[1:2] AS n FROM items GROUP BY id
             HAVING count(*) > 1 ORDER BY n[2] LIMIT 1""").fetchone():
-        first, again = line_numbers(path, twice[1])
+        first, again = source.line_numbers(path, twice[1])
         raise InputDataError(
             f"duplicate id {twice[0]!r} (first seen on line {first})", path=str(path), line=again
         )

@@ -1,10 +1,5 @@
-"""Item pairs that the same users (customers, orders, sessions) touched: counted, scored, top k per item.
-
-DuckDB keeps each user's most recent items (SQL windows) and each item's top k partners (SQL
-aggregates); the pair counts are the sparse product ``AᵀA`` of the user x item matrix (SciPy, a
-block of items at a time), or, with a time window or past the memory for ``A``, a self-join in
-DuckDB (which spills to disk past its memory limit).
-"""
+"""Item pairs the same users touched: counted (SciPy's sparse ``AᵀA`` of the user x item matrix, or a
+DuckDB self-join for time windows and logs too big for memory), scored and ranked in DuckDB."""
 
 from __future__ import annotations
 
@@ -50,17 +45,16 @@ def count_pairs(
     """Makes the table ``edges`` (``src``, ``dst``, ``c``: users who touched both, ``rank``: 1 first).
 
     Args:
-        con: a DuckDB connection holding ``events``.
-        events: a table or view of ``u`` (user), ``item`` (catalogue number), ``time`` (seconds).
+        con, events: a DuckDB connection and its table of ``u`` (user), ``item`` (number), ``time`` (s).
         top_k: partners kept per item (0: all), by score, then count, then catalogue order.
-        score: ``"count"``, ``"jaccard"`` (count / users who touched either) or ``"pmi"`` (log of
-            count x users / (users of a x users of b)).
+        score: ``"count"`` (users who touched both), ``"jaccard"`` (count / users who touched either)
+            or ``"pmi"`` (log of count x users / (users of a x users of b)).
         min_count: pairs touched together by fewer users are left out.
         window: when given, items pair up only if a user touched them at most this many seconds apart.
-        max_items_per_user: a user with more keeps the most recent ones (equal times: a fixed
-            hash of the item number, so a capped user without times keeps a fair sample).
-        significance: when above 0, a pair is kept only if ``count - e >= significance * sqrt(e)``,
-            ``e = users of a x users of b / users`` (its count under independence).
+        max_items_per_user: a user with more keeps the most recent ones (equal times: a fixed hash
+            of the item number, so a capped user without times keeps a fair sample).
+        significance: when above 0, a pair needs ``count - e >= significance * sqrt(e)``, ``e`` its
+            count under independence (users of a x users of b / users).
         memory_mb: the memory the sparse product may use (else DuckDB counts the pairs).
 
     Example:
@@ -81,20 +75,15 @@ def count_pairs(
             row_number() OVER (PARTITION BY u ORDER BY time DESC, {_ITEM_HASH}, item) AS rank
         FROM (SELECT {per_user} FROM {events} {"GROUP BY u, item" * (window is None)}))
         WHERE rank <= {max_items_per_user}""")
-    users, capped, kept = con.execute(
-        f"SELECT count(*) FILTER (rank = 1), count(*) FILTER (rank = 1 AND n > {max_items_per_user}), "
-        "count(*) FROM kept"
-    ).fetchone()
+    users, capped, kept = con.execute(f"""SELECT count(*) FILTER (rank = 1),
+        count(*) FILTER (rank = 1 AND n > {max_items_per_user}), count(*) FROM kept""").fetchone()
     n, e = float(users), f"(a.n * b.n / {float(users)!r})"  # e: the count under independence
     value = {"count": "c", "jaccard": "c / (a.n + b.n - c)", "pmi": f"ln(c * {n!r} / (a.n * b.n))"}[score]
-    keep = f"c >= {min_count}" + (
-        f" AND c - {e} >= {float(significance)!r} * sqrt({e})" if significance > 0 else ""
-    )
+    keep = f"c >= {min_count}" + f" AND c - {e} >= {float(significance)!r} * sqrt({e})" * (significance > 0)
     joins = ""
     if value != "c" or e in keep:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE item_users AS SELECT item, count(DISTINCT u) AS n FROM kept GROUP BY 1"
-        )
+        con.execute("""CREATE OR REPLACE TEMP TABLE item_users AS
+            SELECT item, count(DISTINCT u) AS n FROM kept GROUP BY 1""")
         joins = "JOIN item_users a ON a.item = src JOIN item_users b ON b.item = dst"
     # k orders by the count, then by the lower partner number: (c, 2^32 - 1 - dst) in one BIGINT.
     pick = f"max_by(k, {{'v': v, 'k': k}}, {top_k})" if score != "count" else f"max(k, {top_k})"

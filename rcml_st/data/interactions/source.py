@@ -1,8 +1,6 @@
-"""Reading interaction logs with DuckDB: (who, item, when) rows from CSV, TSV, JSON Lines or Parquet.
+"""Reading (who, item, when) logs with DuckDB: CSV, TSV, JSON Lines (gzip or not) or Parquet, a file or a glob.
 
-"Who" groups the items that co-occur: a customer, an order or a session id. A log is one file or a
-glob of files, gzip or not. Times are Unix seconds or milliseconds (a number above 10^11), ISO 8601
-(UTC when no zone is given) or Parquet timestamps; they come out in seconds.
+Times are Unix seconds or ms (a number above 10^11), ISO 8601 (UTC by default) or Parquet timestamps.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import contextlib
 import csv
 import glob
 import json
-import math
 import os
 import re
 import shutil
@@ -59,15 +56,9 @@ def parse_duration(value: str) -> float:
         >>> parse_duration("30m"), parse_duration("7d"), parse_duration("45")
         (1800.0, 604800.0, 45.0)
     """
-    text = value.strip().lower()
-    unit = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}.get(text[-1:]) if text else None
-    try:
-        number = float(text[:-1] if unit is not None else text)
-    except ValueError:
-        raise ValueError(f"not a duration: {value!r} (e.g. 90s, 30m, 2h, 7d)") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"not a duration: {value!r} (must be 0 or more)")
-    return number * (unit or 1.0)
+    if not (match := re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", value.lower())):
+        raise ValueError(f"not a duration: {value!r} (e.g. 90s, 30m, 2h, 7d)")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
 
 
 def sql(text: str, quote: str = "'") -> str:
@@ -162,11 +153,10 @@ def read_log(
     skip_invalid: bool = False,
     filters: dict[str, tuple[str, str]] | None = None,
 ) -> None:
-    """Reads a log (a file or a glob) into the view ``events`` (``u``, ``item``, ``time``).
+    """Reads a log into the view ``events`` (``u``, ``item``: its ``num`` in the table ``items``, ``time``).
 
-    Items are numbered by the table ``items`` (``id``, ``num``); rows of other items are left out
-    and counted in ``stats``, as are rows left out by ``filters`` (reason -> (column, SQL
-    condition on it as ``{}``)).
+    Rows of items not in ``items``, and rows left out by ``filters`` (reason -> (column, SQL test
+    of ``{}``)), are counted in ``stats``.
 
     Raises:
         InputDataError: ``file:line: problem`` (``file: row N: problem`` for Parquet) for a bad row
