@@ -135,8 +135,8 @@ def load_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
             SELECT json AS record FROM read_json_objects({sql(str(path))}, format='newline_delimited')""")
     except duckdb.InvalidInputException as exc:
         raise source.input_error(exc, [path]) from None
-    con.execute("""CREATE OR REPLACE TEMP TABLE items AS SELECT record ->> 'id' AS id, rowid::INT AS num,
-        CASE WHEN json_type(record) <> 'OBJECT' THEN 'expected a JSON object, got ' || lower(json_type(record))
+    con.execute("""CREATE OR REPLACE TEMP TABLE items AS SELECT record ->> 'id' AS id, rowid::INT AS num, CASE
+        WHEN json_type(record) <> 'OBJECT' THEN 'expected a JSON object, got ' || lower(json_type(record))
         WHEN json_type(record, 'id') IS DISTINCT FROM 'VARCHAR' OR trim(id) = ''
         THEN 'missing or empty ''id'' (a non-empty string)' END AS problem FROM catalog""")
     con.execute("SET preserve_insertion_order = false")
@@ -166,19 +166,18 @@ def _write(con: duckdb.DuckDBPyConnection, path: Path, relation: str, cluster: i
         types = cluster_edges(documents, edges["src"], edges["dst"], cluster, seed=seed, prefix=relation)
         edges["name"] = pa.DictionaryArray.from_arrays(pa.array(types.labels), pa.array(types.names))
         con.register("labelled", pa.table(edges))
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE labels AS SELECT src, dst, rank, name::VARCHAR AS name FROM labelled;"
-            "CREATE OR REPLACE TEMP VIEW named AS FROM labels"
-        )
+        con.execute("""CREATE OR REPLACE TEMP TABLE labels AS SELECT src, dst, rank, name::VARCHAR AS name
+            FROM labelled; CREATE OR REPLACE TEMP VIEW named AS FROM labels""")
     pointer = "'/relations/' || replace(replace(name, '~', '~0'), '/', '~1')"  # JSON pointer of the list
     con.execute(f"""CREATE OR REPLACE TEMP TABLE merged AS SELECT src, name, list_filter(new, lambda t: NOT
         list_contains(old, t)) AS added, list_concat(old, added) AS ids FROM (SELECT src, name, new,
-        coalesce(TRY_CAST(json_extract(record, {pointer}) AS VARCHAR[]), []) AS old FROM catalog JOIN (
-        SELECT src, name, list(id ORDER BY rank) AS new FROM named JOIN items ON num = dst GROUP BY ALL) ON rowid = src)""")
+        coalesce(TRY_CAST(json_extract(record, {pointer}) AS VARCHAR[]), []) AS old FROM catalog JOIN (SELECT
+        src, name, list(id ORDER BY rank) AS new FROM named JOIN items ON num = dst GROUP BY ALL) n
+        ON rowid = src)""")
     con.execute("SET preserve_insertion_order = true")
     con.execute(f"""COPY (SELECT coalesce(json_merge_patch(record, patch), record) FROM catalog LEFT JOIN (
         SELECT src, json_object('relations', json_group_object(name, ids)) AS patch FROM merged GROUP BY src)
-        ON src = catalog.rowid ORDER BY catalog.rowid)
-        TO {sql(str(path))} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', USE_TMP_FILE true)""")
+        ON src = catalog.rowid ORDER BY catalog.rowid) TO {sql(str(path))}
+        (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x1f', USE_TMP_FILE true)""")
     written = "SELECT name, sum(len(added))::INT AS n FROM merged GROUP BY name ORDER BY n DESC, name"
     return dict(con.execute(written).fetchall())

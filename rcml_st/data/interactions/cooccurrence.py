@@ -100,8 +100,9 @@ def count_pairs(
         pairs = f"""(SELECT a.item AS src, b.item AS dst, count(DISTINCT a.u) AS c FROM kept a JOIN kept b
             ON a.u = b.u AND a.item <> b.item {near} WHERE a.n > 1 GROUP BY ALL)"""
         con.execute(insert.replace("@pairs", pairs))
-    con.execute("""CREATE OR REPLACE TEMP TABLE edges AS SELECT src, (4294967295 - (k & 4294967295))::INT AS dst,
-        (k >> 32)::INT AS c, rank FROM (SELECT src, unnest(top) AS k, generate_subscripts(top, 1) AS rank FROM partners)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE edges AS SELECT src, (4294967295 - (k & 4294967295))::INT AS
+        dst, (k >> 32)::INT AS c, rank FROM (SELECT src, unnest(top) AS k, generate_subscripts(top, 1) AS rank
+        FROM partners)""")
     pairs, edges = con.execute("SELECT sum(pairs), sum(len(top)) FROM partners").fetchone()
     return CooccurrenceStats(users=users, capped_users=capped, pairs=int(pairs or 0), edges=int(edges or 0))
 

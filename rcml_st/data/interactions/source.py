@@ -1,4 +1,4 @@
-"""Reading (who, item, when) logs with DuckDB: CSV, TSV, JSON Lines (gzip or not) or Parquet, a file or a glob.
+"""Reading (who, item, when) logs with DuckDB: CSV, TSV, JSON Lines (gzip or not), Parquet; a file or a glob.
 
 Times are Unix seconds or ms (a number above 10^11), ISO 8601 (UTC by default) or Parquet timestamps.
 """
@@ -88,7 +88,7 @@ def line_numbers(path: Path, rows: list[int], fmt: str = "jsonl") -> list[int]:
         reader = csv.reader(text, delimiter="," if fmt == "csv" else "\t")
         lines = (reader.line_num for fields in reader if any(f.strip() for f in fields))
         next(lines, None)
-    found = {row: line for row, line in zip(range(max(rows) + 1), lines) if row in rows}
+    found = {row: line for row, line in zip(range(max(rows) + 1), lines, strict=False) if row in rows}
     return [found[row] for row in rows]
 
 
@@ -118,18 +118,15 @@ def _scan(files: list[Path], fmt: str, wanted: list[str]) -> str:
     names = "[" + ", ".join(sql(str(f)) for f in files) + "]"
     if fmt == "jsonl":  # each line's JSON object; missing keys are NULL
         keys = ", ".join(f"json ->> {sql('$.' + sql(c, chr(34)))} AS {sql(c, chr(34))}" for c in wanted)
-        return f"(SELECT filename, {keys} FROM read_json_objects({names}, format='newline_delimited', filename=true))"
+        return f"""(SELECT filename, {keys}
+            FROM read_json_objects({names}, format='newline_delimited', filename=true))"""
     if fmt == "parquet":
         return f"read_parquet({names})"
     sep = "," if fmt == "csv" else "\t"
-    header = next(
-        csv.reader([next(iter_lines(files[0]), (0, b""))[1].decode("utf-8-sig")], delimiter=sep), []
-    )
-    types = ", ".join(f"{sql(c.strip())}: 'VARCHAR'" for c in header)
-    return (
-        f"read_csv({names}, columns={{{types}}}, auto_detect=false, skip=1, header=false, delim={sql(sep)}, "
-        "quote='\"', escape='\"', strict_mode=true)"
-    )
+    first = next(iter_lines(files[0]), (0, b""))[1].decode("utf-8-sig")
+    types = ", ".join(f"{sql(c.strip())}: 'VARCHAR'" for c in next(csv.reader([first], delimiter=sep), []))
+    return f"""read_csv({names}, columns={{{types}}}, auto_detect=false, skip=1, header=false,
+        delim={sql(sep)}, quote='"', escape='"', strict_mode=true)"""
 
 
 def _time(column: str, kind: str) -> str:
@@ -137,10 +134,8 @@ def _time(column: str, kind: str) -> str:
     if kind.startswith(("TIMESTAMP", "DATE")):
         return f"epoch({column}::TIMESTAMPTZ)"
     number = f"TRY_CAST({column}::VARCHAR AS DOUBLE)"
-    return (
-        f"CASE WHEN isfinite({number}) THEN {number} / (CASE WHEN abs({number}) > 1e11 THEN 1000 ELSE 1 END) "
-        f"ELSE epoch(TRY_CAST({column}::VARCHAR AS TIMESTAMPTZ)) END"
-    )
+    return f"""CASE WHEN isfinite({number}) THEN {number} / (CASE WHEN abs({number}) > 1e11 THEN 1000
+        ELSE 1 END) ELSE epoch(TRY_CAST({column}::VARCHAR AS TIMESTAMPTZ)) END"""
 
 
 def read_log(
@@ -178,19 +173,16 @@ def read_log(
     except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
         raise input_error(exc, files) from None
     if missing := [c for c in wanted if c not in schema]:
-        problem = (
-            f"no column {missing[0]!r}{' in the header' * (fmt != 'parquet')} (columns: {', '.join(schema)})"
-        )
+        where = " in the header" * (fmt != "parquet")
+        problem = f"no column {missing[0]!r}{where} (columns: {', '.join(schema)})"
         raise InputDataError(problem, path=str(files[0]), line=1 if fmt != "parquet" else None)
     q = {c: sql(c, '"') for c in wanted}  # the columns as SQL names
     user, item = (f"nullif(trim({q[c]}::VARCHAR), '')" for c in (columns.user, columns.item))
     reasons = [f"WHEN u IS NULL THEN {sql(f'empty or missing {columns.user!r}')}"]
     reasons.append(f"WHEN it IS NULL THEN {sql(f'empty or missing {columns.item!r}')}")
-    tm, raw = (
-        (_time(q[columns.time], schema[columns.time]), f"{q[columns.time]}::VARCHAR")
-        if columns.time
-        else ("0.0", "NULL")
-    )
+    tm, raw = "0.0", "NULL"
+    if columns.time:
+        tm, raw = _time(q[columns.time], schema[columns.time]), f"{q[columns.time]}::VARCHAR"
     reasons.append(f"WHEN tm IS NULL THEN {sql(f'{columns.time!r}: not a time (a number or ISO 8601)')}")
     tests = "".join(f", {test.format(q[c])} AS f{i}" for i, (c, test) in enumerate(filters.values()))
     reasons += [f"WHEN f{i} THEN {sql(reason)}" for i, reason in enumerate(filters)]
