@@ -23,6 +23,9 @@ REVIEW_RELATION = "reviewed by the same customers"
 #: Defaults: pairs need this many customers, this many standard deviations above chance.
 MIN_CO_REVIEWS, CO_REVIEW_SIGNIFICANCE = 2, 3.0
 NOT_VERIFIED, LOW_RATING = "not a verified purchase", "rated under --min-rating"
+# The (user, item, time, rating, verified) fields of the 2018 (and 2014) and the 2023 releases.
+_FIELDS_2018 = ("reviewerID", "asin", "unixReviewTime", "overall", "verified")
+_FIELDS_2023 = ("user_id", "parent_asin", "timestamp", "rating", "verified_purchase")
 
 
 def review_edges(
@@ -36,7 +39,7 @@ def review_edges(
     stats: LogStats | None = None,
     **options: float,
 ) -> tuple[dict[str, list[str]], CooccurrenceStats]:
-    """Each product's partners reviewed by the same customers, most co-reviews first.
+    """Product id -> its partners' ids reviewed by the same customers, strongest first; the counting's stats.
 
     Args:
         path: a review file (2014, 2018 or 2023 release), gzip or not.
@@ -47,9 +50,6 @@ def review_edges(
         temp_dir: where DuckDB spills; ``stats``: reviews read and left out, by reason.
         options: of :func:`~rcml_st.data.interactions.count_pairs`; by default ``top_k=20``,
             ``min_count=MIN_CO_REVIEWS``, ``significance=CO_REVIEW_SIGNIFICANCE``.
-
-    Returns:
-        Product id -> its partners' ids, strongest first; the counting's statistics.
 
     Example:
         >>> import json, pathlib, tempfile
@@ -62,10 +62,7 @@ def review_edges(
     """
     path = check_input(path)
     release_2018 = b'"reviewerID"' in next((raw for _, raw in iter_lines(path) if raw.strip()), b"")
-    names = (
-        "reviewerID asin unixReviewTime overall verified" if release_2018 else "user_id parent_asin timestamp"
-    )
-    user, item, when, rating, verified = (names + " rating verified_purchase" * (not release_2018)).split()
+    user, item, when, rating, verified = _FIELDS_2018 if release_2018 else _FIELDS_2023
     filters = {NOT_VERIFIED: (verified, "{} = 'false'")} if verified_only else {}
     if min_rating is not None:
         filters[LOW_RATING] = (rating, f"coalesce(TRY_CAST({{}} AS DOUBLE) < {float(min_rating)!r}, TRUE)")
@@ -73,16 +70,8 @@ def review_edges(
     with session(options.get("memory_mb", 1024), None, temp_dir) as con:
         con.register("ids", pa.table({"id": items, "num": pa.array(range(len(items)), pa.int32())}))
         con.execute("CREATE TEMP TABLE items AS SELECT * FROM ids")
-        stats = stats if stats is not None else LogStats()
-        read_log(
-            con,
-            path,
-            LogColumns(user, item, when),
-            stats,
-            fmt="jsonl",
-            skip_invalid=skip_invalid,
-            filters=filters,
-        )
+        log, stats = LogColumns(user, item, when), stats if stats is not None else LogStats()
+        read_log(con, path, log, stats, fmt="jsonl", skip_invalid=skip_invalid, filters=filters)
         counting = count_pairs(con, **options)
         partners = con.execute("""SELECT a.id, list(b.id ORDER BY rank) FROM edges JOIN items a ON a.num = src
             JOIN items b ON b.num = dst GROUP BY a.id, a.num ORDER BY a.num""").fetchall()

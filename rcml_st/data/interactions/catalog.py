@@ -100,17 +100,15 @@ def add_log_relations(
             )
             summary.counting = counting = count_pairs(con, memory_mb=memory_mb, **options)
             if not counting.edges:
-                example = stats.unknown_example
                 why = f"of {stats.rows:,} rows, {stats.unknown_items:,} name items not in the catalogue"
-                why += f" (e.g. {example!r}: check --item-column and --catalog)" * (example is not None)
-                why += f", {sum(stats.skipped.values()):,} were skipped" * bool(stats.skipped)
-                why += f"; {counting.users:,} customers made {counting.pairs:,} pairs"
+                why += f" (e.g. {stats.unknown_example!r}: check --item-column and --catalog)" * (
+                    stats.unknown_items > 0
+                )
+                why += f", {sum(stats.skipped.values()):,} were skipped; {counting.pairs:,} pairs counted"
                 raise InputDataError(
                     f"no relations: {why} (--min-count {options.get('min_count', 1)})", path=str(log)
                 )
             summary.edges = _write(con, output, relation.strip(), cluster, seed)
-    except ValueError as exc:
-        raise exc if isinstance(exc, InputDataError) else UsageError(str(exc)) from None
     except (duckdb.IOException, OSError) as exc:
         errno = re.search(r'"errno":"(\d+)"', str(exc))  # DuckDB's I/O errors: the system's reason
         reason = os.strerror(int(errno.group(1))) if errno else getattr(exc, "strerror", None) or exc

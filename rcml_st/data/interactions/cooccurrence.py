@@ -3,13 +3,14 @@ DuckDB self-join for time windows and logs too big for memory), scored and ranke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import scipy.sparse
+
+from rcml_st.errors import UsageError
 
 #: The scores :func:`count_pairs` ranks partners by.
 SCORES = ("count", "jaccard", "pmi")
@@ -66,9 +67,9 @@ def count_pairs(
         (6, [(1, 2), (2, 1)])
     """
     if score not in SCORES:
-        raise ValueError(f"unknown score {score!r} (use one of {', '.join(SCORES)})")
+        raise UsageError(f"unknown score {score!r} (use one of {', '.join(SCORES)})")
     if top_k < 0 or min_count < 1 or max_items_per_user < 2 or (window is not None and window < 0):
-        raise ValueError("expected top_k >= 0, min_count >= 1, max_items_per_user >= 2, window >= 0")
+        raise UsageError("expected top_k >= 0, min_count >= 1, max_items_per_user >= 2, window >= 0")
     per_user = "DISTINCT u, item, time" if window is not None else "u, item, max(time) AS time"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM (
         SELECT *, count(*) OVER (PARTITION BY u) AS n,
@@ -92,9 +93,19 @@ def count_pairs(
     insert = f"""INSERT INTO partners SELECT src, count(*), {pick} FILTER (WHERE keep) FROM (
         SELECT src, c::BIGINT * 4294967296 + (4294967295 - dst) AS k, {value}::DOUBLE AS v, {keep} AS keep
         FROM @pairs {joins} WHERE src <> dst) GROUP BY src"""
-    if window is None and 0 < kept * 16 <= memory_mb * 2**20 / 4:
-        for _ in _product_blocks(con, int(memory_mb * 2**20 / 2 / 64)):  # 64 bytes per pair of a block
+    if window is None and 0 < kept * 16 <= memory_mb * 2**20 / 4:  # AᵀA, a block of items at a time
+        lists = con.sql("SELECT list(item) FROM kept GROUP BY u").to_arrow_table().column(0).combine_chunks()
+        items, starts = lists.values.to_numpy(), lists.offsets.to_numpy()
+        shape = (len(starts) - 1, int(items.max()) + 1)
+        a = scipy.sparse.csr_matrix((np.ones(len(items), np.int32), items, starts), shape=shape)
+        at, block = a.T.tocsr(), int(memory_mb * 2**20 / 2 / 64)  # pairs per block, at 64 bytes each
+        work = np.cumsum(at @ np.diff(starts).astype(np.int64))  # at least each item's products
+        cuts = np.searchsorted(work, np.arange(block, work[-1], block), side="right")
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, shape[1]], strict=True):
+            product = (at[lo:hi] @ a).tocoo()
+            con.register("block", pa.table({"src": product.row + lo, "dst": product.col, "c": product.data}))
             con.execute(insert.replace("@pairs", "block"))
+        con.unregister("block")
     else:
         near = f"AND abs(a.time - b.time) <= {float(window)!r}" if window is not None else ""
         pairs = f"""(SELECT a.item AS src, b.item AS dst, count(DISTINCT a.u) AS c FROM kept a JOIN kept b
@@ -105,19 +116,3 @@ def count_pairs(
         FROM partners)""")
     pairs, edges = con.execute("SELECT sum(pairs), sum(len(top)) FROM partners").fetchone()
     return CooccurrenceStats(users=users, capped_users=capped, pairs=int(pairs or 0), edges=int(edges or 0))
-
-
-def _product_blocks(con: duckdb.DuckDBPyConnection, block_pairs: int) -> Iterator[None]:
-    """Registers ``block`` (src, dst, c: ``AᵀA`` for items whose products hold about ``block_pairs``)."""
-    lists = con.sql("SELECT list(item) FROM kept GROUP BY u").to_arrow_table().column(0).combine_chunks()
-    items, starts = lists.values.to_numpy(), lists.offsets.to_numpy()
-    shape = (len(starts) - 1, int(items.max()) + 1)
-    a = scipy.sparse.csr_matrix((np.ones(len(items), np.int32), items, starts), shape=shape)
-    at = a.T.tocsr()
-    work = np.cumsum(at @ np.diff(starts).astype(np.int64))  # at least each item's products
-    cuts = np.searchsorted(work, np.arange(block_pairs, work[-1], block_pairs), side="right")
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, shape[1]], strict=True):
-        product = (at[lo:hi] @ a).tocoo()
-        con.register("block", pa.table({"src": product.row + lo, "dst": product.col, "c": product.data}))
-        yield
-    con.unregister("block")

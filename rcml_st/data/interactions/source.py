@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ import duckdb
 from rcml_st.data.amazon.reader import check_input, iter_lines
 from rcml_st.errors import InputDataError, UsageError
 
-#: The log formats :func:`read_log` reads, by file name suffix.
 LOG_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 LOG_FORMATS |= {".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -69,14 +67,14 @@ def sql(text: str, quote: str = "'") -> str:
 @contextlib.contextmanager
 def session(memory_mb: float, threads: int | None, folder: str | os.PathLike[str] | None) -> Iterator:
     """A DuckDB connection limited to ``memory_mb``, spilling past it to a temporary folder in ``folder``."""
-    spill = tempfile.mkdtemp(prefix=".rcml-duckdb-", dir=folder)
-    try:
-        with duckdb.connect(config={"memory_limit": f"{int(memory_mb)}MB", "temp_directory": spill}) as con:
-            con.execute(f"SET threads = {threads or os.cpu_count() or 1}; SET TimeZone = 'UTC'")
-            con.execute("SET preserve_insertion_order = false")
-            yield con
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+    spill = tempfile.TemporaryDirectory(prefix=".rcml-duckdb-", dir=folder, ignore_cleanup_errors=True)
+    with (
+        spill,
+        duckdb.connect(config={"memory_limit": f"{int(memory_mb)}MB", "temp_directory": spill.name}) as con,
+    ):
+        con.execute(f"SET threads = {threads or os.cpu_count() or 1}; SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")
+        yield con
 
 
 def line_numbers(path: Path, rows: list[int], fmt: str = "jsonl") -> list[int]:
@@ -105,12 +103,12 @@ def input_error(exc: duckdb.Error, files: list[Path]) -> InputDataError:
                 return InputDataError(problem, path=json_error.group(1), line=number)
     line = re.search(r"CSV Error on Line: (\d+)", message)
     where = re.search(r"\n\s*file = (.*)\n", message)
-    columns = re.search(r"\nExpected Number of Columns: (\d+) Found: (\d+)", message)
     problem = message.split(": ", 1)[-1].strip().splitlines()[0]
-    if columns:
+    if columns := re.search(r"\nExpected Number of Columns: (\d+) Found: (\d+)", message):
         problem = f"{columns.group(2)} fields, the header has {columns.group(1)}"
-    path = where.group(1) if where else str(files[0])
-    return InputDataError(problem, path=path, line=int(line.group(1)) if line else None)
+    return InputDataError(
+        problem, path=where.group(1) if where else str(files[0]), line=line and int(line[1])
+    )
 
 
 def _scan(files: list[Path], fmt: str, wanted: list[str]) -> str:
