@@ -106,9 +106,8 @@ def input_error(exc: duckdb.Error, files: list[Path]) -> InputDataError:
     problem = message.split(": ", 1)[-1].strip().splitlines()[0]
     if columns := re.search(r"\nExpected Number of Columns: (\d+) Found: (\d+)", message):
         problem = f"{columns.group(2)} fields, the header has {columns.group(1)}"
-    return InputDataError(
-        problem, path=where.group(1) if where else str(files[0]), line=line and int(line[1])
-    )
+    path = where.group(1) if where else str(files[0])
+    return InputDataError(problem, path=path, line=line and int(line[1]))
 
 
 def _scan(files: list[Path], fmt: str, wanted: list[str]) -> str:
@@ -125,15 +124,6 @@ def _scan(files: list[Path], fmt: str, wanted: list[str]) -> str:
     types = ", ".join(f"{sql(c.strip())}: 'VARCHAR'" for c in next(csv.reader([first], delimiter=sep), []))
     return f"""read_csv({names}, columns={{{types}}}, auto_detect=false, skip=1, header=false,
         delim={sql(sep)}, quote='"', escape='"', strict_mode=true)"""
-
-
-def _time(column: str, kind: str) -> str:
-    """SQL for seconds from a time column: numbers (s, or ms above 10^11), ISO 8601, timestamps; else NULL."""
-    if kind.startswith(("TIMESTAMP", "DATE")):
-        return f"epoch({column}::TIMESTAMPTZ)"
-    number = f"TRY_CAST({column}::VARCHAR AS DOUBLE)"
-    return f"""CASE WHEN isfinite({number}) THEN {number} / (CASE WHEN abs({number}) > 1e11 THEN 1000
-        ELSE 1 END) ELSE epoch(TRY_CAST({column}::VARCHAR AS TIMESTAMPTZ)) END"""
 
 
 def read_log(
@@ -179,8 +169,12 @@ def read_log(
     reasons = [f"WHEN u IS NULL THEN {sql(f'empty or missing {columns.user!r}')}"]
     reasons.append(f"WHEN it IS NULL THEN {sql(f'empty or missing {columns.item!r}')}")
     tm, raw = "0.0", "NULL"
-    if columns.time:
-        tm, raw = _time(q[columns.time], schema[columns.time]), f"{q[columns.time]}::VARCHAR"
+    if columns.time:  # seconds: numbers (s, or ms above 10^11), ISO 8601 or timestamps; else NULL
+        raw, number = f"{q[columns.time]}::VARCHAR", f"TRY_CAST({q[columns.time]}::VARCHAR AS DOUBLE)"
+        tm = f"""CASE WHEN isfinite({number}) THEN {number} / (CASE WHEN abs({number}) > 1e11 THEN 1000
+            ELSE 1 END) ELSE epoch(TRY_CAST({raw} AS TIMESTAMPTZ)) END"""
+        if schema[columns.time].startswith(("TIMESTAMP", "DATE")):
+            tm = f"epoch({q[columns.time]}::TIMESTAMPTZ)"
     reasons.append(f"WHEN tm IS NULL THEN {sql(f'{columns.time!r}: not a time (a number or ISO 8601)')}")
     tests = "".join(f", {test.format(q[c])} AS f{i}" for i, (c, test) in enumerate(filters.values()))
     reasons += [f"WHEN f{i} THEN {sql(reason)}" for i, reason in enumerate(filters)]
