@@ -86,37 +86,27 @@ def add_log_relations(
     if output.is_dir() or (Path(log).exists() and output.resolve() == Path(log).resolve()):
         raise UsageError(f"--output {output} must be a .jsonl file path, not a folder or the log")
     summary = LogRelationsSummary(catalog=catalog, log=Path(log), output=output)
-    parts = (
-        f"{memory_mb:,g} MB for DuckDB + {memory_mb * 0.75:,g} MB for the sparse product + 250 MB of runtime"
-    )
-    summary.memory_bound = f"about {memory_mb * 1.75 + 250:,.0f} MB: {parts}"
+    summary.memory_bound = f"""about {memory_mb * 1.75 + 250:,.0f} MB: {memory_mb:,g} MB for DuckDB + {
+        memory_mb * 0.75:,g} MB for the sparse product + 250 MB of runtime"""
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         with source.session(memory_mb, threads, output.parent) as con:
             summary.items = load_catalog(con, catalog)
-            stats = summary.log_stats
-            source.read_log(
-                con, log, columns or LogColumns(), stats, fmt=log_format, skip_invalid=skip_invalid
-            )
+            stats, fmt = summary.log_stats, {"fmt": log_format, "skip_invalid": skip_invalid}
+            source.read_log(con, log, columns or LogColumns(), stats, **fmt)
             summary.counting = counting = count_pairs(con, memory_mb=memory_mb, **options)
             if not counting.edges:
-                why = f"of {stats.rows:,} rows, {stats.unknown_items:,} name items not in the catalogue"
-                why += f" (e.g. {stats.unknown_example!r}: check --item-column and --catalog)" * (
-                    stats.unknown_items > 0
-                )
-                why += f", {sum(stats.skipped.values()):,} were skipped; {counting.pairs:,} pairs counted"
-                raise InputDataError(
-                    f"no relations: {why} (--min-count {options.get('min_count', 1)})", path=str(log)
-                )
+                x, n = stats.unknown_example, stats.unknown_items
+                why = f"of {stats.rows:,} rows, {n:,} name items not in the catalogue"
+                why += f" (e.g. {x!r}: check --item-column and --catalog)" * (n > 0)
+                raise InputDataError(f"no relations: {why}; {counting.pairs:,} pairs counted", path=str(log))
             summary.edges = _write(con, output, relation.strip(), cluster, seed)
     except (duckdb.IOException, OSError) as exc:
         errno = re.search(r'"errno":"(\d+)"', str(exc))  # DuckDB's I/O errors: the system's reason
         reason = os.strerror(int(errno.group(1))) if errno else getattr(exc, "strerror", None) or exc
         raise ServiceError(f"cannot write {output}: {reason}; nothing was written") from None
     except duckdb.Error as exc:
-        raise ServiceError(
-            f"DuckDB failed: {str(exc).strip().splitlines()[0]} (--memory-mb {memory_mb:g})"
-        ) from None
+        raise ServiceError(f"DuckDB failed: {str(exc).splitlines()[0]} (--memory-mb {memory_mb:g})") from None
     summary.relation_types = list(summary.edges.items()) if cluster else []
     return summary
 
