@@ -78,11 +78,11 @@ def count_pairs(
         WHERE rank <= {max_items_per_user}""")
     users, capped, kept = con.execute(f"""SELECT count(*) FILTER (rank = 1),
         count(*) FILTER (rank = 1 AND n > {max_items_per_user}), count(*) FROM kept""").fetchone()
-    n, e = float(users), f"(a.n * b.n / {float(users)!r})"  # e: the count under independence
+    n, e = float(users), f"(a.n * b.n / {float(users)!r})"  # e: a pair's count under independence
     value = {"count": "c", "jaccard": "c / (a.n + b.n - c)", "pmi": f"ln(c * {n!r} / (a.n * b.n))"}[score]
     keep = f"c >= {min_count}" + f" AND c - {e} >= {float(significance)!r} * sqrt({e})" * (significance > 0)
     joins = ""
-    if value != "c" or e in keep:
+    if score != "count" or significance > 0:
         con.execute("""CREATE OR REPLACE TEMP TABLE item_users AS
             SELECT item, count(DISTINCT u) AS n FROM kept GROUP BY 1""")
         joins = "JOIN item_users a ON a.item = src JOIN item_users b ON b.item = dst"
