@@ -1,19 +1,19 @@
-"""Relations from an interaction log at scale: DuckDB (this package) vs the old out-of-core counter.
+"""Relations from an interaction log at scale: this checkout's ``prepare log`` vs the old hand-written one.
 
 Generates orders logs (CSV, gzip) with a long-tailed item popularity and customer activity
 (about 20 items per customer, a few accounts with thousands), plus a catalogue of the items, and
 runs ``rcml-st prepare log`` (read the catalogue, read the log, count pairs, keep the top 10
-partners per item, write the catalogue) at 1M and 10M rows, each run its own process (peak RSS
-from wait4), both paths back to back at each size so that they share the machine's load:
+partners per item, write the catalogue) at 1M and 10M rows, each run its own process (time, CPU
+and peak RSS from wait4, the load average next to each), the paths back to back at each size:
 
-- ``duckdb``: this checkout's ``rcml-st`` on the gzip CSV, and on the same log as Parquet;
-- ``old``: the hand-written counter DuckDB replaced, from a checkout of commit 0f2717b
-  (``--old-rcml-st``, default ``/work/main/.venv/bin/rcml-st`` while that still has it).
+- ``new``: this checkout's ``rcml-st`` (DuckDB and SciPy's sparse product) on the gzip CSV, and on
+  the same log as Parquet;
+- ``old``: the hand-written out-of-core counter, from a checkout of commit 0f2717b (``--old-rcml-st``).
 
-"same edges" compares the relation lists (members and order) of the two outputs, item by item.
+"same edges" compares the relation lists (members and order) with the first run of the size.
 
-    .venv/bin/python benchmarks/log_relations.py                          # 1M and 10M rows
-    .venv/bin/python benchmarks/log_relations.py --sizes 1000000 --no-old
+    .venv/bin/python benchmarks/log_relations.py --old-rcml-st OLD/bin/rcml-st   # 1M and 10M rows
+    .venv/bin/python benchmarks/log_relations.py --sizes 10000000 --new-only     # the new path, 10M rows
 """
 
 from __future__ import annotations
@@ -121,11 +121,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--memory-mb", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--old-rcml-st", default="/work/main/.venv/bin/rcml-st")
+    parser.add_argument("--old-rcml-st", default=None, help="rcml-st of a checkout of commit 0f2717b")
     parser.add_argument("--no-old", action="store_true", help="run only this checkout's path")
+    parser.add_argument("--new-only", action="store_true", help="this checkout on the gzip CSV only")
     parser.add_argument("--no-parquet", action="store_true")
     parser.add_argument("--folder", type=Path, default=None, help="where logs are generated (kept)")
     args = parser.parse_args()
+    if args.new_only or args.old_rcml_st is None:
+        args.no_old = True
+    args.no_parquet = args.no_parquet or args.new_only
     folder = args.folder or Path(tempfile.gettempdir()) / "rcml-log-bench"
     folder.mkdir(parents=True, exist_ok=True)
     new = str(Path(sys.executable).with_name("rcml-st"))
@@ -133,9 +137,9 @@ def main() -> None:
     print(f"{'rows':>12} {'path':<16} {'time':>8} {'CPU':>8} {'peak RSS':>10}  same edges")
     for rows in args.sizes:
         log, catalog = generate(folder, rows)
-        inputs = [("duckdb csv.gz", new, log)]
+        inputs = [("new csv.gz", new, log)]
         if not args.no_parquet:
-            inputs.append(("duckdb parquet", new, to_parquet(log)))
+            inputs.append(("new parquet", new, to_parquet(log)))
         if not args.no_old:
             inputs.append(("old csv.gz", args.old_rcml_st, log))
         outputs: dict[str, dict[str, list[str]]] = {}
@@ -159,18 +163,17 @@ def main() -> None:
                 print(f"{rows:>12,} {name:<16} failed: {r['error']}")
                 continue
             outputs[name] = relations(out)
-            same = outputs[name] == outputs["duckdb csv.gz"] if "duckdb csv.gz" in outputs else "-"
+            same = outputs[name] == outputs["new csv.gz"] if "new csv.gz" in outputs else "-"
             print(
                 f"{rows:>12,} {name:<16} {r['seconds']:>7.1f}s {r['cpu_s']:>7.1f}s "
-                f"{r['peak_rss_mb']:>8,.0f}MB  {same} ({sum(map(len, outputs[name].values())):,} edges)",
+                f"{r['peak_rss_mb']:>8,.0f}MB  {same} ({sum(map(len, outputs[name].values())):,} edges)"
+                f"  load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
             times[name] = r["seconds"]
-        if "old csv.gz" in times and "duckdb csv.gz" in times:
-            ratio = times["old csv.gz"] / times["duckdb csv.gz"]
-            print(
-                f"{rows:>12,} old / duckdb (csv.gz): x{ratio:.1f}; load average now {os.getloadavg()[0]:.1f}"
-            )
+        if "old csv.gz" in times and "new csv.gz" in times:
+            ratio = times["old csv.gz"] / times["new csv.gz"]
+            print(f"{rows:>12,} old / new (csv.gz): x{ratio:.1f}; load average now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -220,10 +220,10 @@ LOG_HELP = "\n\n".join(
         "jaccard (count / customers who touched either) or pmi; pairs below --min-count are dropped. "
         "The edges are written under --relation (merged with the catalogue's own relations), or "
         "grouped by --cluster K into K relation types named from what the linked items share.",
-        "DuckDB reads the log, counts the pairs and keeps the top k, on --threads cores; it stays within "
-        "--memory-mb and spills to a temporary folder next to --output past it, so the log's size is "
-        "bounded by disk (the summary states the whole run's memory: --memory-mb plus about 300 bytes "
-        "per catalogue item, 12 per kept edge and 250 MB). Ties in the top k go to the higher count, "
+        "DuckDB reads the catalogue and the log, keeps the top k and writes the output, on --threads cores, "
+        "within --memory-mb (past it, it spills to a temporary folder next to --output); SciPy counts the "
+        "pairs as a sparse product in up to 3/4 of --memory-mb more (the summary states the whole run's "
+        "memory). Ties in the top k go to the higher count, "
         "then the item earlier in the catalogue. --max-items-per-user keeps one very active account "
         "from producing millions of pairs.",
         "Examples:",

@@ -200,7 +200,7 @@ def test_a_bad_review_line_is_one_error_line_with_exit_2(amazon_2023, tmp_path) 
     result = runner.invoke(
         app, ["prepare", "amazon", str(meta), "-o", str(tmp_path / "o.jsonl"), "--reviews", str(missing)]
     )
-    assert result.exit_code == 2 and f"{missing}:1: review without 'user_id'" in result.stderr
+    assert result.exit_code == 2 and f"{missing}:1: empty or missing 'user_id'" in result.stderr
     assert not (tmp_path / "o.jsonl").exists()
 
 

@@ -1,4 +1,4 @@
-"""Pair counting in DuckDB against the pre-DuckDB counter's outputs and a plain in-memory reference.
+"""Pair counting (sparse product or DuckDB self-join) against the old counter's outputs and a plain reference.
 
 ``golden/expected.json`` was written by the hand-written out-of-core counter that DuckDB replaced
 (``golden/make_log_golden.py`` at commit 0f2717b), on a log made to have ties: the new engine must
@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rcml_st.data.interactions import LogColumns, add_log_relations, cooccurrence_edges
+from rcml_st.data.interactions import LogColumns, add_log_relations, count_pairs
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
@@ -97,24 +97,27 @@ def _edges(log, **options) -> dict[int, list[tuple[int, int]]]:
     con.execute("CREATE TABLE ev (u VARCHAR, item INTEGER, time DOUBLE)")
     if log:
         con.executemany("INSERT INTO ev VALUES (?, ?, ?)", log)
-    edges = cooccurrence_edges(con, "ev", 40, **options)
+    count_pairs(con, "ev", **options)
     out: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for a, b, c in zip(edges.sources.tolist(), edges.targets.tolist(), edges.counts.tolist(), strict=True):
+    for a, b, c in con.execute("SELECT src, dst, c FROM edges ORDER BY src, rank").fetchall():
         out[a].append((b, c))
     return dict(out)
 
 
+# memory_mb=0: no room for the sparse product, so DuckDB's self-join counts the pairs (as for big logs).
+@pytest.mark.parametrize("memory_mb", [1024, 0])
 @pytest.mark.parametrize("score", ["count", "jaccard", "pmi"])
-def test_top_k_matches_the_in_memory_reference(score: str) -> None:
+def test_top_k_matches_the_in_memory_reference(score: str, memory_mb: int) -> None:
     log = _log(0)
     min_count = 2 if score == "pmi" else 1
-    got = _edges(log, top_k=5, score=score, min_count=min_count)
+    got = _edges(log, top_k=5, score=score, min_count=min_count, memory_mb=memory_mb)
     assert got == _reference(log, cap=100, score=score, top_k=5, min_count=min_count)
 
 
-def test_cap_and_window_match_the_in_memory_reference() -> None:
+@pytest.mark.parametrize("memory_mb", [1024, 0])
+def test_cap_and_window_match_the_in_memory_reference(memory_mb: int) -> None:
     log = _log(1)
-    assert _edges(log, top_k=0, max_items_per_user=8) == _reference(log, cap=8)
+    assert _edges(log, top_k=0, max_items_per_user=8, memory_mb=memory_mb) == _reference(log, cap=8)
     windowed = _edges(log, top_k=0, window=20000.0, max_items_per_user=30)
     assert windowed == _reference(log, cap=30, window=20000.0)
     assert 0 < sum(map(len, windowed.values())) < sum(map(len, _edges(log, top_k=0).values()))
@@ -132,3 +135,11 @@ def test_bad_options_are_refused() -> None:
         _edges([], score="cosine")
     with pytest.raises(ValueError, match="max_items_per_user >= 2"):
         _edges([], max_items_per_user=1)
+
+
+def test_the_sparse_product_in_many_small_blocks_gives_the_same_pairs() -> None:
+    log = [(f"u{u}", i, float(10 * u + i)) for u in range(4) for i in range(u, u + 4)]  # 16 rows kept
+    tiny = 16 * 16 * 4 / 2**20  # just room for A: blocks of 8 pairs, so several blocks
+    assert (
+        _edges(log, top_k=0, memory_mb=tiny) == _reference(log, cap=100) == _edges(log, top_k=0, memory_mb=0)
+    )

@@ -186,7 +186,7 @@ def test_bad_rows_are_one_error_line_or_skipped_and_counted(catalog: Path, tmp_p
     assert result.stderr == f"Error: {log}:3: empty or missing 'order'\n"
     assert not out.exists()
     result = _prepare(log, catalog, out, "--skip-invalid")
-    assert result.exit_code == 0 and "rows skipped" in result.stdout and "missing order" in result.stdout
+    assert result.exit_code == 0 and "rows skipped" in result.stdout and "missing 'order'" in result.stdout
     short = tmp_path / "short.tsv"
     short.write_text("order\tsku\no1\ttent\no2\n")
     result = _prepare(short, catalog, out)

@@ -292,7 +292,7 @@ def convert_amazon(
         linker = _Linker(index, options, summary, boilerplate)
         if summary.reviews is not None:
             progress(f"pass 2/{passes}: counting customers' reviews", 0, 0)
-            edges = review_edges(
+            partners, summary.review_counting = review_edges(
                 summary.reviews,
                 list(index),
                 verified_only=verified_only,
@@ -305,8 +305,7 @@ def convert_amazon(
                 temp_dir=output.parent,
                 stats=summary.review_stats,
             )
-            summary.review_counting = edges.stats
-            linker.add_reviews(edges.partners(), review_relation.strip())
+            linker.add_reviews(partners, review_relation.strip())
         type_names: list[str] | None = None
         labels: Iterator[int] | None = None
         if cluster:
@@ -469,19 +468,16 @@ class _Linker:
         self.options = options
         self.summary = summary
         self.boilerplate = boilerplate
-        self.review_partners: dict[int, Any] = {}
+        self.review_partners: dict[str, list[str]] = {}
         self.review_relation = REVIEW_RELATION
-        self.ids: list[str] = []
 
-    def add_reviews(self, partners: dict[int, Any], description: str) -> None:
-        """Adds "reviewed by the same customers" edges: product number -> partner numbers."""
+    def add_reviews(self, partners: dict[str, list[str]], description: str) -> None:
+        """Adds "reviewed by the same customers" edges: product id -> partner ids."""
         self.review_partners = partners
         self.review_relation = description
-        self.ids = list(self.index)
 
     def _reviewed_with(self, asin: str) -> list[str]:
-        partners = self.review_partners.get(self.index[asin])
-        return [] if partners is None else [self.ids[t] for t in partners.tolist()]
+        return self.review_partners.get(asin, [])
 
     def _text(self, asin: str, title: str, description: str, brand: str | None) -> str | None:
         """The item text, without boilerplate sentences.
