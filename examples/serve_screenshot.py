@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from playwright.sync_api import sync_playwright
-
+# Headless Chromium without the services that would reach the network (also the flags of the
+# page test, tests/serve/test_page.py, which loads them from here).
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -31,6 +31,8 @@ IMAGES_LOADED = (
 
 
 def main(url: str, out: str, executable: str = "/usr/bin/chromium") -> None:
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 860})

@@ -10,9 +10,9 @@ import pytest
 # Nothing may reach a model hub: every model here is built from a local config or directory.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# As `rcml-st train` does (cli/train.py): OpenMP threads that spin while waiting make the tiny
-# models' many small ops several times slower whenever anything else runs on the 2 cores. It must
-# be set before torch is first imported, which in a test session is long before any CLI call.
+# OpenMP threads that spin while waiting make the tiny models' many small ops several times slower
+# whenever anything else runs on the 2 cores (docs/guides/process-tuning.md). It must be set before
+# torch is first imported, which in a test session is long before any CLI call.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FIXTURES = Path(__file__).parent / "fixtures"

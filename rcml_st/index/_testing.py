@@ -1,6 +1,6 @@
 """Starts a throwaway local Qdrant server from a ``qdrant`` binary (tests and benchmarks only).
 
-Shared by ``tests/index/conftest.py`` and ``benchmarks/index_throughput.py`` so both start the
+Shared by the tests' conftests and ``benchmarks/index_throughput.py`` so both start the
 server the same way: loopback only, free ports, a temporary storage folder, telemetry off.
 The binary comes from ``QDRANT_BINARY``, the ``PATH``, or ``.qdrant-bin/qdrant`` in the
 repository (put there by ``.ci/qdrant.sh``). Nothing here is used by the library proper.
@@ -52,6 +52,31 @@ def find_qdrant_binary() -> Path | None:
     if REPO_BINARY.is_file() and os.access(REPO_BINARY, os.X_OK):
         return REPO_BINARY
     return None
+
+
+def in_ci() -> bool:
+    """Whether the ``CI`` environment variable is set (to anything but empty, 0, false or no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str) -> None:
+    """Skips the calling test with ``reason``, or fails it when :func:`in_ci`: CI must run it for real."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def qdrant_binary_or_unavailable() -> Path:
+    """:func:`find_qdrant_binary`, or :func:`unavailable` when there is none."""
+    try:
+        binary = find_qdrant_binary()
+    except FileNotFoundError as exc:
+        unavailable(str(exc))
+    if binary is None:
+        unavailable("no qdrant binary (set QDRANT_BINARY, put qdrant on PATH, or run .ci/qdrant.sh)")
+    return binary  # type: ignore[return-value]
 
 
 def free_port() -> int:

@@ -21,20 +21,9 @@ import numpy as np
 import pytest
 
 from rcml_st.index import PointRecord, RelationIndex, RetryPolicy
-from rcml_st.index._testing import QdrantServer, find_qdrant_binary
+from rcml_st.index._testing import QdrantServer, find_qdrant_binary, qdrant_binary_or_unavailable, unavailable
 
 QDRANT_IMAGE = "qdrant/qdrant:v1.16.3"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str) -> None:
-    """Skips, or fails in CI, where the Qdrant tests must run for real."""
-    if in_ci():
-        pytest.fail(f"CI is set but no Qdrant server can be had: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -58,16 +47,6 @@ def _docker_reason() -> str | None:
     except Exception as exc:
         return f"no Docker engine ({type(exc).__name__})"
     return None
-
-
-def _binary_or_unavailable() -> Path:
-    try:
-        binary = find_qdrant_binary()
-    except FileNotFoundError as exc:
-        unavailable(str(exc))
-    if binary is None:
-        unavailable("no qdrant binary (set QDRANT_BINARY, put qdrant on PATH, or run .ci/qdrant.sh)")
-    return binary  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -141,13 +120,13 @@ def make_index(qdrant_server: ServerInfo) -> Iterator[Callable[..., RelationInde
 @pytest.fixture(scope="session")
 def qdrant_binary() -> Path:
     """The ``qdrant`` executable (for tests that start their own servers or a cluster)."""
-    return _binary_or_unavailable()
+    return qdrant_binary_or_unavailable()
 
 
 @pytest.fixture
 def start_qdrant(tmp_path: Path) -> Iterator[Callable[..., QdrantServer]]:
     """Starts ``qdrant`` processes owned by one test (for kill/restart tests); all killed afterwards."""
-    binary = _binary_or_unavailable()
+    binary = qdrant_binary_or_unavailable()
     servers: list[QdrantServer] = []
 
     def start(**kwargs: object) -> QdrantServer:

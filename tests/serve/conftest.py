@@ -7,7 +7,6 @@ they fail instead.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -21,30 +20,9 @@ import torch
 import rcml_st
 from rcml_st.data import generate_catalog, read_catalog
 from rcml_st.index import RelationIndex, RetryPolicy, index_catalog
-from rcml_st.index._testing import QdrantServer, find_qdrant_binary, free_port
+from rcml_st.index._testing import QdrantServer, free_port, qdrant_binary_or_unavailable
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str) -> None:
-    """Skips, or fails in CI, where these tests must run for real."""
-    if in_ci():
-        pytest.fail(f"CI is set but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def qdrant_binary() -> Path:
-    try:
-        binary = find_qdrant_binary()
-    except FileNotFoundError as exc:
-        unavailable(str(exc))
-    if binary is None:
-        unavailable("no qdrant binary (set QDRANT_BINARY, put qdrant on PATH, or run .ci/qdrant.sh)")
-    return binary  # type: ignore[return-value]
 
 
 @dataclass
@@ -87,7 +65,7 @@ def build_indexed(root: Path, server: QdrantServer, n_items: int = 40) -> Indexe
 @pytest.fixture(scope="package")
 def qdrant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantServer]:
     """A Qdrant server for the serve tests."""
-    server = QdrantServer(qdrant_binary(), tmp_path_factory.mktemp("qdrant") / "serve")
+    server = QdrantServer(qdrant_binary_or_unavailable(), tmp_path_factory.mktemp("qdrant") / "serve")
     server.start()
     try:
         yield server

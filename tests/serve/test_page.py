@@ -9,33 +9,33 @@ screenshot of the page as a test artifact in ``RCML_ST_TEST_ARTIFACTS`` (default
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from rcml_st.index._testing import unavailable
 from rcml_st.serve import SearchService, create_app
-
-from .conftest import unavailable
 
 pytestmark = [pytest.mark.qdrant, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-IMAGES_LOADED = (
-    "() => { const imgs = [...document.querySelectorAll('.relation .card img')];"
-    " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }"
-)
+
+
+def screenshot_example():
+    """``examples/serve_screenshot.py``: its Chromium flags and images-loaded check are the test's too."""
+    spec = importlib.util.spec_from_file_location(
+        "serve_screenshot", ROOT / "examples" / "serve_screenshot.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = screenshot_example()
+IMAGES_LOADED = EXAMPLE.IMAGES_LOADED
 
 
 def chromium() -> str:
@@ -60,7 +60,7 @@ def browser():
         unavailable("playwright is not installed (pip install playwright)")
     executable = chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=EXAMPLE.ARGS)
         yield browser
         browser.close()
 

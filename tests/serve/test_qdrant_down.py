@@ -7,16 +7,16 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from rcml_st.index._testing import QdrantServer
+from rcml_st.index._testing import QdrantServer, qdrant_binary_or_unavailable
 from rcml_st.serve import SearchService, create_app
 
-from .conftest import build_indexed, qdrant_binary
+from .conftest import build_indexed
 
 pytestmark = pytest.mark.qdrant
 
 
 def test_qdrant_down_is_a_503_that_recovers_when_it_is_back(tmp_path):
-    server = QdrantServer(qdrant_binary(), tmp_path / "qdrant").start()
+    server = QdrantServer(qdrant_binary_or_unavailable(), tmp_path / "qdrant").start()
     try:
         indexed = build_indexed(tmp_path / "served", server, n_items=20)
         service = SearchService(indexed.model, indexed.connect())
