@@ -64,7 +64,15 @@ class RelationPooling(Module):
         1050624
     """
 
-    config_keys = ["embedding_dimension", "num_heads", "beta", "relations", "relation_gate"]
+    config_keys = [
+        "embedding_dimension",
+        "num_heads",
+        "beta",
+        "relations",
+        "relation_gate",
+        "relation_adapter",
+        "adapter_kind",
+    ]
     forward_kwargs = {"all_relations"}
 
     def __init__(
@@ -74,6 +82,8 @@ class RelationPooling(Module):
         beta: float = DEFAULT_BETA,
         relations: list[str] | None = None,
         relation_gate: bool = False,
+        relation_adapter: int = 0,
+        adapter_kind: str = "lowrank",
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -91,6 +101,23 @@ class RelationPooling(Module):
         self.gate: nn.Linear | None = None
         if relation_gate:
             self.enable_relation_gate()
+        self.relation_adapter = 0
+        self.adapter_kind = adapter_kind
+        self.adapter: nn.ModuleDict | None = None
+        if relation_adapter:
+            self.enable_relation_adapter(relation_adapter, adapter_kind)
+
+    def enable_relation_adapter(self, rank: int, kind: str | None = None) -> None:
+        """Adds the relation adapter (rank ``rank``), initialised to the identity."""
+        import os
+
+        kind = kind or os.environ.get("RCML_ADAPTER_KIND", "lowrank")
+        if self.adapter is None:
+            device = self.attention.in_proj_weight.device
+            self.adapter = nn.ModuleDict(
+                {m: _ADAPTERS[kind](self.embedding_dimension, rank).to(device) for m in MODALITIES}
+            )
+        self.relation_adapter, self.adapter_kind = int(rank), kind
 
     def enable_relation_gate(self) -> None:
         """Adds the per-relation dimension gate, initialised to the identity (a no-op until trained)."""
@@ -106,7 +133,12 @@ class RelationPooling(Module):
         return self.embedding_dimension
 
     def condition(
-        self, global_: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, queries: torch.Tensor
+        self,
+        global_: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        queries: torch.Tensor,
+        modality: str = "text",
     ) -> torch.Tensor:
         """The module docstring's formula: N items, each under Q relations.
 
@@ -119,17 +151,37 @@ class RelationPooling(Module):
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
         """
-        plain = F.normalize(global_, dim=-1).unsqueeze(1)
-        if self.beta == 1.0 or tokens.shape[0] == 0:  # CLIP's own; attention rejects an empty batch
-            return plain.expand(-1, queries.shape[-2], -1)
         if queries.dim() == 2:
             queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        adapter = None if self.adapter is None else self.adapter[modality]
+        if isinstance(adapter, FiLMAdapter):  # keys / values depend on the relation
+            n, q, (length, d) = tokens.shape[0], queries.shape[1], tokens.shape[1:]
+            relation = queries.to(tokens.dtype)
+            global_ = adapter(global_.unsqueeze(1).expand(-1, q, -1), relation)  # (N, Q, D)
+            tokens = adapter(tokens.unsqueeze(1).expand(-1, q, -1, -1), relation.unsqueeze(2))
+            plain = F.normalize(global_, dim=-1)
+            if self.beta == 1.0 or n == 0:
+                return plain
+            pooled, _ = self.attention(
+                relation.reshape(n * q, 1, d), tokens.reshape(n * q, length, d), tokens.reshape(n * q, length, d),
+                key_padding_mask=(~mask).repeat_interleave(q, 0), need_weights=False,
+            )  # fmt: skip
+            mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled.reshape(n, q, d), dim=-1)
+            return F.normalize(mixed, dim=-1)
+        plain = F.normalize(global_, dim=-1).unsqueeze(1)
+        if self.beta == 1.0 or tokens.shape[0] == 0:  # CLIP's own; attention rejects an empty batch
+            mixed = plain.expand(-1, queries.shape[-2], -1)
+            if adapter is None or tokens.shape[0] == 0:
+                return mixed
+            return F.normalize(adapter(mixed, queries.to(mixed.dtype)), dim=-1)
         pooled, _ = self.attention(
             queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
         )
         mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled, dim=-1)
         if self.gate is not None:
             mixed = mixed * (2.0 * torch.sigmoid(self.gate(queries.to(mixed.dtype))))
+        if adapter is not None:
+            mixed = adapter(mixed, queries.to(mixed.dtype))
         return F.normalize(mixed, dim=-1)
 
     def embed(
@@ -158,6 +210,7 @@ class RelationPooling(Module):
                     features[f"{modality}_tokens"],
                     features[f"{modality}_token_mask"],
                     queries,
+                    modality,
                 )
         return self.fuse(features["relation_index"].shape[0], per_modality, features)
 
@@ -222,6 +275,7 @@ class RelationPooling(Module):
                     features[f"{modality}_tokens"],
                     features[f"{modality}_token_mask"],
                     queries[rows],
+                    modality,
                 )[:, 0]
                 per_item[modality] = torch.where((index[rows] >= 0)[:, None], conditioned, plain)
             fused = self.fuse(index.shape[0], {m: per_item.get(m) for m in MODALITIES}, features)
@@ -251,3 +305,50 @@ class RelationPooling(Module):
         module = cls(**config)
         cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=module, **hub_kwargs)
         return module
+
+
+class LowRankAdapter(nn.Module):
+    """``x + U diag(s(e_r)) V^T x``: a relation-scaled low-rank residual (``s`` starts at zero)."""
+
+    def __init__(self, dim: int, rank: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, rank, bias=False)
+        self.up = nn.Linear(rank, dim, bias=False)
+        self.scale = nn.Linear(dim, rank)
+        nn.init.zeros_(self.scale.weight)
+        nn.init.zeros_(self.scale.bias)
+
+    def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.down(x) * self.scale(F.normalize(relation, dim=-1)))
+
+
+class MLPAdapter(nn.Module):
+    """``x + W2 gelu(W1 [x; e_r])`` (``W2`` starts at zero)."""
+
+    def __init__(self, dim: int, rank: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(2 * dim, rank)
+        self.out = nn.Linear(rank, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        relation = F.normalize(relation, dim=-1).expand_as(x)
+        return x + self.out(F.gelu(self.hidden(torch.cat([x, relation], dim=-1))))
+
+
+class FiLMAdapter(nn.Module):
+    """``x * (1 + gamma(e_r)) + delta(e_r)`` on tokens and global (both start at zero)."""
+
+    def __init__(self, dim: int, rank: int) -> None:
+        super().__init__()
+        self.film = nn.Linear(dim, 2 * dim)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        gamma, delta = self.film(F.normalize(relation, dim=-1)).chunk(2, dim=-1)
+        return x * (1.0 + gamma) + delta
+
+
+_ADAPTERS = {"lowrank": LowRankAdapter, "mlp": MLPAdapter, "film": FiLMAdapter}
