@@ -19,6 +19,14 @@ per dimension by a gate computed from the relation, ``z_m = normalize(mixed * 2 
 global embedding included). ``W`` and ``b`` start at zero, so the gate starts as the identity and
 an untrained gated model equals the paper's.
 
+Optionally (``relation_adapter=RANK``, ``rcml-st train --relation-adapter RANK``), the relation also
+acts on the features: each modality's mix goes through a low-rank residual whose scales are
+computed from the relation's embedding, ``mixed + U_m diag(s_m(e_r)) V_m^T mixed``
+(:class:`RelationAdapter`; linear, so it acts on the global and the pooled vector alike). ``s_m``
+starts at zero, so an untrained adapted model equals the paper's exactly; being a function of
+``e_r``, not a table of relations, it serves relation descriptions never seen in training. With
+``beta = 1`` the adapter alone conditions CLIP's global embedding.
+
 ``beta = 1`` gives CLIP's embeddings exactly. An item with both modalities gets the fused vector
 ``normalize(z_text + z_image)`` as its ``sentence_embedding``; ``text_embedding`` and
 ``image_embedding`` stay in the output features (zeros where the item lacks that modality, see
@@ -52,6 +60,7 @@ class RelationPooling(Module):
         beta: weight of the global embedding in the mix, in [0, 1] (default 0.5).
         relations: the relation vocabulary the model was trained on (kept with the model).
         relation_gate: add the per-relation dimension gate (see the module docstring).
+        relation_adapter: rank of the relation adapter (see the module docstring); 0: none.
 
     ``forward`` embeds every item under its own relation (``model.encode``); called with
     ``all_relations=True`` (a forward keyword sentence-transformers passes on to this module)
@@ -71,7 +80,6 @@ class RelationPooling(Module):
         "relations",
         "relation_gate",
         "relation_adapter",
-        "adapter_kind",
     ]
     forward_kwargs = {"all_relations"}
 
@@ -83,7 +91,6 @@ class RelationPooling(Module):
         relations: list[str] | None = None,
         relation_gate: bool = False,
         relation_adapter: int = 0,
-        adapter_kind: str = "lowrank",
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -102,22 +109,18 @@ class RelationPooling(Module):
         if relation_gate:
             self.enable_relation_gate()
         self.relation_adapter = 0
-        self.adapter_kind = adapter_kind
         self.adapter: nn.ModuleDict | None = None
         if relation_adapter:
-            self.enable_relation_adapter(relation_adapter, adapter_kind)
+            self.enable_relation_adapter(relation_adapter)
 
-    def enable_relation_adapter(self, rank: int, kind: str | None = None) -> None:
-        """Adds the relation adapter (rank ``rank``), initialised to the identity."""
-        import os
-
-        kind = kind or os.environ.get("RCML_ADAPTER_KIND", "lowrank")
+    def enable_relation_adapter(self, rank: int) -> None:
+        """Adds one relation adapter of rank ``rank`` per modality, initialised to the identity."""
         if self.adapter is None:
             device = self.attention.in_proj_weight.device
             self.adapter = nn.ModuleDict(
-                {m: _ADAPTERS[kind](self.embedding_dimension, rank).to(device) for m in MODALITIES}
+                {m: RelationAdapter(self.embedding_dimension, rank).to(device) for m in MODALITIES}
             )
-        self.relation_adapter, self.adapter_kind = int(rank), kind
+        self.relation_adapter = int(rank)
 
     def enable_relation_gate(self) -> None:
         """Adds the per-relation dimension gate, initialised to the identity (a no-op until trained)."""
@@ -147,6 +150,7 @@ class RelationPooling(Module):
             tokens: their token features in the joint space (N, L, D).
             mask: which tokens are real (N, L), bool.
             queries: relation embeddings (N, Q, D), or (Q, D) shared by every item.
+            modality: ``"text"`` or ``"image"``: whose relation adapter applies.
 
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
@@ -154,20 +158,6 @@ class RelationPooling(Module):
         if queries.dim() == 2:
             queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
         adapter = None if self.adapter is None else self.adapter[modality]
-        if isinstance(adapter, FiLMAdapter):  # keys / values depend on the relation
-            n, q, (length, d) = tokens.shape[0], queries.shape[1], tokens.shape[1:]
-            relation = queries.to(tokens.dtype)
-            global_ = adapter(global_.unsqueeze(1).expand(-1, q, -1), relation)  # (N, Q, D)
-            tokens = adapter(tokens.unsqueeze(1).expand(-1, q, -1, -1), relation.unsqueeze(2))
-            plain = F.normalize(global_, dim=-1)
-            if self.beta == 1.0 or n == 0:
-                return plain
-            pooled, _ = self.attention(
-                relation.reshape(n * q, 1, d), tokens.reshape(n * q, length, d), tokens.reshape(n * q, length, d),
-                key_padding_mask=(~mask).repeat_interleave(q, 0), need_weights=False,
-            )  # fmt: skip
-            mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled.reshape(n, q, d), dim=-1)
-            return F.normalize(mixed, dim=-1)
         plain = F.normalize(global_, dim=-1).unsqueeze(1)
         if self.beta == 1.0 or tokens.shape[0] == 0:  # CLIP's own; attention rejects an empty batch
             mixed = plain.expand(-1, queries.shape[-2], -1)
@@ -307,8 +297,22 @@ class RelationPooling(Module):
         return module
 
 
-class LowRankAdapter(nn.Module):
-    """``x + U diag(s(e_r)) V^T x``: a relation-scaled low-rank residual (``s`` starts at zero)."""
+class RelationAdapter(nn.Module):
+    """``x + U diag(s(e_r)) V^T x``: a low-rank residual whose scales come from the relation's embedding.
+
+    ``s`` is a linear map of the (normalized) relation embedding, so a relation description never
+    seen in training gets its own scales too. It starts at zero: the adapter starts as the identity.
+
+    Args:
+        dim: the joint space's width.
+        rank: the residual's rank (the width of ``U`` and ``V``).
+
+    Example:
+        >>> adapter = RelationAdapter(8, rank=2)
+        >>> x, relation = torch.randn(3, 1, 8), torch.randn(3, 1, 8)
+        >>> torch.equal(adapter(x, relation), x)
+        True
+    """
 
     def __init__(self, dim: int, rank: int) -> None:
         super().__init__()
@@ -319,36 +323,5 @@ class LowRankAdapter(nn.Module):
         nn.init.zeros_(self.scale.bias)
 
     def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """``x`` (..., D) under ``relation`` (..., D), broadcast against each other."""
         return x + self.up(self.down(x) * self.scale(F.normalize(relation, dim=-1)))
-
-
-class MLPAdapter(nn.Module):
-    """``x + W2 gelu(W1 [x; e_r])`` (``W2`` starts at zero)."""
-
-    def __init__(self, dim: int, rank: int) -> None:
-        super().__init__()
-        self.hidden = nn.Linear(2 * dim, rank)
-        self.out = nn.Linear(rank, dim)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
-        relation = F.normalize(relation, dim=-1).expand_as(x)
-        return x + self.out(F.gelu(self.hidden(torch.cat([x, relation], dim=-1))))
-
-
-class FiLMAdapter(nn.Module):
-    """``x * (1 + gamma(e_r)) + delta(e_r)`` on tokens and global (both start at zero)."""
-
-    def __init__(self, dim: int, rank: int) -> None:
-        super().__init__()
-        self.film = nn.Linear(dim, 2 * dim)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-
-    def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
-        gamma, delta = self.film(F.normalize(relation, dim=-1)).chunk(2, dim=-1)
-        return x * (1.0 + gamma) + delta
-
-
-_ADAPTERS = {"lowrank": LowRankAdapter, "mlp": MLPAdapter, "film": FiLMAdapter}
