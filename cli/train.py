@@ -182,6 +182,17 @@ def train(
             "(starts as the identity; each relation learns which dimensions matter to it).",
         ),
     ] = False,
+    relation_adapter: Annotated[
+        int,
+        typer.Option(
+            "--relation-adapter",
+            metavar="RANK",
+            min=0,
+            help="Let the relation act on the features: a low-rank residual U diag(s(relation)) V^T per "
+            "modality after the relation pooling, its scales computed from the relation's embedding "
+            "(starts as the identity). RANK 32-64 is typical; 0: the paper's pooling.",
+        ),
+    ] = 0,
     batches: Annotated[
         Literal["random", "by-source"],
         typer.Option(

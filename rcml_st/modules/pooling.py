@@ -19,6 +19,14 @@ per dimension by a gate computed from the relation, ``z_m = normalize(mixed * 2 
 global embedding included). ``W`` and ``b`` start at zero, so the gate starts as the identity and
 an untrained gated model equals the paper's.
 
+Optionally (``relation_adapter=RANK``, ``rcml-st train --relation-adapter RANK``), the relation also
+acts on the features: each modality's mix goes through a low-rank residual whose scales are
+computed from the relation's embedding, ``mixed + U_m diag(s_m(e_r)) V_m^T mixed``
+(:class:`RelationAdapter`; linear, so it acts on the global and the pooled vector alike). ``s_m``
+starts at zero, so an untrained adapted model equals the paper's exactly; being a function of
+``e_r``, not a table of relations, it serves relation descriptions never seen in training. With
+``beta = 1`` the adapter alone conditions CLIP's global embedding.
+
 ``beta = 1`` gives CLIP's embeddings exactly. An item with both modalities gets the fused vector
 ``normalize(z_text + z_image)`` as its ``sentence_embedding``; ``text_embedding`` and
 ``image_embedding`` stay in the output features (zeros where the item lacks that modality, see
@@ -52,6 +60,7 @@ class RelationPooling(Module):
         beta: weight of the global embedding in the mix, in [0, 1] (default 0.5).
         relations: the relation vocabulary the model was trained on (kept with the model).
         relation_gate: add the per-relation dimension gate (see the module docstring).
+        relation_adapter: rank of the relation adapter (see the module docstring); 0: none.
 
     ``forward`` embeds every item under its own relation (``model.encode``); called with
     ``all_relations=True`` (a forward keyword sentence-transformers passes on to this module)
@@ -64,7 +73,14 @@ class RelationPooling(Module):
         1050624
     """
 
-    config_keys = ["embedding_dimension", "num_heads", "beta", "relations", "relation_gate"]
+    config_keys = [
+        "embedding_dimension",
+        "num_heads",
+        "beta",
+        "relations",
+        "relation_gate",
+        "relation_adapter",
+    ]
     forward_kwargs = {"all_relations"}
 
     def __init__(
@@ -74,6 +90,7 @@ class RelationPooling(Module):
         beta: float = DEFAULT_BETA,
         relations: list[str] | None = None,
         relation_gate: bool = False,
+        relation_adapter: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -91,6 +108,19 @@ class RelationPooling(Module):
         self.gate: nn.Linear | None = None
         if relation_gate:
             self.enable_relation_gate()
+        self.relation_adapter = 0
+        self.adapter: nn.ModuleDict | None = None
+        if relation_adapter:
+            self.enable_relation_adapter(relation_adapter)
+
+    def enable_relation_adapter(self, rank: int) -> None:
+        """Adds one relation adapter of rank ``rank`` per modality, initialised to the identity."""
+        if self.adapter is None:
+            device = self.attention.in_proj_weight.device
+            self.adapter = nn.ModuleDict(
+                {m: RelationAdapter(self.embedding_dimension, rank).to(device) for m in MODALITIES}
+            )
+        self.relation_adapter = int(rank)
 
     def enable_relation_gate(self) -> None:
         """Adds the per-relation dimension gate, initialised to the identity (a no-op until trained)."""
@@ -106,7 +136,12 @@ class RelationPooling(Module):
         return self.embedding_dimension
 
     def condition(
-        self, global_: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, queries: torch.Tensor
+        self,
+        global_: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        queries: torch.Tensor,
+        modality: str = "text",
     ) -> torch.Tensor:
         """The module docstring's formula: N items, each under Q relations.
 
@@ -115,21 +150,28 @@ class RelationPooling(Module):
             tokens: their token features in the joint space (N, L, D).
             mask: which tokens are real (N, L), bool.
             queries: relation embeddings (N, Q, D), or (Q, D) shared by every item.
+            modality: ``"text"`` or ``"image"``: whose relation adapter applies.
 
         Returns:
             Unit vectors (N, Q, D): item n under relation q.
         """
-        plain = F.normalize(global_, dim=-1).unsqueeze(1)
-        if self.beta == 1.0 or tokens.shape[0] == 0:  # CLIP's own; attention rejects an empty batch
-            return plain.expand(-1, queries.shape[-2], -1)
         if queries.dim() == 2:
             queries = queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        adapter = None if self.adapter is None else self.adapter[modality]
+        plain = F.normalize(global_, dim=-1).unsqueeze(1)
+        if self.beta == 1.0 or tokens.shape[0] == 0:  # CLIP's own; attention rejects an empty batch
+            mixed = plain.expand(-1, queries.shape[-2], -1)
+            if adapter is None or tokens.shape[0] == 0:
+                return mixed
+            return F.normalize(adapter(mixed, queries.to(mixed.dtype)), dim=-1)
         pooled, _ = self.attention(
             queries.to(tokens.dtype), tokens, tokens, key_padding_mask=~mask, need_weights=False
         )
         mixed = self.beta * plain + (1.0 - self.beta) * F.normalize(pooled, dim=-1)
         if self.gate is not None:
             mixed = mixed * (2.0 * torch.sigmoid(self.gate(queries.to(mixed.dtype))))
+        if adapter is not None:
+            mixed = adapter(mixed, queries.to(mixed.dtype))
         return F.normalize(mixed, dim=-1)
 
     def embed(
@@ -158,6 +200,7 @@ class RelationPooling(Module):
                     features[f"{modality}_tokens"],
                     features[f"{modality}_token_mask"],
                     queries,
+                    modality,
                 )
         return self.fuse(features["relation_index"].shape[0], per_modality, features)
 
@@ -222,6 +265,7 @@ class RelationPooling(Module):
                     features[f"{modality}_tokens"],
                     features[f"{modality}_token_mask"],
                     queries[rows],
+                    modality,
                 )[:, 0]
                 per_item[modality] = torch.where((index[rows] >= 0)[:, None], conditioned, plain)
             fused = self.fuse(index.shape[0], {m: per_item.get(m) for m in MODALITIES}, features)
@@ -251,3 +295,33 @@ class RelationPooling(Module):
         module = cls(**config)
         cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=module, **hub_kwargs)
         return module
+
+
+class RelationAdapter(nn.Module):
+    """``x + U diag(s(e_r)) V^T x``: a low-rank residual whose scales come from the relation's embedding.
+
+    ``s`` is a linear map of the (normalized) relation embedding, so a relation description never
+    seen in training gets its own scales too. It starts at zero: the adapter starts as the identity.
+
+    Args:
+        dim: the joint space's width.
+        rank: the residual's rank (the width of ``U`` and ``V``).
+
+    Example:
+        >>> adapter = RelationAdapter(8, rank=2)
+        >>> x, relation = torch.randn(3, 1, 8), torch.randn(3, 1, 8)
+        >>> torch.equal(adapter(x, relation), x)
+        True
+    """
+
+    def __init__(self, dim: int, rank: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, rank, bias=False)
+        self.up = nn.Linear(rank, dim, bias=False)
+        self.scale = nn.Linear(dim, rank)
+        nn.init.zeros_(self.scale.weight)
+        nn.init.zeros_(self.scale.bias)
+
+    def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """``x`` (..., D) under ``relation`` (..., D), broadcast against each other."""
+        return x + self.up(self.down(x) * self.scale(F.normalize(relation, dim=-1)))

@@ -91,6 +91,8 @@ class TrainConfig:
             (``None``: all of them); for dense relation graphs.
         relation_gate: add the relation pooling's per-relation dimension gate
             (``--relation-gate``, see :mod:`rcml_st.modules.pooling`); ``False``: the paper's pooling.
+        relation_adapter: rank of the relation adapter (``--relation-adapter``, see
+            :mod:`rcml_st.modules.pooling`); 0: none (the paper's pooling).
         mix_relations: batches that hold each source's pairs under different relations side by
             side (``--batches by-source``), so its partners under the other relations are in-batch
             negatives; ``False``: uniformly shuffled batches (the paper's setting).
@@ -126,6 +128,7 @@ class TrainConfig:
     pairs_per_epoch: int | None = None
     mix_relations: bool = False
     relation_gate: bool = False
+    relation_adapter: int = 0
 
     def options(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded next to the checkpoints)."""
@@ -178,8 +181,12 @@ def _check_config(config: TrainConfig) -> None:
             raise UsageError("--no-conditioning means beta = 1 (CLIP's own embeddings); drop --beta")
         if config.relation_gate:
             raise UsageError("--relation-gate conditions on the relation; drop it with --no-conditioning")
+        if config.relation_adapter:
+            raise UsageError("--relation-adapter conditions on the relation; drop it with --no-conditioning")
         if config.freeze_projections:
             raise UsageError("--no-conditioning with --freeze-projections leaves nothing to train")
+    if config.relation_adapter < 0:
+        raise UsageError(f"--relation-adapter must be >= 0 (0: none), got {config.relation_adapter}")
     if config.trunk_cache_memory < 0:
         raise UsageError(f"--trunk-cache-memory must be >= 0 GiB, got {config.trunk_cache_memory}")
     if not config.same_item.strip():
@@ -380,6 +387,8 @@ def train(
     _, pooling = rcml_modules(model)
     if config.relation_gate and checkpoint is None:
         pooling.enable_relation_gate()
+    if config.relation_adapter and checkpoint is None:
+        pooling.enable_relation_adapter(config.relation_adapter)
     frozen = config.freeze_backbone or config.freeze_projections
     if frozen:
         from rcml_st.training.frozen import freeze_backbone
