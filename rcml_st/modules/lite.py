@@ -154,8 +154,10 @@ def image_state_dict() -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in mapped.items() if not name.startswith("classifier.")}
 
 
-def lite_configs(text_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The open_clip model config and preprocessing config of ``rcml-lite``."""
+def lite_configs(
+    text_dir: str | os.PathLike[str], image_size: int = IMAGE_SIZE
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The open_clip model config and preprocessing config of ``rcml-lite`` (images ``image_size`` px)."""
     model_cfg = {
         "embed_dim": EMBED_DIM,
         "custom_text": True,
@@ -164,7 +166,7 @@ def lite_configs(text_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict
             "timm_model_pretrained": False,
             "timm_pool": "avg",
             "timm_proj": "linear",
-            "image_size": IMAGE_SIZE,
+            "image_size": image_size,
         },
         "text_cfg": {
             "hf_model_name": str(text_dir),
@@ -177,7 +179,7 @@ def lite_configs(text_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict
     }
     # EfficientNet-Lite0's own normalisation (TF-style, to [-1, 1]) and interpolation.
     preprocess_cfg = {
-        "size": IMAGE_SIZE,
+        "size": image_size,
         "mean": [0.5, 0.5, 0.5],
         "std": [0.5, 0.5, 0.5],
         "interpolation": "bicubic",

@@ -94,6 +94,10 @@ class TrainConfig:
         mix_relations: batches that hold each source's pairs under different relations side by
             side (``--batches by-source``), so its partners under the other relations are in-batch
             negatives; ``False``: uniformly shuffled batches (the paper's setting).
+        image_stages: earlier stages of the (timm ConvNet) image trunk whose feature maps join the
+            image tokens the relation pooling attends to (``--image-stage``, see
+            :class:`~rcml_st.modules.towers.StageHeads`); empty: the last feature map only.
+        image_size: ``rcml-lite`` only: its image size in pixels (``None``: 160).
     """
 
     data: Path
@@ -126,6 +130,8 @@ class TrainConfig:
     pairs_per_epoch: int | None = None
     mix_relations: bool = False
     relation_gate: bool = False
+    image_stages: list[int] = field(default_factory=list)
+    image_size: int | None = None
 
     def options(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded next to the checkpoints)."""
@@ -240,6 +246,8 @@ def _build_model(config: TrainConfig, device: str, relations: list[str]) -> Any:
         num_heads=config.num_heads,
         relations=relations,
         device=device,
+        image_stages=config.image_stages,
+        image_size=config.image_size,
     )
 
 
