@@ -17,8 +17,9 @@ intra-sample pairs (an item's own text and image) align them, LiT-style.
 
 Images are 160 x 160, not EfficientNet-Lite0's native 224: about half the image tower's CPU cost
 (FLOPs grow with pixels, 160^2 / 224^2 = 0.51) for a small loss of ImageNet accuracy, and a 5 x 5
-feature map (25 tokens) for the relation pooling. Texts are cut at 128 tokens, the length
-all-MiniLM-L6-v2 was trained at.
+feature map (25 tokens) for the relation pooling; ``build_model("rcml-lite", image_size=224)``
+(``rcml-st train --image-size``) gives the native size, a 7 x 7 map. Texts are cut at 128 tokens,
+the length all-MiniLM-L6-v2 was trained at.
 
 Every file is checked against a pinned sha256 before use.
 
