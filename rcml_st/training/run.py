@@ -140,6 +140,10 @@ class TrainConfig:
             if values[key] is not None:
                 values[key] = str(Path(values[key]).resolve())
         values["output"] = str(Path(values["output"]).resolve())
+        # Options added after 0.2 are recorded only when used: a run started before them resumes.
+        for key, default in (("image_stages", []), ("image_size", None)):
+            if values[key] == default:
+                del values[key]
         return values
 
 

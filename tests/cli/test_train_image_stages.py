@@ -60,3 +60,11 @@ def test_misused_image_options_exit_2_with_one_line(data, tmp_path, extra, messa
     result = runner.invoke(app, _args(data, tmp_path / "m", "rcml-tiny", *extra))
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_unused_image_options_are_not_recorded_so_earlier_runs_still_resume(tmp_path):
+    from rcml_st.training import TrainConfig
+
+    assert not {"image_stages", "image_size"} & set(TrainConfig("d.jsonl", tmp_path / "m").options())
+    used = TrainConfig("d.jsonl", tmp_path / "m", image_stages=[3], image_size=224).options()
+    assert used["image_stages"] == [3] and used["image_size"] == 224
