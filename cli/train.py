@@ -193,6 +193,31 @@ def train(
             "(starts as the identity). RANK 32-64 is typical; 0: the paper's pooling.",
         ),
     ] = 0,
+    image_stages: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--image-stage",
+            metavar="INDEX",
+            help="Multi-scale image tokens: the relation pooling also attends to this earlier stage of the "
+            "image trunk (its feature map pooled to the last map's grid, projected by its own head), so a "
+            "relation can weigh style against content. A timm ConvNet tower's feature_info index; for "
+            "rcml-lite (EfficientNet-Lite0) 0-3: 16, 24, 40, 112 channels at strides 2, 4, 8, 16. "
+            "Repeat for several. Default: the last feature map only (the paper's tokens).",
+            show_default=False,
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            "--image-size",
+            min=32,
+            max=1024,
+            metavar="PIXELS",
+            help="--backbone rcml-lite only: image size (default 160; 224 is EfficientNet-Lite0's own, "
+            "about twice the image tower's cost and a 7x7 feature map instead of 5x5).",
+            show_default=False,
+        ),
+    ] = None,
     batches: Annotated[
         Literal["random", "by-source"],
         typer.Option(
@@ -257,6 +282,7 @@ def train(
         inter_sample=not no_inter_sample,
         mix_relations=batches == "by-source",
     )
+    config.image_stages = list(image_stages or [])
     try:
         result = run_training(config, console=console if rank == 0 else None, log=log, warn=warn_once)
     except KeyboardInterrupt:

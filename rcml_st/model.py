@@ -27,6 +27,8 @@ def build_model(
     num_heads: int = 8,
     relations: list[str] | None = None,
     device: str | None = None,
+    image_stages: list[int] | None = None,
+    image_size: int | None = None,
 ) -> SentenceTransformer:
     """Builds a new RCML model: an open_clip backbone followed by relation pooling.
 
@@ -37,6 +39,10 @@ def build_model(
         num_heads: attention heads of the pooling.
         relations: an initial relation vocabulary (training sets it from the data).
         device: ``"cpu"``, ``"cuda"``, ... (default: sentence-transformers' choice).
+        image_stages: earlier image stages whose tokens the relation pooling also attends to
+            (timm ConvNet image towers such as ``rcml-lite``'s; see
+            :class:`~rcml_st.modules.towers.StageHeads`); default: the last feature map only.
+        image_size: ``rcml-lite`` only: its image size in pixels (default 160).
 
     Returns:
         A ``SentenceTransformer`` whose ``encode`` takes ``relation=`` (see :mod:`rcml_st`).
@@ -47,7 +53,12 @@ def build_model(
         >>> model.encode(item, relation="used together for infant feeding").shape
         (32,)
     """
-    clip = OpenCLIPInput(str(backbone), None if pretrained is None else str(pretrained))
+    clip = OpenCLIPInput(
+        str(backbone),
+        None if pretrained is None else str(pretrained),
+        image_stages=image_stages,
+        image_size=image_size,
+    )
     pooling = RelationPooling(
         clip.get_embedding_dimension(), num_heads=num_heads, beta=beta, relations=relations
     )

@@ -123,12 +123,15 @@ def _quiet_root_logger():
             hf_logging.enable_progress_bar()
 
 
-def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> Backbone:
+def create_backbone(
+    spec: str | os.PathLike, pretrained: str | os.PathLike | None = None, image_size: int | None = None
+) -> Backbone:
     """Creates an open_clip backbone from a spec and optional weights.
 
     Args:
         spec: an open_clip model name, a model-config JSON path, or an open_clip ``local-dir`` folder.
         pretrained: an open_clip pretrained tag, a local weights file, or ``None``/``"none"``.
+        image_size: ``rcml-lite`` only: its image size in pixels (default 160).
 
     Returns:
         The :class:`Backbone`.
@@ -146,7 +149,9 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
     weights = _normalise_pretrained(pretrained)
     path = Path(spec_str)
     if lite.is_lite(spec_str):
-        return _create_lite(weights)
+        return _create_lite(weights, image_size or lite.IMAGE_SIZE)
+    if image_size is not None:
+        raise UsageError(f"an image size is an option of --backbone {lite.LITE} only, not of {spec_str}")
     if path.is_dir() and spec_str not in ARCHITECTURES:
         model_cfg, preprocess_cfg = _read_config_json(path / OPEN_CLIP_CONFIG)
         if weights is not None:
@@ -188,11 +193,13 @@ def create_backbone(spec: str | os.PathLike, pretrained: str | os.PathLike | Non
     return Backbone(model=model, model_cfg=model_cfg, preprocess_cfg=preprocess_cfg)
 
 
-def _create_lite(weights: str | None) -> Backbone:
+def _create_lite(weights: str | None, image_size: int) -> Backbone:
     if weights is not None:
         raise UsageError(f"--backbone {lite.LITE} brings its own pretrained weights; drop --pretrained")
     text_dir = lite.text_tower_dir()
-    model_cfg, preprocess_cfg = lite.lite_configs(text_dir)
+    if not 32 <= image_size <= 1024:
+        raise UsageError(f"--image-size must be 32 to 1024 pixels, got {image_size}")
+    model_cfg, preprocess_cfg = lite.lite_configs(text_dir, image_size)
     image_weights = lite.image_state_dict()
     model = _create_from_config(model_cfg, preprocess_cfg, None)  # open_clip loads MiniLM's weights
     model.visual.trunk.load_state_dict(image_weights, strict=True)

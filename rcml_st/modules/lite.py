@@ -17,8 +17,9 @@ intra-sample pairs (an item's own text and image) align them, LiT-style.
 
 Images are 160 x 160, not EfficientNet-Lite0's native 224: about half the image tower's CPU cost
 (FLOPs grow with pixels, 160^2 / 224^2 = 0.51) for a small loss of ImageNet accuracy, and a 5 x 5
-feature map (25 tokens) for the relation pooling. Texts are cut at 128 tokens, the length
-all-MiniLM-L6-v2 was trained at.
+feature map (25 tokens) for the relation pooling; ``build_model("rcml-lite", image_size=224)``
+(``rcml-st train --image-size``) gives the native size, a 7 x 7 map. Texts are cut at 128 tokens,
+the length all-MiniLM-L6-v2 was trained at.
 
 Every file is checked against a pinned sha256 before use.
 
@@ -154,8 +155,10 @@ def image_state_dict() -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in mapped.items() if not name.startswith("classifier.")}
 
 
-def lite_configs(text_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The open_clip model config and preprocessing config of ``rcml-lite``."""
+def lite_configs(
+    text_dir: str | os.PathLike[str], image_size: int = IMAGE_SIZE
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The open_clip model config and preprocessing config of ``rcml-lite`` (images ``image_size`` px)."""
     model_cfg = {
         "embed_dim": EMBED_DIM,
         "custom_text": True,
@@ -164,7 +167,7 @@ def lite_configs(text_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict
             "timm_model_pretrained": False,
             "timm_pool": "avg",
             "timm_proj": "linear",
-            "image_size": IMAGE_SIZE,
+            "image_size": image_size,
         },
         "text_cfg": {
             "hf_model_name": str(text_dir),
@@ -177,7 +180,7 @@ def lite_configs(text_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict
     }
     # EfficientNet-Lite0's own normalisation (TF-style, to [-1, 1]) and interpolation.
     preprocess_cfg = {
-        "size": IMAGE_SIZE,
+        "size": image_size,
         "mean": [0.5, 0.5, 0.5],
         "std": [0.5, 0.5, 0.5],
         "interpolation": "bicubic",

@@ -22,7 +22,8 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from sentence_transformers.base.modules import InputModule
 from torch import nn
 
-from rcml_st.atomic import write_text
+from rcml_st.atomic import atomic_path, write_text
+from rcml_st.errors import UsageError
 from rcml_st.modules.backbone import (
     OPEN_CLIP_CONFIG,
     Backbone,
@@ -31,10 +32,13 @@ from rcml_st.modules.backbone import (
     save_backbone,
 )
 from rcml_st.modules.inputs import MAX_TEXT_CHARS, ParsedItem, parse_batch
-from rcml_st.modules.towers import TrunkOutput, image_tower, precomputed_trunk, text_tower
+from rcml_st.modules.towers import StageHeads, TrunkOutput, image_tower, precomputed_trunk, text_tower
 
 REQUIREMENTS = {"rcml-st": ">=0.1", "open_clip_torch": ">=3.0"}
 """Package requirements a saved model declares in ``config_sentence_transformers.json``."""
+
+STAGE_WEIGHTS = "rcml_image_stages.safetensors"
+"""The earlier image stages' token heads of a model with ``image_stages`` (next to the backbone's weights)."""
 
 
 class OpenCLIPInput(InputModule):
@@ -54,6 +58,12 @@ class OpenCLIPInput(InputModule):
             open_clip's ``local-dir`` layout.
         pretrained: an open_clip pretrained tag, a local weights file, or ``None`` (random init).
         model: an already built :class:`~rcml_st.modules.backbone.Backbone` (used by :meth:`load`).
+        image_stages: earlier stages of a timm ConvNet image tower whose feature maps join the
+            image tokens the relation pooling attends to (indices into the trunk's
+            ``feature_info``; see :class:`~rcml_st.modules.towers.StageHeads`). Empty: the last
+            feature map only (the paper's tokens).
+        image_size: ``rcml-lite`` only: its image size in pixels (default 160); a built model keeps
+            it in its backbone config, so it is not one of this module's config keys.
 
     Example:
         >>> from sentence_transformers import SentenceTransformer
@@ -66,7 +76,7 @@ class OpenCLIPInput(InputModule):
     """
 
     config_file_name = "rcml_input_config.json"
-    config_keys = ["backbone", "pretrained"]
+    config_keys = ["backbone", "pretrained", "image_stages"]
     save_in_root = True
     forward_kwargs = {"relation"}
 
@@ -75,12 +85,15 @@ class OpenCLIPInput(InputModule):
         backbone: str = "ViT-B-32",
         pretrained: str | None = None,
         model: Backbone | None = None,
+        image_stages: list[int] | None = None,
+        image_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         self.backbone = str(backbone)
         self.pretrained = None if pretrained is None else str(pretrained)
-        built = model if model is not None else create_backbone(backbone, pretrained)
+        self.image_stages = [int(s) for s in image_stages or []]
+        built = model if model is not None else create_backbone(backbone, pretrained, image_size)
         self.model = built.model
         self.model_cfg = built.model_cfg
         self.preprocess_cfg = built.preprocess_cfg
@@ -89,7 +102,25 @@ class OpenCLIPInput(InputModule):
         self.image_transform = image_transform_v2(PreprocessCfg(**self.preprocess_cfg), is_train=False)
         # Token features from whatever kind of tower this is; an unsupported kind fails here.
         self.text_adapter = text_tower(self.model)
-        self.image_adapter = image_tower(self.model)
+        self.image_stage_heads = self._stage_heads() if self.image_stages else None
+        self.image_adapter = image_tower(self.model, self.image_stage_heads)
+
+    def _stage_heads(self) -> StageHeads:
+        trunk = getattr(self.model.visual, "trunk", None)
+        info = getattr(trunk, "feature_info", None)
+        if info is None or not hasattr(trunk, "forward_intermediates"):
+            raise UsageError("image token stages need a timm ConvNet image tower (e.g. --backbone rcml-lite)")
+        count = len(info)
+        bad = [s for s in self.image_stages if not 0 <= s < count - 1]
+        if bad or len(set(self.image_stages)) != len(self.image_stages):
+            raise UsageError(
+                f"image token stages {self.image_stages}: each must be a distinct earlier stage, "
+                f"0 to {count - 2} "
+                f"(the trunk's stages: {[i['num_chs'] for i in info]} channels at strides "
+                f"{[i['reduction'] for i in info]})"
+            )
+        widths = [int(trunk.num_features), *(int(info[s]["num_chs"]) for s in self.image_stages)]
+        return StageHeads(widths, self.embedding_dimension, self.image_stages)
 
     # ----------------------------------------------------------------------------------------
     # sentence-transformers interface
@@ -327,6 +358,11 @@ class OpenCLIPInput(InputModule):
         Weights are always safetensors (``open_clip_model.safetensors``).
         """
         save_backbone(Backbone(self.model, self.model_cfg, self.preprocess_cfg), output_path)
+        if self.image_stage_heads is not None:
+            from safetensors.torch import save_model
+
+            with atomic_path(Path(output_path) / STAGE_WEIGHTS) as staged:
+                save_model(self.image_stage_heads, str(staged))
         self.save_config(output_path)
         self._declare_requirements(Path(output_path))
 
@@ -350,7 +386,13 @@ class OpenCLIPInput(InputModule):
             if key in kwargs
         }
         config = cls.load_config(model_name_or_path, **hub_kwargs)
-        return cls(model=create_backbone(cls.load_dir_path(model_name_or_path, **hub_kwargs)), **config)
+        directory = cls.load_dir_path(model_name_or_path, **hub_kwargs)
+        module = cls(model=create_backbone(directory), **config)
+        if module.image_stage_heads is not None:
+            from safetensors.torch import load_model
+
+            load_model(module.image_stage_heads, str(Path(directory) / STAGE_WEIGHTS))
+        return module
 
 
 __all__ = ["OPEN_CLIP_CONFIG", "REQUIREMENTS", "OpenCLIPInput"]

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rcml_st.errors import UsageError
 
@@ -104,6 +105,50 @@ def _params(*parts: nn.Module | torch.Tensor | None) -> list[nn.Parameter]:
         elif isinstance(part, nn.Module):
             found.extend(part.parameters())
     return found
+
+
+class StageHeads(nn.Module):
+    """Projections of earlier image stages' tokens into the joint space (multi-scale image tokens).
+
+    With ``stages`` (indices into the timm trunk's ``feature_info``, e.g. ``[3]`` for
+    EfficientNet-Lite0's stride-16 map), the image trunk returns, besides the last feature map's
+    tokens, each such stage's feature map average-pooled to the last map's grid: one more token
+    per position and stage, so the relation pooling can weigh early (style: line weight, palette,
+    texture) against late (content) features. Every token of the trunk output holds one stage's
+    features in that stage's block of channels (zeros elsewhere) and a one-hot stage indicator at
+    the end; the head projects the last map's block with the tower's own projection, each earlier
+    block with its own linear map (this module) and adds a learned per-stage embedding (the
+    indicator times ``stage_embedding``, zeros at first).
+
+    Args:
+        widths: channel widths, the last feature map's first, then each stage's.
+        embedding_dimension: the joint space's width.
+        stages: the ``feature_info`` indices the earlier widths belong to.
+
+    Example:
+        >>> heads = StageHeads([8, 4], 6, stages=[1])
+        >>> x = torch.zeros(2, 3, 4 + 2); x[..., 0:4] = 1.0; x[..., 5] = 1.0
+        >>> heads(x).shape
+        torch.Size([2, 3, 6])
+    """
+
+    def __init__(self, widths: list[int], embedding_dimension: int, stages: list[int]) -> None:
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+        self.stages = [int(s) for s in stages]
+        self.projections = nn.ModuleList(
+            nn.Linear(w, embedding_dimension, bias=False) for w in self.widths[1:]
+        )
+        self.stage_embedding = nn.Parameter(torch.zeros(len(self.widths), embedding_dimension))
+
+    def forward(self, rest: torch.Tensor) -> torch.Tensor:
+        """The earlier stages' projected blocks plus the stage embedding (channels after the first block)."""
+        out = rest[..., -len(self.widths) :] @ self.stage_embedding.to(rest.dtype)
+        start = 0
+        for projection, width in zip(self.projections, self.widths[1:], strict=True):
+            out = out + projection(rest[..., start : start + width])
+            start += width
+        return out
 
 
 class Tower:
@@ -179,8 +224,9 @@ class TimmTower(Tower):
 
     modality = "image"
 
-    def __init__(self, visual: nn.Module) -> None:
+    def __init__(self, visual: nn.Module, stages: StageHeads | None = None) -> None:
         self.visual = visual
+        self.stages = stages
         names = [name for name, _ in visual.head.named_children()]
         if "pool" in names:
             raise UsageError(
@@ -194,6 +240,8 @@ class TimmTower(Tower):
 
     def trunk(self, inputs: torch.Tensor) -> TrunkOutput:
         trunk = self.visual.trunk
+        if self.stages is not None:
+            return self._multi_scale_trunk(inputs)
         features = trunk.forward_features(inputs)
         pooled = trunk.forward_head(features, pre_logits=True)
         if features.dim() == 4:  # ConvNet: (N, C, H, W) -> (N, H*W, C)
@@ -209,8 +257,39 @@ class TimmTower(Tower):
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return TrunkOutput(pooled, tokens, mask)
 
+    def _multi_scale_trunk(self, inputs: torch.Tensor) -> TrunkOutput:
+        """The last feature map's tokens, then each earlier stage's, in the block layout of
+        :class:`StageHeads` (each stage's map average-pooled to the last map's grid)."""
+        stages = self.stages
+        assert stages is not None
+        trunk = self.visual.trunk
+        features, earlier = trunk.forward_intermediates(inputs, indices=list(stages.stages))
+        if features.dim() != 4:
+            raise UsageError("image token stages need a ConvNet timm tower (feature maps)")
+        pooled = trunk.forward_head(features, pre_logits=True)
+        grid = features.shape[-2:]
+        maps = [features, *(F.adaptive_avg_pool2d(m, grid) for m in earlier)]
+        width, n = sum(stages.widths) + len(maps), grid[0] * grid[1]
+        tokens = features.new_zeros(features.shape[0], n * len(maps), width)
+        start = 0
+        for s, part in enumerate(maps):
+            rows = slice(s * n, (s + 1) * n)
+            tokens[:, rows, start : start + part.shape[1]] = part.flatten(2).transpose(1, 2)
+            tokens[:, rows, width - len(maps) + s] = 1.0  # which stage the token comes from
+            start += part.shape[1]
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return TrunkOutput(pooled, tokens, mask)
+
+    def head(self, trunk: TrunkOutput) -> Embeddings:
+        global_ = self.head_global(trunk.pooled)
+        if self.stages is None:
+            return global_, self.head_global(trunk.tokens), trunk.mask
+        last = self.stages.widths[0]
+        tokens = self.head_global(trunk.tokens[..., :last]) + self.stages(trunk.tokens[..., last:])
+        return global_, tokens, trunk.mask
+
     def head_parameters(self) -> list[nn.Parameter]:
-        return _params(self.visual.head, self.classifier)
+        return _params(self.visual.head, self.classifier, self.stages)
 
     def head_global(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.visual.head(_apply(self.classifier, pooled))
@@ -360,21 +439,27 @@ class HFTextTower(Tower):
         return [self.text.transformer, self.text.pooler]
 
 
-def image_tower(model: nn.Module) -> Tower:
+def image_tower(model: nn.Module, stages: StageHeads | None = None) -> Tower:
     """The adapter for an open_clip model's image tower (``model.visual``).
 
+    Args:
+        model: the open_clip model.
+        stages: earlier stages' token heads (multi-scale image tokens; timm ConvNet towers only).
+
     Raises:
-        UsageError: for a tower kind that gives no token features.
+        UsageError: for a tower kind that gives no token features, or stages on another kind.
     """
     from open_clip.modified_resnet import ModifiedResNet
     from open_clip.timm_model import TimmModel
     from open_clip.transformer import VisionTransformer
 
     visual = model.visual
+    if isinstance(visual, TimmModel):
+        return TimmTower(visual, stages)
+    if stages is not None:
+        raise UsageError(f"image token stages need a timm ConvNet image tower, not {type(visual).__name__}")
     if isinstance(visual, VisionTransformer):
         return VisionTransformerTower(visual)
-    if isinstance(visual, TimmModel):
-        return TimmTower(visual)
     if isinstance(visual, ModifiedResNet):
         return ModifiedResNetTower(visual)
     raise UsageError(f"image tower {type(visual).__name__} gives no token features RCML can pool")

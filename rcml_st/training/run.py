@@ -96,6 +96,10 @@ class TrainConfig:
         mix_relations: batches that hold each source's pairs under different relations side by
             side (``--batches by-source``), so its partners under the other relations are in-batch
             negatives; ``False``: uniformly shuffled batches (the paper's setting).
+        image_stages: earlier stages of the (timm ConvNet) image trunk whose feature maps join the
+            image tokens the relation pooling attends to (``--image-stage``, see
+            :class:`~rcml_st.modules.towers.StageHeads`); empty: the last feature map only.
+        image_size: ``rcml-lite`` only: its image size in pixels (``None``: 160).
     """
 
     data: Path
@@ -129,6 +133,8 @@ class TrainConfig:
     mix_relations: bool = False
     relation_gate: bool = False
     relation_adapter: int = 0
+    image_stages: list[int] = field(default_factory=list)
+    image_size: int | None = None
 
     def options(self) -> dict[str, Any]:
         """The options as JSON-ready values (recorded next to the checkpoints)."""
@@ -137,6 +143,10 @@ class TrainConfig:
             if values[key] is not None:
                 values[key] = str(Path(values[key]).resolve())
         values["output"] = str(Path(values["output"]).resolve())
+        # Options added after 0.2 are recorded only when used: a run started before them resumes.
+        for key, default in (("image_stages", []), ("image_size", None)):
+            if values[key] == default:
+                del values[key]
         return values
 
 
@@ -247,6 +257,8 @@ def _build_model(config: TrainConfig, device: str, relations: list[str]) -> Any:
         num_heads=config.num_heads,
         relations=relations,
         device=device,
+        image_stages=config.image_stages,
+        image_size=config.image_size,
     )
 
 

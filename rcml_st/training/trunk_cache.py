@@ -114,6 +114,8 @@ def trunk_fingerprint(clip: Any, texts: Sequence[str], images: Sequence[str], dt
         "open_clip": str(getattr(open_clip, "__version__", "unknown")),  # tower code, image transforms
         "tokenizer": type(clip.tokenizer).__name__,
     }
+    if getattr(clip, "image_stages", None):  # multi-scale image tokens (absent: the fingerprints of before)
+        settings["image_stages"] = list(clip.image_stages)
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     head = {name for name, _ in clip.head_parameters()}
     for name, tensor in clip.state_dict().items():  # the trunk's weights and buffers
