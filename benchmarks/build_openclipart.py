@@ -34,6 +34,7 @@ from pathlib import Path
 from rcml_st.data.catalog import write_catalog
 from rcml_st.data.openclipart import (
     Drawing,
+    artist_key,
     build_records,
     drop_oversized,
     held_out,
@@ -55,6 +56,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="at most this many drawings in all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--disjoint-from-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="leave out every artist that the same selection with this seed picks: a tuning "
+        "subsample that shares no drawing and no artist with the benchmark's (seed 0)",
+    )
+    parser.add_argument(
         "--relative-images",
         action="store_true",
         help="image paths relative to --output (moves with the PNGs)",
@@ -65,6 +74,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def build(args: argparse.Namespace) -> dict[str, Path]:
     """Scans, selects, splits and writes; returns the files written by split name."""
     drawings, skipped = scan_library(args.root)
+    if args.disjoint_from_seed is not None:
+        benchmark = select_drawings(
+            drawings, min_per_artist=args.min_per_artist, per_artist=args.per_artist, limit=args.limit,
+            seed=args.disjoint_from_seed,
+        )  # fmt: skip
+        taken = {artist_key(d) for d in benchmark}
+        drawings = [d for d in drawings if artist_key(d) not in taken]
     chosen = select_drawings(
         drawings, min_per_artist=args.min_per_artist, per_artist=args.per_artist, limit=args.limit,
         seed=args.seed,

@@ -321,6 +321,11 @@ def build_records(
     return records
 
 
+def artist_key(drawing: Drawing) -> str:
+    """The drawing's artist as one key (case and spacing folded); empty when unknown."""
+    return " ".join(drawing.meta.creator.lower().split())
+
+
 def select_drawings(
     drawings: Iterable[Drawing],
     *,
@@ -345,7 +350,7 @@ def select_drawings(
     """
     by_artist: dict[str, list[Drawing]] = defaultdict(list)
     for drawing in drawings:
-        by_artist[" ".join(drawing.meta.creator.lower().split())].append(drawing)
+        by_artist[artist_key(drawing)].append(drawing)
     artists = sorted(a for a, members in by_artist.items() if a and len(members) >= min_per_artist)
     rng = random.Random(seed)
     rng.shuffle(artists)

@@ -3,6 +3,7 @@ DuckDB self-join for time windows and logs too big for memory), scored and ranke
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -98,13 +99,26 @@ def count_pairs(
         items, starts = lists.values.to_numpy(), lists.offsets.to_numpy()
         shape = (len(starts) - 1, int(items.max()) + 1)
         a = scipy.sparse.csr_matrix((np.ones(len(items), np.int32), items, starts), shape=shape)
-        at, block = a.T.tocsr(), int(memory_mb * 2**20 / 2 / 64)  # pairs per block, at 64 bytes each
+        # Pairs per block at 64 bytes each; two blocks are in memory at once (see below).
+        at, block = a.T.tocsr(), int(memory_mb * 2**20 / 4 / 64)
         work = np.cumsum(at @ np.diff(starts).astype(np.int64))  # at least each item's products
         cuts = np.searchsorted(work, np.arange(block, work[-1], block), side="right")
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, shape[1]], strict=True):
-            product = (at[lo:hi] @ a).tocoo()
-            con.register("block", pa.table({"src": product.row + lo, "dst": product.col, "c": product.data}))
-            con.execute(insert.replace("@pairs", "block"))
+
+        def product(lo: int, hi: int) -> pa.Table:
+            coo = (at[lo:hi] @ a).tocoo()
+            return pa.table({"src": coo.row + lo, "dst": coo.col, "c": coo.data})
+
+        # SciPy's product releases the GIL: the next block is multiplied while DuckDB ranks this one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            blocks = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, shape[1]].tolist(), strict=True))
+            pending = pool.submit(product, *blocks[0])
+            for following in [*blocks[1:], None]:
+                table = pending.result()
+                if following is not None:
+                    pending = pool.submit(product, *following)
+                con.register("block", table)
+                con.execute(insert.replace("@pairs", "block"))
+                del table
         con.unregister("block")
     else:
         near = f"AND abs(a.time - b.time) <= {float(window)!r}" if window is not None else ""
