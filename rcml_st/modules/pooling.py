@@ -22,7 +22,7 @@ an untrained gated model equals the paper's.
 Optionally (``relation_adapter=RANK``, ``rcml-st train --relation-adapter RANK``), the relation also
 acts on the features: each modality's mix goes through a low-rank residual whose scales are
 computed from the relation's embedding, ``mixed + U_m diag(s_m(e_r)) V_m^T mixed``
-(:class:`RelationAdapter`; linear, so it acts on the global and the pooled vector alike). ``s_m``
+(:class:`RelationAdapter`; linear, so it acts on the global and the pooled vector alike). ``U_m``
 starts at zero, so an untrained adapted model equals the paper's exactly; being a function of
 ``e_r``, not a table of relations, it serves relation descriptions never seen in training. With
 ``beta = 1`` the adapter alone conditions CLIP's global embedding.
@@ -301,7 +301,9 @@ class RelationAdapter(nn.Module):
     """``x + U diag(s(e_r)) V^T x``: a low-rank residual whose scales come from the relation's embedding.
 
     ``s`` is a linear map of the (normalized) relation embedding, so a relation description never
-    seen in training gets its own scales too. It starts at zero: the adapter starts as the identity.
+    seen in training gets its own scales too. Initialised as LoRA is: ``V`` with orthonormal rows
+    and ``s`` at unit scale (each relation scales the subspace its own way from the first step),
+    ``U`` at zero, so the adapter starts as the identity and ``U``'s gradient is not small.
 
     Args:
         dim: the joint space's width.
@@ -319,7 +321,9 @@ class RelationAdapter(nn.Module):
         self.down = nn.Linear(dim, rank, bias=False)
         self.up = nn.Linear(rank, dim, bias=False)
         self.scale = nn.Linear(dim, rank)
-        nn.init.zeros_(self.scale.weight)
+        nn.init.orthogonal_(self.down.weight)
+        nn.init.zeros_(self.up.weight)
+        nn.init.normal_(self.scale.weight)  # s(e_r) of unit scale for a unit e_r
         nn.init.zeros_(self.scale.bias)
 
     def forward(self, x: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:

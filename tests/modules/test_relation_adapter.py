@@ -64,13 +64,33 @@ def test_a_few_steps_make_the_relations_pull_one_item_apart():
     assert torch.equal(adapted.condition(global_, tokens, mask, queries, "text"), before)
 
 
+def test_the_residual_trains_from_the_first_steps():
+    # LoRA's initialisation (U at zero, V orthonormal, s at unit scale): a few small steps move an
+    # item's vectors under two relations apart. With s at zero instead (U and V at nn.Linear's
+    # small default), 6 steps at lr 1e-2 moved them by about 3e-5.
+    _, adapted = _pair(rank=4)
+    global_, tokens, mask, queries = _inputs(q=2)
+    adapted.attention.requires_grad_(False)
+    optimizer = torch.optim.SGD(adapted.adapter.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(2)
+    targets = F.normalize(torch.randn(5, 2, 16, generator=generator), dim=-1)
+    before = adapted.condition(global_, tokens, mask, queries, "image").detach()
+    for _ in range(6):
+        loss = -(adapted.condition(global_, tokens, mask, queries, "image") * targets).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = adapted.condition(global_, tokens, mask, queries, "image").detach()
+    assert (after - before).norm(dim=-1).max() > 1e-3
+
+
 def test_at_beta_one_the_adapter_alone_conditions_the_global_embedding():
     plain, adapted = _pair(beta=1.0)
     global_, tokens, mask, queries = _inputs()
     same = adapted.condition(global_, tokens, mask, queries)
     assert torch.allclose(same, plain.condition(global_, tokens, mask, queries), atol=1e-6)
     with torch.no_grad():
-        adapted.adapter["text"].scale.weight.normal_()
+        adapted.adapter["text"].up.weight.normal_()
     out = adapted.condition(global_, tokens, mask, queries)
     assert not torch.allclose(out[:, 0], out[:, 1], atol=1e-3)
 
@@ -78,7 +98,7 @@ def test_at_beta_one_the_adapter_alone_conditions_the_global_embedding():
 def test_adapter_is_saved_and_configs_without_it_load_as_the_papers_pooling(tmp_path):
     _, adapted = _pair()
     with torch.no_grad():
-        adapted.adapter["image"].scale.bias.fill_(0.3)
+        adapted.adapter["image"].up.weight.fill_(0.3)
     adapted.save(str(tmp_path))
     loaded = RelationPooling.load(str(tmp_path))
     assert loaded.relation_adapter == 4
@@ -102,7 +122,7 @@ def test_a_saved_model_round_trips_and_serves_a_relation_never_trained_on(tiny_c
     model[1].enable_relation_adapter(8)
     with torch.no_grad():
         for adapter in model[1].adapter.values():
-            adapter.scale.weight.normal_()
+            adapter.up.weight.normal_()
     model.save_pretrained(str(tmp_path / "m"))
     loaded = rcml_st.load(tmp_path / "m", device="cpu")
     item = [{"text": "Oakbud crib mobile, navy"}]
