@@ -193,9 +193,13 @@ def check_model_dir(path: Path | str, trust_remote_code: bool = False) -> Path:
 
     directory = locate_model(path)
     foreign = check_module_types(directory, trust_remote_code=trust_remote_code, name=str(path))
-    if foreign:
+    if foreign and str(directory) not in _SAID_FOREIGN:  # once per model, however often it is checked
+        _SAID_FOREIGN.add(str(directory))
         warn(f"--trust-remote-code: {path} imports {', '.join(foreign)} (code of the model's files)")
     return directory
+
+
+_SAID_FOREIGN: set[str] = set()
 
 
 def load_model(path: Path | str, device: str | None, trust_remote_code: bool = False) -> SentenceTransformer:
@@ -203,7 +207,12 @@ def load_model(path: Path | str, device: str | None, trust_remote_code: bool = F
     from rcml_st.model import load
 
     directory = check_model_dir(path, trust_remote_code)
-    model = load(directory, device=device, trust_remote_code=trust_remote_code)
+    library = logging.getLogger("rcml_st")
+    level, _ = library.level, library.setLevel(logging.ERROR)  # check_model_dir said what it imports
+    try:
+        model = load(directory, device=device, trust_remote_code=trust_remote_code)
+    finally:
+        library.setLevel(level)
     if str(path) != str(directory):  # a Hub id: the card and snippets name the model by it
         model.model_card_data.set_model_id(str(path))
     return model

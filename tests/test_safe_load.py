@@ -106,6 +106,25 @@ def test_the_cli_refuses_it_with_exit_2(saved_model, tmp_path):
     assert not marker.exists()
 
 
+def test_the_cli_opt_in_says_once_what_it_imports(saved_model, tmp_path):
+    # A real process: the library's own warning reaches stderr there (under pytest a log handler
+    # would take it), and the command checks the model before it loads it.
+    evil = plant(saved_model, tmp_path / "evil", tmp_path / "pwned")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        '{"id": "a", "text": "navy shirt", "relations": {"matches in colour": ["b"]}}\n'
+        '{"id": "b", "text": "navy socks"}\n'
+    )
+    options = ["-m", str(evil), "--trust-remote-code", "--no-baselines"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rcml_st.cli.main", "evaluate", str(data), *options],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    said = [line for line in done.stderr.splitlines() if "evilmod.Evil" in line]
+    assert len(said) == 1 and said[0].startswith("Warning: --trust-remote-code:"), done.stderr
+
+
 def test_a_hub_snapshot_is_checked_the_same_way(saved_model, tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     cache = tmp_path / "hf" / "hub"
