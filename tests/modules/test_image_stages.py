@@ -52,9 +52,9 @@ def test_an_earlier_stage_adds_its_tokens_and_keeps_the_last_maps(config, images
     staged[0].model.load_state_dict(plain[0].model.state_dict())  # the same towers, stage heads aside
     pixels = torch.stack([plain[0].image_transform(image) for image in images])
     with torch.no_grad():
-        want_global, want_tokens, _ = plain[0].encode_image(pixels)
+        want_global, want_tokens, _ = plain[0].image_adapter.head(plain[0].image_trunk(pixels))
         trunk = staged[0].image_trunk(pixels)
-        got_global, got_tokens, mask = staged[0].encode_image(pixels)
+        got_global, got_tokens, mask = staged[0].image_adapter.head(trunk)
     # test_resnet: a 2 x 2 last map (96 channels); stage 1 (32 channels) pooled to the same grid.
     assert trunk.tokens.shape == (3, 8, 96 + 32 + 2) and bool(mask.all())
     torch.testing.assert_close(got_global, want_global)
