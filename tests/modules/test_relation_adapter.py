@@ -41,6 +41,19 @@ def _spread(z: torch.Tensor) -> torch.Tensor:
     return (z[:, 0] * z[:, 1]).sum(-1).mean()
 
 
+def _fit_image_side(adapted, targets, optimizer, steps):
+    """Trains the image adapter towards ``targets`` (N, Q, D); returns the vectors before and after."""
+    global_, tokens, mask, queries = _inputs(q=2)
+    adapted.attention.requires_grad_(False)
+    before = adapted.condition(global_, tokens, mask, queries, "image").detach()
+    for _ in range(steps):
+        loss = -(adapted.condition(global_, tokens, mask, queries, "image") * targets).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return before, adapted.condition(global_, tokens, mask, queries, "image").detach()
+
+
 def test_a_few_steps_make_the_relations_pull_one_item_apart():
     # Relation 0 asks for one view of each item, relation 1 for another: with the paper's
     # pooling frozen, only the adapter can tell them apart.
@@ -48,15 +61,8 @@ def test_a_few_steps_make_the_relations_pull_one_item_apart():
     global_, tokens, mask, queries = _inputs(q=2)
     generator = torch.Generator().manual_seed(1)
     targets = F.normalize(torch.randn(2, 16, 16, generator=generator) @ global_.T, dim=1).permute(2, 0, 1)
-    adapted.attention.requires_grad_(False)
     optimizer = torch.optim.Adam(adapted.adapter.parameters(), lr=0.05)
-    before = adapted.condition(global_, tokens, mask, queries, "image").detach()
-    for _ in range(30):
-        loss = -(adapted.condition(global_, tokens, mask, queries, "image") * targets).sum(-1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    after = adapted.condition(global_, tokens, mask, queries, "image").detach()
+    before, after = _fit_image_side(adapted, targets, optimizer, steps=30)
     assert torch.allclose(before, plain.condition(global_, tokens, mask, queries))
     assert _spread(after) < _spread(before) - 0.1
     assert torch.allclose(after.norm(dim=-1), torch.ones(5, 2), atol=1e-5)
@@ -69,18 +75,10 @@ def test_the_residual_trains_from_the_first_steps():
     # item's vectors under two relations apart. With s at zero instead (U and V at nn.Linear's
     # small default), 6 steps at lr 1e-2 moved them by about 3e-5.
     _, adapted = _pair(rank=4)
-    global_, tokens, mask, queries = _inputs(q=2)
-    adapted.attention.requires_grad_(False)
-    optimizer = torch.optim.SGD(adapted.adapter.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(2)
     targets = F.normalize(torch.randn(5, 2, 16, generator=generator), dim=-1)
-    before = adapted.condition(global_, tokens, mask, queries, "image").detach()
-    for _ in range(6):
-        loss = -(adapted.condition(global_, tokens, mask, queries, "image") * targets).sum(-1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    after = adapted.condition(global_, tokens, mask, queries, "image").detach()
+    optimizer = torch.optim.SGD(adapted.adapter.parameters(), lr=1e-2)
+    before, after = _fit_image_side(adapted, targets, optimizer, steps=6)
     assert (after - before).norm(dim=-1).max() > 1e-3
 
 
