@@ -85,7 +85,10 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--per-artist", type=int, default=30, help="clip art: drawings per artist at most")
     parser.add_argument("--partners", type=int, default=4, help="targets per item and relation")
     parser.add_argument("--negatives", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="subsample, split and queries")
+    parser.add_argument(
+        "--train-seed", type=int, default=None, help="the training runs' seed (default: --seed)"
+    )
     parser.add_argument(
         "--variant",
         action="append",
@@ -98,6 +101,10 @@ def _parse() -> argparse.Namespace:
     )
     parser.add_argument("--skip", nargs="*", default=[], help="method keys to leave out (e.g. specialists)")
     return parser.parse_args()
+
+
+def _train_seed(args: argparse.Namespace) -> int:
+    return args.seed if args.train_seed is None else args.train_seed
 
 
 def _cli(*args: str) -> float:
@@ -172,7 +179,7 @@ def _train_rcml(train: Path, out: Path, args: argparse.Namespace, *extra: str) -
     return _cli(
         "train", str(train), "--output", str(out), "--backbone", "rcml-lite", "--freeze-backbone",
         "--lr", str(args.lr), "--epochs", str(args.epochs), "--pairs-per-epoch", str(args.pairs_per_epoch),
-        "--batch-size", str(args.batch_size), "--seed", str(args.seed), *extra,
+        "--batch-size", str(args.batch_size), "--seed", str(_train_seed(args)), *extra,
     )  # fmt: skip
 
 
@@ -224,7 +231,7 @@ def _train_prompted_minilm(train: Path, out: Path, args: argparse.Namespace) -> 
             save_strategy="no",
             report_to="none",
             use_cpu=True,
-            seed=args.seed,
+            seed=_train_seed(args),
             disable_tqdm=True,
         ),
     )
