@@ -21,6 +21,7 @@ from rcml_st.data.openclipart import (
     SAME_ARTIST,
     SAME_CATEGORY,
     SHARED_KEYWORD,
+    artist_key,
     build_records,
     drop_oversized,
     held_out,
@@ -154,6 +155,20 @@ def test_builder_writes_disjoint_valid_splits(tmp_path, capsys):
     first = json.loads((tmp_path / "test.jsonl").read_text().splitlines()[0])
     assert not Path(first["image"]).is_absolute()
     assert "drawings with metadata" in capsys.readouterr().out
+
+
+def test_builder_tuning_subsample_shares_no_artist_with_the_benchmark(tmp_path):
+    # Four artists of nine drawings: the benchmark's selection (limit 18: two whole artists) and a
+    # tuning selection disjoint from it by artist.
+    drawings, _ = scan_library(FIXTURE)
+    benchmark = {artist_key(d) for d in select_drawings(drawings, limit=18, seed=0)}
+    builder = _builder()
+    options = ["--limit", "18", "--seed", "1", "--disjoint-from-seed", "0", "--held-out", "0.3"]
+    assert builder.main([str(FIXTURE), "--output", str(tmp_path), *options]) == 0
+    by_id = {d.id: d for d in drawings}
+    catalogues = [read_catalog(tmp_path / f"{name}.jsonl") for name in ("train", "test")]
+    tuning = {artist_key(by_id[item.id]) for catalogue in catalogues for item in catalogue.items}
+    assert len(benchmark) == 2 and len(tuning) == 2 and not benchmark & tuning
 
 
 def test_builder_without_packages_is_one_error_line(tmp_path, capsys):
