@@ -28,3 +28,20 @@ def images(tmp_path_factory):
         pils.append(image)
         paths.append(path)
     return pils, paths
+
+
+@pytest.fixture(scope="session")
+def structured_images_of():
+    """``make(n)``: n images with spatial structure (halves of different colour plus noise), so
+    token positions differ; the first n of a larger set are the same images."""
+
+    def make(n: int) -> list[Image.Image]:
+        rng = np.random.default_rng(0)
+        images = []
+        for i in range(n):
+            pixels = rng.integers(0, 60, size=(70, 80, 3), dtype=np.uint8)
+            pixels[:, 40:, i] += 180
+            images.append(Image.fromarray(pixels, "RGB"))
+        return images
+
+    return make

@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import rcml_st
 from rcml_st.errors import UsageError
@@ -32,14 +31,8 @@ def config(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def images():
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(3):
-        pixels = rng.integers(0, 60, size=(70, 80, 3), dtype=np.uint8)
-        pixels[:, 40:, i] += 180
-        out.append(Image.fromarray(pixels, "RGB"))
-    return out
+def images(structured_images_of):
+    return structured_images_of(3)
 
 
 def _build(config, stages=None):

@@ -15,7 +15,6 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import rcml_st
 from rcml_st.errors import UsageError
@@ -41,15 +40,8 @@ FAMILIES = {
 
 
 @pytest.fixture(scope="module")
-def structured_images():
-    """Images with spatial structure (halves of different colour plus noise), so positions differ."""
-    rng = np.random.default_rng(0)
-    images = []
-    for i in range(2):
-        pixels = rng.integers(0, 60, size=(70, 80, 3), dtype=np.uint8)
-        pixels[:, 40:, i] += 180
-        images.append(Image.fromarray(pixels, "RGB"))
-    return images
+def structured_images(structured_images_of):
+    return structured_images_of(2)
 
 
 @pytest.fixture(scope="module")
