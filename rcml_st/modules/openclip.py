@@ -318,12 +318,10 @@ class OpenCLIPInput(InputModule):
             memo = self.__dict__.setdefault("_relation_embedding_memo", {})
             if key in memo:
                 return memo[key]
-        chunks = [
-            self.text_adapter.head(self.text_trunk(self._tokenize(relations[i : i + batch_size]).to(device)))[
-                0
-            ]
-            for i in range(0, len(relations), batch_size)
-        ]
+        chunks = []
+        for start in range(0, len(relations), batch_size):  # as forward's relation_embedding
+            ids = self._tokenize(relations[start : start + batch_size]).to(device)
+            chunks.append(self.text_adapter.head_global(self.text_trunk(ids).pooled))
         out = torch.cat(chunks) if chunks else torch.zeros((0, self.embedding_dimension), device=device)
         if key is not None:
             memo.clear()  # one entry: the relations of the run at hand
