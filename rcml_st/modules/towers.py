@@ -239,9 +239,9 @@ class TimmTower(Tower):
         self.classifier = classifier if isinstance(classifier, nn.Linear) else None
 
     def trunk(self, inputs: torch.Tensor) -> TrunkOutput:
-        trunk = self.visual.trunk
         if self.stages is not None:
             return self._multi_scale_trunk(inputs)
+        trunk = self.visual.trunk
         features = trunk.forward_features(inputs)
         pooled = trunk.forward_head(features, pre_logits=True)
         if features.dim() == 4:  # ConvNet: (N, C, H, W) -> (N, H*W, C)

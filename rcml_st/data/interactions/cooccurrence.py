@@ -116,9 +116,8 @@ def count_pairs(
                 table = pending.result()
                 if following is not None:
                     pending = pool.submit(product, *following)
-                con.register("block", table)
+                con.register("block", table)  # replaces (and frees) the block before
                 con.execute(insert.replace("@pairs", "block"))
-                del table
         con.unregister("block")
     else:
         near = f"AND abs(a.time - b.time) <= {float(window)!r}" if window is not None else ""
