@@ -275,6 +275,7 @@ def train(
     from rcml_st.training.checkpoints import checkpoints_dir
 
     # The options that are TrainConfig fields by the same name, plus the negated switches.
+    options["image_stages"] = list(image_stages or [])  # typer gives None for none given
     config = TrainConfig(
         **{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
         conditioning=not no_conditioning,
@@ -282,7 +283,6 @@ def train(
         inter_sample=not no_inter_sample,
         mix_relations=batches == "by-source",
     )
-    config.image_stages = list(image_stages or [])
     try:
         result = run_training(config, console=console if rank == 0 else None, log=log, warn=warn_once)
     except KeyboardInterrupt:
