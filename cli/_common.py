@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import typer
 from rich.console import Console
 
-from rcml_st.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RCMLError, UsageError
+from rcml_st.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, RCMLError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -165,14 +165,9 @@ def resolve_device(device: Device) -> str | None:
     Raises:
         UsageError: ``--device cuda`` on a machine without a CUDA GPU.
     """
-    if device == "auto":
-        return None
-    if device == "cuda":
-        import torch
+    from rcml_st.training.device import choose_device
 
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return device
+    return None if device == "auto" else choose_device(device).device
 
 
 def check_model_dir(path: Path | str, trust_remote_code: bool = False) -> Path:

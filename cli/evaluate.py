@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rcml_st.cli._common import (
@@ -23,9 +23,6 @@ from rcml_st.cli.options import (
     TrustRemoteCodeOption,
     with_help,
 )
-
-if TYPE_CHECKING:
-    pass
 
 EVALUATE_HELP = "\n\n".join(
     [

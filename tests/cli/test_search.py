@@ -162,3 +162,11 @@ def test_help_has_examples():
     assert result.exit_code == 0
     for text in ("Examples:", "--id", "--text", "--image", "--modality", "--json", "--limit", "--qdrant-url"):
         assert text in result.stdout, text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_device_cuda_without_a_gpu_is_one_line_exit_2(indexed):
+    result = search(indexed, "-r", "matches in colour", "--text", "a red pram", "--device", "cuda")
+    assert result.exit_code == 2
+    assert "Error: --device cuda: no CUDA GPU is available" in result.stderr
+    assert "Traceback" not in result.output
