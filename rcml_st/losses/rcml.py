@@ -42,11 +42,6 @@ It is not learned: a learnable scale mainly pays off in long from-scratch runs w
 for fine-tuning on relation pairs a fixed, tunable value is simpler and reproducible."""
 
 
-def _by_side(dicts: Sequence[dict[str, torch.Tensor]], key: str) -> torch.Tensor:
-    """``dicts[s][key.format(m)]`` for every side s and modality m, stacked as (S, M, ...)."""
-    return torch.stack([torch.stack([d[key.format(m)] for m in MODALITIES]) for d in dicts])
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     # The trainer swaps in its DDP (``.module``) or compiled (``._orig_mod``) wrapper.
     while True:
@@ -163,56 +158,44 @@ class RCMLLoss(nn.Module):
 
         rank, world_size = world() if self.gather_across_devices else (0, 1)
         sizes = gather_sizes(batch, device) if world_size > 1 else [batch]
-        offset = sum(sizes[:rank])
-        own = offset + torch.arange(batch, device=device)  # each query's own positive candidate
-
-        def candidates(out: dict[str, torch.Tensor], items: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {
-                "text": gather_with_grad(out["text_embedding_all"], sizes),
-                "image": gather_with_grad(out["image_embedding_all"], sizes),
-                "has_text": gather_with_grad(out["has_text"].long(), sizes).bool(),
-                "has_image": gather_with_grad(out["has_image"].long(), sizes).bool(),
-                "items": gather_with_grad(items, sizes),
-            }
-
-        # Symmetric: anchors query the positives' column, positives query the anchors' column.
-        sides = [
-            (anchor, source, target, candidates(positive, target)),
-            (positive, target, source, candidates(anchor, source)),
-        ]
-        self.last_num_candidates = int(sum(sizes))
-        # Every (side, query modality, query, candidate modality, candidate) at once: the four
-        # directions of both sides are slices of one tensor, so a step costs a handful of ops.
+        own = sum(sizes[:rank]) + torch.arange(batch, device=device)  # each query's own positive
         rows = torch.arange(batch, device=device)
-        columns, pools = [side[0] for side in sides], [side[3] for side in sides]
-        # (2, 2, B, D): each query under its own relation; (2, 2, N, U, D): every candidate.
-        every_relation = _by_side(columns, "{}_embedding_all")  # (2, 2, B, U, D)
-        # Each query under its own relation: one index_select (its gradient is one index_add).
-        own_relation = rows * every_relation.shape[3] + slot
-        queries = every_relation.flatten(2, 3).index_select(2, own_relation).float()
-        logits = self._scores(queries, _by_side(pools, "{}").float(), slot)  # (2, 2, B, 2, N)
-        has_query, has_candidate = _by_side(columns, "has_{}"), _by_side(pools, "has_{}")
-        excluded = torch.stack(
-            [self._excluded(items, partners, relation, c["items"], own) for _, items, partners, c in sides]
-        )  # (2, B, N)
-        masked = excluded[:, None, :, None, :] | ~has_candidate[:, None, None, :, :]
-        masked[:, :, rows, :, own] = False  # the own positive is always a candidate: every row is finite
-        logits = logits.masked_fill(masked, float("-inf"))
-        target_logit = logits.gather(-1, own.view(1, 1, -1, 1, 1).expand(*logits.shape[:-1], 1)).squeeze(-1)
-        cross_entropy = torch.logsumexp(logits, dim=-1) - target_logit  # (2, 2, B, 2)
-        # A query takes part in a direction when it has the query modality and its own positive
-        # has the candidate modality; the others drop out of that direction's mean.
-        valid = has_query[:, :, :, None] & has_candidate[:, :, own].transpose(1, 2)[:, None]
-        sums = torch.where(valid, cross_entropy, 0.0).sum(dim=(0, 2))  # (query, candidate modality)
-        counts = valid.sum(dim=(0, 2)).tolist()
-        terms: dict[str, torch.Tensor] = {}
-        for name, (query_modality, candidate_modality) in DIRECTIONS.items():
-            if self.weights[name] == 0:
-                continue
-            q, c = MODALITIES.index(query_modality), MODALITIES.index(candidate_modality)
-            # No query with this pair of modalities: the sum is a zero that is still on the graph.
-            terms[f"loss_{name}"] = self.weights[name] * sums[q, c] / max(1, counts[q][c])
-        return terms
+        self.last_num_candidates = int(sum(sizes))
+        # Each term starts as a zero on the graph: it stays one when no query has its modalities.
+        zero = anchor["sentence_embedding_all"].float().sum() * 0.0
+        sums = dict.fromkeys(DIRECTIONS, zero)
+        counts = dict.fromkeys(DIRECTIONS, 0)
+        # Symmetric: anchors query the positives' column, positives query the anchors' column.
+        for queries, query_items, partners, column, column_items in (
+            (anchor, source, target, positive, target),
+            (positive, target, source, anchor, source),
+        ):
+            # The candidates: every process's column, each item under every relation of the batch.
+            candidates = {
+                m: gather_with_grad(column[f"{m}_embedding_all"], sizes).float() for m in MODALITIES
+            }
+            has = {m: gather_with_grad(column[f"has_{m}"].long(), sizes).bool() for m in MODALITIES}
+            items = gather_with_grad(column_items, sizes)
+            excluded = self._excluded(query_items, partners, relation, items, own)  # (B, N)
+            for name, (query_modality, candidate_modality) in DIRECTIONS.items():
+                if self.weights[name] == 0:
+                    continue
+                query = queries[f"{query_modality}_embedding_all"][rows, slot].float()  # own relation
+                # Every candidate under every relation, then under the query's: (B, N).
+                scores = torch.einsum("bd,nud->bun", query, candidates[candidate_modality])[rows, slot]
+                masked = excluded | ~has[candidate_modality][None, :]
+                masked[rows, own] = False  # the own positive is always a candidate: every row is finite
+                logits = (scores / self.temperature).masked_fill(masked, float("-inf"))
+                cross_entropy = torch.logsumexp(logits, dim=-1) - logits[rows, own]
+                # A query takes part when it has the query modality and its own positive the other.
+                valid = queries[f"has_{query_modality}"] & has[candidate_modality][own]
+                sums[name] = sums[name] + torch.where(valid, cross_entropy, 0.0).sum()
+                counts[name] += int(valid.sum())
+        return {
+            f"loss_{name}": self.weights[name] * sums[name] / max(1, counts[name])
+            for name in DIRECTIONS
+            if self.weights[name] != 0
+        }
 
     def _encode(
         self, columns: Sequence[dict[str, Any]], relation_tokens: torch.Tensor, used: torch.Tensor
@@ -237,30 +220,6 @@ class RCMLLoss(nn.Module):
                 features.update(zip(TRUNK_KEYS["relation"], parts, strict=True))
             outputs.append(self.model(features, all_relations=True))
         return outputs
-
-    def _scores(self, queries: torch.Tensor, candidates: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-        """Logits of every query against every candidate, both under the query's relation.
-
-        Args:
-            queries: (S, M, B, D), query i of side s in modality m under its relation ``slot[i]``.
-            candidates: (S, M, N, U, D), every candidate under every relation of the batch.
-            slot: (B,) each query's relation, an index into U.
-
-        Returns:
-            (S, M, B, M, N) logits: ``[s, a, i, b, j] = <query_i^a, candidate_j^b | slot_i> / T``.
-        """
-        # The queries grouped by relation (one reordering), a product per relation on contiguous
-        # slices, and the original order back: no scattered writes, none in the backward either.
-        order = torch.argsort(slot, stable=True)
-        grouped = queries.index_select(2, order)
-        parts, start = [], 0
-        for u, size in enumerate(torch.bincount(slot, minlength=candidates.shape[3]).tolist()):
-            if size:
-                part = grouped[:, :, start : start + size]
-                parts.append(torch.einsum("smbd,sknd->smbkn", part, candidates[:, :, :, u]))
-                start += size
-        logits = torch.cat(parts, dim=2).index_select(2, torch.argsort(order))
-        return logits / self.temperature
 
     def _excluded(
         self,

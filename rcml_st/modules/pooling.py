@@ -188,49 +188,25 @@ class RelationPooling(Module):
             (B, Q, D) ((B, 1, D) plain), zeros where an item lacks the modality, and the
             ``has_text`` / ``has_image`` masks (B,).
         """
-        per_modality = {}
+        parts = {}
         for modality in MODALITIES:
             if f"{modality}_global" not in features:
-                per_modality[modality] = None
-            elif queries is None:
-                per_modality[modality] = F.normalize(features[f"{modality}_global"], dim=-1).unsqueeze(1)
+                continue
+            global_ = features[f"{modality}_global"]
+            if queries is None:
+                parts[modality] = F.normalize(global_, dim=-1).unsqueeze(1)
             else:
-                per_modality[modality] = self.condition(
-                    features[f"{modality}_global"],
-                    features[f"{modality}_tokens"],
-                    features[f"{modality}_token_mask"],
-                    queries,
-                    modality,
-                )
-        return self.fuse(features["relation_index"].shape[0], per_modality, features)
-
-    @staticmethod
-    def fuse(
-        batch_size: int, per_modality: dict[str, torch.Tensor | None], features: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Scatters per-modality embeddings (n, Q, D) into batch order and fuses them.
-
-        Args:
-            batch_size: B, the batch's item count.
-            per_modality: ``"text"`` / ``"image"`` -> embeddings (n, ...) of the items with that
-                modality (``None``: none has it), in the order of ``features[f"{modality}_index"]``.
-            features: the batch's features (the ``text_index`` / ``image_index`` rows).
-
-        Returns:
-            ``text_embedding``, ``image_embedding``, ``sentence_embedding`` of shape (B, ...),
-            zeros where an item lacks the modality, and the ``has_text`` / ``has_image`` masks (B,).
-        """
-        ref = next(e for e in per_modality.values() if e is not None)
+                tokens, mask = features[f"{modality}_tokens"], features[f"{modality}_token_mask"]
+                parts[modality] = self.condition(global_, tokens, mask, queries, modality)
+        # Scattered into batch order: zeros where an item lacks the modality.
+        ref, batch_size = next(iter(parts.values())), features["relation_index"].shape[0]
         out: dict[str, torch.Tensor] = {}
         for modality in MODALITIES:
-            embedding, has = (
-                ref.new_zeros((batch_size, *ref.shape[1:])),
-                ref.new_zeros(batch_size, dtype=torch.bool),
-            )
-            if per_modality[modality] is not None:
+            embedding = ref.new_zeros((batch_size, *ref.shape[1:]))
+            has = torch.zeros(batch_size, dtype=torch.bool, device=ref.device)
+            if modality in parts:
                 index = features[f"{modality}_index"]
-                embedding = embedding.index_copy(0, index, per_modality[modality])
-                has[index] = True
+                embedding, has[index] = embedding.index_copy(0, index, parts[modality]), True
             out[f"{modality}_embedding"], out[f"has_{modality}"] = embedding, has
         out["sentence_embedding"] = F.normalize(out["text_embedding"] + out["image_embedding"], dim=-1)
         return out
@@ -244,32 +220,18 @@ class RelationPooling(Module):
                 ``text_embedding_all``, ``image_embedding_all``, ``sentence_embedding_all`` (B, U, D).
         """
         relations = features["relation_embedding"]
+        every = self.embed(features, relations if relations.shape[0] else None)  # (B, U or 1, D)
         if all_relations:
-            fused = self.embed(features, relations if relations.shape[0] else None)
-            outputs = {f"{k}_all" if k.endswith("embedding") else k: v for k, v in fused.items()}
-        else:
-            # Each item under its own relation: the relations' embeddings as per-item queries.
+            outputs = {f"{k}_all" if k.endswith("embedding") else k: v for k, v in every.items()}
+        else:  # each item's own relation out of the U (the U relations are the batch's own)
             index = features["relation_index"]
-            queries = relations[index.clamp(min=0)].unsqueeze(1) if relations.shape[0] else None
-            per_item = {}
-            for modality in MODALITIES:
-                if f"{modality}_global" not in features:
-                    continue
-                rows = features[f"{modality}_index"]
-                plain = F.normalize(features[f"{modality}_global"], dim=-1)
-                if queries is None:
-                    per_item[modality] = plain
-                    continue
-                conditioned = self.condition(
-                    features[f"{modality}_global"],
-                    features[f"{modality}_tokens"],
-                    features[f"{modality}_token_mask"],
-                    queries[rows],
-                    modality,
-                )[:, 0]
-                per_item[modality] = torch.where((index[rows] >= 0)[:, None], conditioned, plain)
-            fused = self.fuse(index.shape[0], {m: per_item.get(m) for m in MODALITIES}, features)
-            outputs = fused
+            rows = torch.arange(index.shape[0], device=index.device)
+            plain = self.embed(features, None) if relations.shape[0] and bool((index < 0).any()) else None
+            outputs = dict(every)
+            for key in ("text_embedding", "image_embedding", "sentence_embedding"):
+                outputs[key] = every[key][rows, index.clamp(min=0)]
+                if plain is not None:  # items without a relation: the plain backbone embeddings
+                    outputs[key] = torch.where((index >= 0)[:, None], outputs[key], plain[key][:, 0])
         # Keep the outputs (and the inputs' index features), drop the heavy token tensors.
         for key in [f"{m}_{name}" for m in MODALITIES for name in ("tokens", "token_mask")] + [
             "pixel_values"
