@@ -80,6 +80,13 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--pairs-per-epoch", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="RCML heads (frozen trunks)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="RCML-family trainings' loss temperature (rcml-st train --temperature; default: not passed, "
+        "rcml-st's own). Rows and runs do not record it: give each temperature a --work folder of its own",
+    )
     parser.add_argument("--st-lr", type=float, default=5e-5, help="prompted MiniLM (full fine-tune)")
     parser.add_argument("--limit", type=int, default=800, help="clip art: drawings in all")
     parser.add_argument("--per-artist", type=int, default=30, help="clip art: drawings per artist at most")
@@ -176,6 +183,8 @@ def _prompted_copies(train: Path) -> Path:
 def _train_rcml(train: Path, out: Path, args: argparse.Namespace, *extra: str) -> float | None:
     if (out / "modules.json").is_file():
         return None
+    if args.temperature is not None:
+        extra = ("--temperature", str(args.temperature), *extra)
     return _cli(
         "train", str(train), "--output", str(out), "--backbone", "rcml-lite", "--freeze-backbone",
         "--lr", str(args.lr), "--epochs", str(args.epochs), "--pairs-per-epoch", str(args.pairs_per_epoch),
