@@ -164,7 +164,7 @@ class RCMLLoss(nn.Module):
         # Each term starts as a zero on the graph: it stays one when no query has its modalities.
         zero = anchor["sentence_embedding_all"].float().sum() * 0.0
         sums = dict.fromkeys(DIRECTIONS, zero)
-        counts = dict.fromkeys(DIRECTIONS, 0)
+        counts = dict.fromkeys(DIRECTIONS, 0)  # tensors once added to: no device sync per term
         # Symmetric: anchors query the positives' column, positives query the anchors' column.
         for queries, query_items, partners, column, column_items in (
             (anchor, source, target, positive, target),
@@ -190,9 +190,9 @@ class RCMLLoss(nn.Module):
                 # A query takes part when it has the query modality and its own positive the other.
                 valid = queries[f"has_{query_modality}"] & has[candidate_modality][own]
                 sums[name] = sums[name] + torch.where(valid, cross_entropy, 0.0).sum()
-                counts[name] += int(valid.sum())
+                counts[name] = counts[name] + valid.sum()
         return {
-            f"loss_{name}": self.weights[name] * sums[name] / max(1, counts[name])
+            f"loss_{name}": self.weights[name] * sums[name] / torch.as_tensor(counts[name]).clamp(min=1)
             for name in DIRECTIONS
             if self.weights[name] != 0
         }
