@@ -8,18 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rcml_st.cli._common import (
-    command,
-    console,
-    quiet_transformers,
-    say,
-    warn,
-)
+from rcml_st.cli._common import command, console, quiet_transformers, say, warn
 from rcml_st.cli.options import DeviceOption, SeedOption, with_help
 
 if TYPE_CHECKING:
     from rcml_st.data import Catalog, Item
-    from rcml_st.index import RelationIndex
     from rcml_st.training import TrainConfig
 
 DEMO_HELP = "\n\n".join(
@@ -109,10 +102,14 @@ def demo(
 
     everything = [*train_catalog.items, *test_catalog.items]
     _step(4, f"indexing {len(everything)} items x {len(synth.relations)} relations into {workdir / 'qdrant'}")
-    from rcml_st.index import RelationIndex
+    from rcml_st.index import RelationIndex, index_catalog
+    from rcml_st.index.ownership import MODEL_KEY, model_fingerprint
 
     with RelationIndex.connect(path=workdir / "qdrant") as index:
-        _index(model, everything, index)
+        if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
+            # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
+            index.client.delete_collection(index.collection)
+        say(f"  {index_catalog(model, everything, index, progress=True).summary()}")
         _step(5, "relation-guided searches: one query, different relations, different neighbours")
         queries = _pick_queries(test_catalog)
         for item in queries:
@@ -152,12 +149,7 @@ def _train(config: TrainConfig) -> Any:
             )
     elif model_dir.exists():
         config = dataclasses.replace(config, overwrite=True)  # the demo's own folder: replace its model
-    train(
-        config,
-        console=console,
-        log=lambda message: say(f"  {message}"),
-        warn=warn,
-    )
+    train(config, console=console, log=lambda message: say(f"  {message}"), warn=warn)
     return rcml_st.load(model_dir, device=None if config.device == "auto" else config.device)
 
 
@@ -180,16 +172,6 @@ def _evaluate(model: Any, catalog: Catalog, seed: int) -> None:
         f"({', '.join(parts)}); random guessing scores 0.24",
         highlight=False,
     )
-
-
-def _index(model: Any, items: list[Item], index: RelationIndex) -> None:
-    from rcml_st.index import index_catalog
-    from rcml_st.index.ownership import MODEL_KEY, model_fingerprint
-
-    if index.exists() and index.metadata().get(MODEL_KEY) != model_fingerprint(model):
-        # The demo's own store, indexed by an earlier demo's model: rebuilt for this one.
-        index.client.delete_collection(index.collection)
-    say(f"  {index_catalog(model, items, index, progress=True).summary()}")
 
 
 def _pick_queries(catalog: Catalog) -> list[Item]:

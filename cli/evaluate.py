@@ -6,15 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rcml_st.cli._common import (
-    check_model_dir,
-    command,
-    console,
-    load_model,
-    resolve_device,
-    warn,
-)
+from rcml_st.cli._common import check_model_dir, command, console, load_model, resolve_device, warn
 from rcml_st.cli.options import (
+    DataArgument,
     DeviceOption,
     ModelOption,
     ProgressOption,
@@ -57,13 +51,7 @@ EVALUATE_HELP = "\n\n".join(
 
 @command(EVALUATE_HELP)
 def evaluate(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="The evaluation data file (.jsonl); its edges are the queries.",
-            metavar="DATA.jsonl",
-        ),
-    ],
+    data: with_help(DataArgument, "The evaluation data file (.jsonl); its edges are the queries."),
     model: ModelOption,
     compare: Annotated[
         list[Path] | None,
@@ -209,8 +197,7 @@ def evaluate(
         probe_max_edges=probe_max_edges,
         keep_embeddings=plot is not None,
     )
-    report.settings["data"] = str(data)
-    report.settings["model"] = str(model)
+    report.settings.update(data=str(data), model=str(model))
 
     for table in report_tables(report):
         console.print(table)

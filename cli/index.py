@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +22,7 @@ from rcml_st.cli.options import (
     DEFAULT_RETRY_TIMEOUT,
     ApiKeyOption,
     CollectionOption,
+    DataArgument,
     DeviceOption,
     GrpcPortOption,
     ModelOption,
@@ -33,6 +33,7 @@ from rcml_st.cli.options import (
     RetryTimeoutOption,
     SkipInvalidOption,
     TrustRemoteCodeOption,
+    with_help,
 )
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -77,15 +78,10 @@ _COLUMNS = (
     TimeElapsedColumn(),
 )
 
-# -- the command ----------------------------------------------------------------------------------
-
 
 @command(INDEX_HELP)
 def index(
-    data: Annotated[
-        Path,
-        typer.Argument(help="The data file (.jsonl) whose items to index.", metavar="DATA.jsonl"),
-    ],
+    data: with_help(DataArgument, "The data file (.jsonl) whose items to index."),
     model: ModelOption,
     qdrant_url: QdrantUrlOption = None,
     api_key: ApiKeyOption = None,

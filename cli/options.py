@@ -96,6 +96,7 @@ TrustRemoteCodeOption = Annotated[
     ),
 ]
 JsonlOutputOption = Annotated[Path, typer.Option("--output", "-o", help="The data file to write (.jsonl).")]
+DataArgument = Annotated[Path, typer.Argument(metavar="DATA.jsonl", help="The data file (.jsonl).")]
 
 
 def with_help(option: Any, help: str) -> Any:

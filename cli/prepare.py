@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 from rcml_st.cli._common import command, console, err_console, progress_bar, warn
@@ -16,10 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-
-if TYPE_CHECKING:
-    from rcml_st.data.amazon import ConversionSummary
-    from rcml_st.data.interactions import LogRelationsSummary
+from rich.table import Table
 
 # A progress bar per pass over a file, in bytes read.
 _BYTES_COLUMNS = (
@@ -30,6 +27,15 @@ _BYTES_COLUMNS = (
     TimeElapsedColumn(),
     TimeRemainingColumn(),
 )
+ClusterOption = Annotated[
+    int | None,
+    typer.Option(
+        "--cluster",
+        min=1,
+        metavar="K",
+        help="Group the co-purchase edges into K relation types, named from what linked products share.",
+    ),
+]
 ClusterSeedOption = with_help(SeedOption, "Seed for --cluster (same seed, same relation types).")
 
 app = typer.Typer(help="Convert public catalogue formats into rcml-st JSON Lines.", no_args_is_help=True)
@@ -105,15 +111,7 @@ def amazon(
     max_text_chars: Annotated[
         int, typer.Option("--max-text-chars", min=0, help="Cap on the length of an item's text (0: no cap).")
     ] = 300,
-    cluster: Annotated[
-        int | None,
-        typer.Option(
-            "--cluster",
-            min=1,
-            metavar="K",
-            help="Group the co-purchase edges into K relation types, named from what linked products share.",
-        ),
-    ] = None,
+    cluster: ClusterOption = None,
     seed: ClusterSeedOption = 0,
     skip_invalid: with_help(
         SkipInvalidOption, "Skip bad records (counted, first of each kind shown) instead of stopping."
@@ -203,7 +201,16 @@ def amazon(
             co_review_significance=co_review_significance,
             on_progress=on_progress,
         )
-    _print_summary(summary, cluster)
+    _print_rows(f"{summary.input.name} ({summary.format} format) -> {summary.output}", summary.rows())
+    if cluster and not summary.relation_types:
+        console.print("--cluster: no co-purchase edges in the catalogue, nothing to group.")
+    elif cluster:
+        types = Table(title=f"relation types (--cluster {cluster})", title_justify="left")
+        types.add_column("relation type")
+        types.add_column("edges", justify="right")
+        for name, size in summary.relation_types:
+            types.add_row(name, f"{size:,}")
+        console.print(types)
 
 
 LOG_HELP = "\n\n".join(
@@ -300,12 +307,7 @@ def log(
         int | None,
         typer.Option("--threads", min=1, help="DuckDB's threads (default: one per CPU core)."),
     ] = None,
-    cluster: Annotated[
-        int | None,
-        typer.Option(
-            "--cluster", min=1, metavar="K", help="Group the new edges into K named relation types."
-        ),
-    ] = None,
+    cluster: with_help(ClusterOption, "Group the new edges into K named relation types.") = None,
     seed: ClusterSeedOption = 0,
     skip_invalid: SkipInvalidOption = False,
 ) -> None:
@@ -338,10 +340,6 @@ def log(
         seed=seed,
         skip_invalid=skip_invalid,
     )
-    _print_log_summary(summary)
-
-
-def _print_log_summary(summary: LogRelationsSummary) -> None:
     _print_rows(f"{summary.log.name} + {summary.catalog.name} -> {summary.output}", summary.rows())
     stats = summary.log_stats
     if stats.unknown_items * 2 > stats.rows:
@@ -354,8 +352,6 @@ def _print_log_summary(summary: LogRelationsSummary) -> None:
 
 def _print_rows(title: str, rows: list[tuple[str, str, str]]) -> None:
     """A closing report: ``(what, count, details)`` rows under a title."""
-    from rich.table import Table
-
     table = Table(title=title, title_justify="left")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
@@ -363,19 +359,3 @@ def _print_rows(title: str, rows: list[tuple[str, str, str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-
-
-def _print_summary(summary: ConversionSummary, cluster: int | None) -> None:
-    from rich.table import Table
-
-    _print_rows(f"{summary.input.name} ({summary.format} format) -> {summary.output}", summary.rows())
-    if cluster:
-        if not summary.relation_types:
-            console.print("--cluster: no co-purchase edges in the catalogue, nothing to group.")
-            return
-        types = Table(title=f"relation types (--cluster {cluster})", title_justify="left")
-        types.add_column("relation type")
-        types.add_column("edges", justify="right")
-        for name, size in summary.relation_types:
-            types.add_row(name, f"{size:,}")
-        console.print(types)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 from rcml_st.cli._common import (
@@ -27,9 +27,6 @@ from rcml_st.cli.options import (
     RetryTimeoutOption,
     TrustRemoteCodeOption,
 )
-
-if TYPE_CHECKING:
-    from rcml_st.index import Hit
 
 SEARCH_HELP = "\n\n".join(
     [
@@ -135,14 +132,11 @@ def search(
 
         typer.echo(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
         return
-    console.print(_table(hits, relation, given[0], item_id or text or str(image), modality))
-
-
-def _table(hits: list[Hit], relation: str, kind: str, query: str, modality: str) -> object:
     from rich.table import Table
 
+    query = item_id or text or str(image)
     table = Table(
-        title=f"{kind} {query!r} under {relation!r} ({modality} vectors)",
+        title=f"{given[0]} {query!r} under {relation!r} ({modality} vectors)",
         title_justify="left",
         caption=None if hits else "no results",
         caption_justify="left",
@@ -154,4 +148,4 @@ def _table(hits: list[Hit], relation: str, kind: str, query: str, modality: str)
     for hit in hits:
         shown = hit.text if hit.text is not None else f"(image) {hit.payload.get('image', '')}"
         table.add_row(str(hit.rank), f"{hit.score:.4f}", hit.item_id, shown)
-    return table
+    console.print(table)

@@ -8,15 +8,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rcml_st.cli._common import (
-    command,
-    console,
-    fail,
-    quiet_transformers,
-    say,
-    warn,
-)
-from rcml_st.cli.options import DeviceOption, SeedOption, SkipInvalidOption, with_help
+from rcml_st.cli._common import command, console, fail, quiet_transformers, say, warn
+from rcml_st.cli.options import DataArgument, DeviceOption, SeedOption, SkipInvalidOption, with_help
 
 TRAIN_HELP = "\n\n".join(
     [
@@ -58,10 +51,7 @@ TRAIN_HELP = "\n\n".join(
 
 @command(TRAIN_HELP)
 def train(
-    data: Annotated[
-        Path,
-        typer.Argument(help="The training data file (.jsonl).", metavar="DATA.jsonl"),
-    ],
+    data: with_help(DataArgument, "The training data file (.jsonl)."),
     output: Annotated[
         Path,
         typer.Option(
@@ -259,15 +249,8 @@ def train(
     ] = None,
 ) -> None:
     options = dict(locals())
-    rank = int(os.environ.get("RANK", "0") or 0)
-
-    def log(message: str) -> None:  # one process of a distributed run speaks
-        if rank == 0:
-            say(message)
-
-    def warn_once(message: str) -> None:
-        if rank == 0:
-            warn(message)
+    speaks = int(os.environ.get("RANK", "0") or 0) == 0  # one process of a distributed run speaks
+    log, warn_once = (say, warn) if speaks else (_silent, _silent)
 
     quiet_transformers()
     from rcml_st.training import TrainConfig
@@ -284,7 +267,7 @@ def train(
         mix_relations=batches == "by-source",
     )
     try:
-        result = run_training(config, console=console if rank == 0 else None, log=log, warn=warn_once)
+        result = run_training(config, console=console if speaks else None, log=log, warn=warn_once)
     except KeyboardInterrupt:
         raise fail(
             f"interrupted; run the same command with --resume to continue from the last checkpoint in "
@@ -295,3 +278,7 @@ def train(
         f"done: {result.epochs:g} epochs in {result.seconds:.0f} s. Load the model with "
         f"rcml_st.load({str(output)!r}) or SentenceTransformer({str(output)!r}, trust_remote_code=True)"
     )
+
+
+def _silent(message: str) -> None:
+    """What the other processes of a distributed run say: nothing."""
