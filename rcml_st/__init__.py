@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rcml_st.model import build_model, load, relation_vocabulary, set_relation_vocabulary
     from rcml_st.modules import OpenCLIPInput, RelationPooling
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public names resolve on first use (PEP 562): `import rcml_st.index` or `rcml-st --help` must not
 # pay for importing torch, open_clip and sentence-transformers.
